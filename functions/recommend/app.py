@@ -1,0 +1,38 @@
+"""RecommendFunction: personalized and popularity recommendations, and the serving model's card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+
+from recsys import api, service
+from recsys.schemas import K, Explain, Genre, Kind, ModelInfo, Recommendations, UserId
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=api.NAMESPACE)
+app = api.create_app()
+runtime = api.Runtime(metrics)
+
+
+@app.get("/recommendations/<user_id>", responses=api.ERROR_RESPONSES, tags=["recommendations"])
+def recommendations(
+    user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
+) -> Recommendations:
+    """Movies for a user: personalized (LightFM) or popularity; unknown users get popularity."""
+    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]
+
+
+@app.get("/model", responses=api.ERROR_RESPONSES, tags=["model"])
+def model_card() -> ModelInfo:
+    """The serving model's version, data summary and evaluation metrics."""
+    return service.model_info(runtime.model())  # type: ignore[return-value]
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return runtime.resolve(app, event, context)

@@ -1,0 +1,156 @@
+"""HTTP glue shared by the three handlers: the resolver, error mapping, CORS, the per-container model.
+
+Every error leaves as ``{"error": {"code": ..., "message": ...}}``:
+
+=================================  ======  =====================================
+raised                             status  code
+=================================  ======  =====================================
+RequestValidationError (pydantic)  400     invalid_request
+InvalidRequestError                400     invalid_request
+UnknownUserError / UnknownMovie    404     unknown_user / unknown_movie
+no such route                      404     no_route
+ModelUnavailableError              503     model_unavailable (+ Retry-After)
+ConfigurationError                 503     misconfigured (+ Retry-After)
+anything else                      500     internal (logged with its trace)
+=================================  ======  =====================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
+
+from recsys.artifact import ModelArtifact
+from recsys.config import Settings
+from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError
+from recsys.schemas import ErrorBody
+from recsys.store import ModelStore
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "MovieRecommender"
+RETRY_AFTER_SECONDS = 5
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"description": "A parameter is malformed or out of range"},
+    404: {"description": "Unknown user, movie or route"},
+    503: {"description": "No model is available yet; retry after the Retry-After seconds"},
+}
+
+
+def create_app() -> APIGatewayRestResolver:
+    """A REST resolver with validation on and every error mapped to the JSON error body."""
+    app = APIGatewayRestResolver(enable_validation=True)
+    register_error_handlers(app)
+    return app
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"code": code, "message": message}}
+    return Response(status, "application/json", json.dumps(body), headers=headers)
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        return error(400, "invalid_request", describe_validation(exc.errors()))
+
+    @app.exception_handler(InvalidRequestError)
+    def _bad(exc: InvalidRequestError) -> Response:
+        return error(400, exc.code, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    def _missing(exc: NotFoundError) -> Response:
+        return error(404, exc.code, str(exc))
+
+    @app.exception_handler(ModelUnavailableError)
+    @app.exception_handler(ConfigurationError)
+    def _unavailable(exc: ModelUnavailableError | ConfigurationError) -> Response:
+        logger.error("serving unavailable: %s", exc)
+        return error(503, exc.code, f"no model is available: {exc}", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response:
+        return error(404, "no_route", f"no route {app.current_event.http_method} {app.current_event.path}")
+
+    @app.exception_handler(Exception)
+    def _internal(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error(500, "internal", "internal error; it has been logged")
+
+
+def describe_validation(errors: Any) -> str:
+    """One readable sentence per pydantic error: where, and what was wrong."""
+    parts = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])}" if len(loc) > 1 else ".".join(loc) or "request"
+        where = where.replace("path parameter", "path segment")
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+class Runtime:
+    """What one container keeps between requests: its settings and its model store.
+
+    Nothing is read at construction; the first request reads the settings and loads the model, so
+    a bad setting or an unreachable S3 becomes a 503 instead of a crashed init.
+    """
+
+    def __init__(self, metrics: Any = None) -> None:
+        self.metrics = metrics
+        self._settings: Settings | None = None
+        self._store: ModelStore | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    @property
+    def store(self) -> ModelStore:
+        if self._store is None:
+            self._store = ModelStore(self.settings, on_load=self._loaded)
+        return self._store
+
+    def model(self) -> ModelArtifact:
+        return self.store.get()
+
+    def resolve(self, app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Route the event, then add the CORS headers API Gateway would not add to our responses."""
+        response = app.resolve(event, context)
+        add_cors(response, event, self._allowed_origin())
+        return response
+
+    def _allowed_origin(self) -> str | None:
+        try:
+            return self.settings.allowed_origin
+        except ConfigurationError:
+            return None
+
+    def _loaded(self, model: ModelArtifact, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=seconds * 1000)
+            self.metrics.add_metadata(key="model_version", value=model.version)
+
+
+def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | None) -> None:
+    """Echo the allowed origin (or ``*``) on every response, errors included."""
+    if not allowed:
+        return
+    headers = response.setdefault("multiValueHeaders", {})
+    if allowed == "*":
+        headers["Access-Control-Allow-Origin"] = ["*"]
+        return
+    request_headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    if request_headers.get("origin") == allowed:
+        headers["Access-Control-Allow-Origin"] = [allowed]
+    headers["Vary"] = ["Origin"]
+
+
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error"]

@@ -1,0 +1,236 @@
+"""The serving model: everything the API reads, in compact numpy arrays.
+
+Training builds a `ModelArtifact` from LightFM's user and item representations (so item features
+are already folded in) and pickles it; the Lambda functions unpickle it with `recsys.store`, whose
+allow-list admits this class and numpy's array reconstruction only. The LightFM object itself is
+never pickled, and nothing here imports lightfm or scipy.
+
+Indices versus ids: arrays are indexed by *index* (0..n-1). External ids (the dataset's own user
+and movie ids) are kept sorted ascending in `user_ids` / `item_ids`, so an id is found by binary
+search and no dict has to be built at cold start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from recsys import scoring
+
+SCHEMA_VERSION = 1
+_EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ModelArtifact:
+    """A trained model as the API serves it.
+
+    Attributes
+    ----------
+    user_ids, item_ids : ndarray of int, shape (n_users,) / (n_items,)
+        External ids, strictly ascending; position = index.
+    user_factors : ndarray of float32, shape (n_users, d)
+    user_biases : ndarray of float32, shape (n_users,)
+    item_factors : ndarray of float32, shape (n_items, d)
+    item_biases : ndarray of float32, shape (n_items,)
+        LightFM representations: score(u, i) = user_biases[u] + item_biases[i]
+        + user_factors[u] @ item_factors[i], exactly what `LightFM.predict` computes.
+    item_unit : ndarray of float32, shape (n_items, d)
+        `item_factors` scaled to unit length (all-zero rows stay zero), for cosine similarity.
+    popularity : ndarray of int32, shape (n_items,)
+        Item indices, most liked first (ties: lower index first).
+    like_counts : ndarray of int32, shape (n_items,)
+        Number of users who liked each item.
+    history_indptr : ndarray of int64, shape (n_users + 1,)
+    history_items : ndarray of int, shape (n_likes,)
+    history_ratings : ndarray of uint8, shape (n_likes,)
+        Rating times two (half stars fit).
+    history_days : ndarray of uint16, shape (n_likes,)
+        Days since 1970-01-01. User u's likes are rows history_indptr[u]:history_indptr[u+1],
+        newest first.
+    titles : tuple of str, length n_items
+    years : ndarray of int16, shape (n_items,)
+        Release year, 0 when unknown.
+    genre_names : tuple of str
+    item_genres : ndarray of uint32, shape (n_items,)
+        Bit g is set when the movie has genre_names[g].
+    provenance : dict
+        version, created_at, params, data (summary and fingerprint), metrics, libraries.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_factors: np.ndarray
+    user_biases: np.ndarray
+    item_factors: np.ndarray
+    item_biases: np.ndarray
+    item_unit: np.ndarray
+    popularity: np.ndarray
+    like_counts: np.ndarray
+    history_indptr: np.ndarray
+    history_items: np.ndarray
+    history_ratings: np.ndarray
+    history_days: np.ndarray
+    titles: tuple[str, ...]
+    years: np.ndarray
+    genre_names: tuple[str, ...]
+    item_genres: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return str(self.provenance.get("version", "unversioned"))
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelArtifact(version={self.version!r}, users={self.n_users}, items={self.n_items}, "
+            f"dim={self.item_factors.shape[1]})"
+        )
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def user_index(self, user_id: int) -> int | None:
+        """Index of an external user id, or None when the model does not know it."""
+        return _find(self.user_ids, user_id)
+
+    def item_index(self, movie_id: int) -> int | None:
+        """Index of an external movie id, or None when the model does not know it."""
+        return _find(self.item_ids, movie_id)
+
+    def liked(self, u: int) -> slice:
+        """Rows of the history arrays that hold user index `u`'s likes, newest first."""
+        return slice(int(self.history_indptr[u]), int(self.history_indptr[u + 1]))
+
+    def genre_bit(self, name: str) -> int | None:
+        """The bit mask of a genre, matched case-insensitively, or None if unknown."""
+        folded = name.casefold()
+        for g, known in enumerate(self.genre_names):
+            if known.casefold() == folded:
+                return 1 << g
+        return None
+
+    @cached_property
+    def search_keys(self) -> tuple[str, ...]:
+        """Titles folded for search (lower case, no accents); built on the first search."""
+        from recsys.service import fold
+
+        return tuple(fold(t) for t in self.titles)
+
+    def genres_of(self, i: int) -> list[str]:
+        bits = int(self.item_genres[i])
+        return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
+
+    def rated_on(self, row: int) -> str:
+        """ISO date of a history row."""
+        return (_EPOCH + dt.timedelta(days=int(self.history_days[row]))).isoformat()
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def score_user(self, u: int) -> np.ndarray:
+        """Scores of every item for user index `u`, float32 of shape (n_items,)."""
+        return scoring.user_scores(
+            self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
+        )
+
+    def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items for user index `u` among those the user has not liked.
+
+        Returns ``(items, scores)``: int64 indices best first, and their float32 scores.
+        """
+        scores = self.score_user(u)
+        scores[self.history_items[self.liked(u)]] = -np.inf
+        if genre_bit is not None:
+            scores[(self.item_genres & genre_bit) == 0] = -np.inf
+        items = scoring.top_k(scores, k)
+        return items, scores[items]
+
+    def popular(self, k: int, exclude: np.ndarray | None = None, genre_bit: int | None = None) -> np.ndarray:
+        """The k most liked item indices, skipping `exclude` and items outside `genre_bit`."""
+        keep = np.ones(self.n_items, dtype=bool)
+        if exclude is not None:
+            keep[exclude] = False
+        if genre_bit is not None:
+            keep &= (self.item_genres & genre_bit) != 0
+        ranked = self.popularity[keep[self.popularity]]
+        return ranked[:k]
+
+    def similar(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k items most cosine-similar to item index `i`, itself excluded.
+
+        Returns ``(items, similarities)``: int64 indices best first, float32 cosines in [-1, 1].
+        """
+        sims = self.item_unit @ self.item_unit[i]
+        sims[i] = -np.inf
+        items = scoring.top_k(sims, k)
+        return items, sims[items]
+
+    def because(self, u: int, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
+        """For each item, up to `n` of user `u`'s liked items most similar to it, best first."""
+        liked = self.history_items[self.liked(u)].astype(np.int64)
+        if liked.size == 0:
+            return [np.empty(0, dtype=np.int64) for _ in items]
+        sims = self.item_unit[items] @ self.item_unit[liked].T  # (len(items), n_liked)
+        return [liked[scoring.top_k(row, n)] for row in sims]
+
+    # -- integrity --------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose dtype or shape is inconsistent."""
+        if self.schema != SCHEMA_VERSION:
+            raise ValueError(f"artifact schema {self.schema}, this code reads {SCHEMA_VERSION}")
+        n_u, n_i = self.n_users, self.n_items
+        d = self.item_factors.shape[1] if self.item_factors.ndim == 2 else -1
+        expect = {
+            "user_factors": ((n_u, d), np.float32),
+            "user_biases": ((n_u,), np.float32),
+            "item_factors": ((n_i, d), np.float32),
+            "item_biases": ((n_i,), np.float32),
+            "item_unit": ((n_i, d), np.float32),
+            "popularity": ((n_i,), np.int32),
+            "like_counts": ((n_i,), np.int32),
+            "history_indptr": ((n_u + 1,), np.int64),
+            "history_ratings": ((int(self.history_items.shape[0]),), np.uint8),
+            "history_days": ((int(self.history_items.shape[0]),), np.uint16),
+            "years": ((n_i,), np.int16),
+            "item_genres": ((n_i,), np.uint32),
+        }
+        for name, (shape, dtype) in expect.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                got = f"{arr.dtype}{arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise ValueError(f"{name}: expected {np.dtype(dtype)}{shape}, got {got}")
+        for name in ("user_ids", "item_ids"):
+            ids = getattr(self, name)
+            if ids.ndim != 1 or ids.dtype.kind != "i" or (ids.size > 1 and np.any(np.diff(ids) <= 0)):
+                raise ValueError(f"{name}: expected strictly ascending integers")
+        if len(self.titles) != n_i:
+            raise ValueError(f"titles: expected {n_i}, got {len(self.titles)}")
+        if self.history_indptr[0] != 0 or self.history_indptr[-1] != self.history_items.shape[0]:
+            raise ValueError("history_indptr does not span history_items")
+        if self.history_items.size and (self.history_items.min() < 0 or self.history_items.max() >= n_i):
+            raise ValueError("history_items: index out of range")
+
+
+def _find(ids: np.ndarray, value: int) -> int | None:
+    info = np.iinfo(ids.dtype)
+    if not info.min <= value <= info.max:
+        return None
+    pos = int(np.searchsorted(ids, value))
+    if pos < ids.shape[0] and int(ids[pos]) == value:
+        return pos
+    return None

@@ -1,0 +1,51 @@
+"""Settings of a serving function, read once from the environment and validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from recsys.errors import ConfigurationError
+from recsys.uri import ModelUri
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a function needs to serve.
+
+    model_uri : where `latest.json` lives (``s3://bucket/prefix`` or a local folder).
+    refresh_seconds : at most this often a request checks whether a newer model was published.
+    allowed_origin : the website origin echoed in CORS headers (``*`` for local development).
+    """
+
+    model_uri: ModelUri
+    refresh_seconds: float = 60.0
+    allowed_origin: str = "*"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw_uri = env.get("MODEL_URI", "").strip()
+        if not raw_uri:
+            raise ConfigurationError("MODEL_URI is not set")
+        try:
+            uri = ModelUri.parse(raw_uri)
+        except ValueError as exc:
+            raise ConfigurationError(f"MODEL_URI: {exc}") from exc
+        refresh = _number(env, "MODEL_REFRESH_SECONDS", 60.0, minimum=0.0)
+        origin = env.get("ALLOWED_ORIGIN", "*").strip() or "*"
+        return cls(uri, refresh, origin)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value

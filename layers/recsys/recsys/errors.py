@@ -1,0 +1,57 @@
+"""Errors of the recommender, one type per thing that can go wrong.
+
+The tree, and the HTTP status `recsys.api` maps each branch to::
+
+    RecsysError
+    ├── InvalidRequestError          400  a parameter is malformed or out of range
+    ├── NotFoundError                404
+    │   ├── UnknownUserError              no such user in the model
+    │   └── UnknownMovieError             no such movie in the model
+    ├── ModelUnavailableError        503  no model could be loaded (S3 down, bad pointer, ...)
+    │   └── ModelIntegrityError           the bytes fail the size/sha256 check or the unpickler's allow-list
+    └── ConfigurationError           503  the function's settings are missing or invalid
+"""
+
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code = "error"
+
+
+class InvalidRequestError(RecsysError):
+    code = "invalid_request"
+
+
+class NotFoundError(RecsysError):
+    code = "not_found"
+
+
+class UnknownUserError(NotFoundError):
+    code = "unknown_user"
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} is not in the model")
+        self.user_id = user_id
+
+
+class UnknownMovieError(NotFoundError):
+    code = "unknown_movie"
+
+    def __init__(self, movie_id: int) -> None:
+        super().__init__(f"movie {movie_id} is not in the model")
+        self.movie_id = movie_id
+
+
+class ModelUnavailableError(RecsysError):
+    code = "model_unavailable"
+
+
+class ModelIntegrityError(ModelUnavailableError):
+    code = "model_integrity"
+
+
+class ConfigurationError(RecsysError):
+    code = "misconfigured"

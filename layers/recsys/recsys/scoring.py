@@ -1,0 +1,63 @@
+"""Numpy-only scoring kernels: the per-request hot path.
+
+No lightfm and no scipy here: a Lambda function imports this with numpy alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def user_scores(
+    user_vector: np.ndarray, user_bias: float, item_factors: np.ndarray, item_biases: np.ndarray
+) -> np.ndarray:
+    """LightFM's score of every item for one user.
+
+    Parameters
+    ----------
+    user_vector : ndarray of float32, shape (d,)
+    user_bias : float
+    item_factors : ndarray of float32, shape (n_items, d)
+    item_biases : ndarray of float32, shape (n_items,)
+
+    Returns
+    -------
+    ndarray of float32, shape (n_items,)
+        A fresh array (callers may mask it in place).
+    """
+    scores = item_factors @ user_vector
+    scores += item_biases
+    scores += np.float32(user_bias)
+    return scores
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest scores, best first.
+
+    Entries equal to ``-inf`` are treated as masked out and never returned, so the result may be
+    shorter than `k`. Equal scores are ordered by index, so the result is deterministic.
+
+    Parameters
+    ----------
+    scores : ndarray of float, shape (n,)
+    k : int
+        At least 1.
+
+    Returns
+    -------
+    ndarray of int64, shape (min(k, number of finite entries),)
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    n = scores.shape[0]
+    if k < n:
+        candidates = np.argpartition(-scores, k - 1)[:k]
+        # argpartition leaves ties at the boundary to chance: widen to every entry tied with the
+        # k-th best, so the index order below can break them deterministically.
+        kth = scores[candidates].min()
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(n)
+    candidates = candidates[np.isfinite(scores[candidates]) | (scores[candidates] > 0)]
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order[:k]].astype(np.int64, copy=False)

@@ -1,0 +1,141 @@
+"""What each route answers, as plain dicts, given the model of the request.
+
+A handler fetches the model once per request and passes it here, so one response never mixes
+two models even while a refresh swaps in a new one.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+from recsys.artifact import ModelArtifact
+from recsys.errors import InvalidRequestError, UnknownMovieError, UnknownUserError
+
+
+def movie(model: ModelArtifact, i: int) -> dict[str, object]:
+    year = int(model.years[i])
+    return {
+        "movie_id": int(model.item_ids[i]),
+        "title": model.titles[i],
+        "year": year or None,
+        "genres": model.genres_of(i),
+    }
+
+
+def recommendations(
+    model: ModelArtifact, user_id: int, k: int, kind: str, genre: str | None, explain: bool
+) -> dict[str, object]:
+    bit = _genre_bit(model, genre)
+    u = model.user_index(user_id)
+    answer: dict[str, object] = {"model_version": model.version, "user_id": user_id, "k": k, "genre": genre}
+    if u is None:
+        items = model.popular(k, genre_bit=bit)
+        answer.update(model="popularity", fallback="unknown_user", items=_popular_items(model, items))
+        return answer
+    if kind == "popularity":
+        items = model.popular(k, exclude=model.history_items[model.liked(u)], genre_bit=bit)
+        answer.update(model="popularity", items=_popular_items(model, items))
+        return answer
+    items, scores = model.recommend(u, k, bit)
+    out = [{**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)]
+    if explain:
+        for entry, reasons in zip(out, model.because(u, items), strict=True):
+            entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
+    answer.update(model="personalized", items=out)
+    return answer
+
+
+def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str, object]:
+    u = model.user_index(user_id)
+    if u is None:
+        raise UnknownUserError(user_id)
+    rows = model.liked(u)
+    total = rows.stop - rows.start
+    page = range(rows.start + min(offset, total), rows.start + min(offset + k, total))
+    items = [
+        {**movie(model, int(model.history_items[r])), "rating": model.history_ratings[r] / 2, "rated_at": model.rated_on(r)}
+        for r in page
+    ]
+    return {"model_version": model.version, "user_id": user_id, "total": total, "offset": offset, "k": k, "items": items}
+
+
+def sample_users(model: ModelArtifact, limit: int, seed: int, min_likes: int = 5) -> dict[str, object]:
+    """A deterministic sample of users with at least `min_likes` likes, for the website's picker."""
+    likes = np.diff(model.history_indptr)
+    pool = np.flatnonzero(likes >= min_likes)
+    if pool.size == 0:
+        pool = np.flatnonzero(likes > 0)
+    chosen = np.sort(np.random.default_rng(seed).choice(pool, size=min(limit, pool.size), replace=False))
+    items = []
+    for u in chosen.tolist():
+        liked = model.history_items[model.liked(u)]
+        bits = model.item_genres[liked]
+        counts = [(int(((bits >> g) & 1).sum()), name) for g, name in enumerate(model.genre_names)]
+        top = [name for n, name in sorted(counts, key=lambda c: (-c[0], c[1])) if n > 0][:3]
+        items.append({"user_id": int(model.user_ids[u]), "likes": int(likes[u]), "top_genres": top})
+    return {"model_version": model.version, "seed": seed, "items": items}
+
+
+def similar(model: ModelArtifact, movie_id: int, k: int) -> dict[str, object]:
+    i = model.item_index(movie_id)
+    if i is None:
+        raise UnknownMovieError(movie_id)
+    items, sims = model.similar(i, k)
+    return {
+        "model_version": model.version,
+        "movie": movie(model, i),
+        "items": [
+            {**movie(model, j), "similarity": round(float(s), 5)} for j, s in zip(items.tolist(), sims.tolist(), strict=True)
+        ],
+    }
+
+
+def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, object]:
+    """Titles containing every word of `query` (case- and accent-insensitive), prefix matches first,
+    then the most liked; an empty query gives the most liked movies."""
+    words = fold(query).split()
+    if not words:
+        hits = model.popularity[:limit]
+    else:
+        keys = model.search_keys
+        match = [i for i, key in enumerate(keys) if all(w in key for w in words)]
+        match.sort(key=lambda i: (not keys[i].startswith(words[0]), -int(model.like_counts[i]), i))
+        hits = np.asarray(match[:limit], dtype=np.int64)
+    items = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
+    return {"model_version": model.version, "query": query, "items": items}
+
+
+def model_info(model: ModelArtifact) -> dict[str, object]:
+    p = model.provenance
+    return {
+        "model_version": model.version,
+        "created_at": p.get("created_at"),
+        "users": model.n_users,
+        "movies": model.n_items,
+        "genres": list(model.genre_names),
+        "data": p.get("data", {}),
+        "params": p.get("params", {}),
+        "metrics": p.get("metrics", {}),
+        "libraries": p.get("libraries", {}),
+    }
+
+
+def fold(text: str) -> str:
+    """Lower-case and strip accents, so "Misérables" matches "miserables"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _genre_bit(model: ModelArtifact, genre: str | None) -> int | None:
+    if genre is None or genre.strip() == "":
+        return None
+    bit = model.genre_bit(genre.strip())
+    if bit is None:
+        raise InvalidRequestError(f"unknown genre {genre!r}; known: {', '.join(model.genre_names)}")
+    return bit
+
+
+def _popular_items(model: ModelArtifact, items: np.ndarray) -> list[dict[str, object]]:
+    return [{**movie(model, i), "score": float(model.like_counts[i])} for i in items.tolist()]

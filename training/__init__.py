@@ -1,0 +1,1 @@
+"""The training job: MovieLens ratings -> LightFM (WARP) -> evaluated, published serving model."""

@@ -1,0 +1,238 @@
+"""``python -m training``: read ratings, clean, train, evaluate, publish.
+
+Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publishing refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.uri import ModelUri
+from training import model as lfm
+from training.cleaning import Interactions, clean
+from training.datasets import DataError, read_ratings, resolve_source
+from training.evaluate import evaluate, popularity_scorer
+from training.publish import PublishError, Published, publish, writer_for
+from training.report import render
+from training.split import time_split, to_matrix
+
+
+def parser() -> argparse.ArgumentParser:
+    d = lfm.TrainParams()
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    p.add_argument("--ratings", required=True, help="folder/file, s3://bucket/key, or ml-100k, ml-1m, ml-10m, ...")
+    p.add_argument("--model-uri", required=True, help="s3://bucket/prefix or a local folder to publish into")
+    data = p.add_argument_group("data")
+    data.add_argument("--min-rating", type=float, default=d.min_rating, help="ratings >= this are positives (4.0)")
+    data.add_argument("--max-bad-rows", type=_fraction, default=0.01, help="stop above this fraction of bad rows")
+    data.add_argument("--data-cache", type=Path, default=Path.home() / ".cache" / "movielens")
+    m = p.add_argument_group("model")
+    m.add_argument("--loss", choices=("warp", "bpr", "warp-kos", "logistic"), default=d.loss)
+    m.add_argument("--components", type=_positive, default=d.components)
+    m.add_argument("--epochs", type=_positive, default=d.epochs, help="at most this many (early stopping)")
+    m.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    m.add_argument("--item-alpha", type=float, default=d.item_alpha)
+    m.add_argument("--max-sampled", type=_positive, default=d.max_sampled)
+    m.add_argument("--item-features", choices=lfm.ITEM_FEATURES, default=d.item_features)
+    m.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
+    m.add_argument("--seed", type=int, default=d.seed)
+    m.add_argument("--patience", type=_positive, default=d.patience, help="epochs without progress before stopping")
+    m.add_argument("--min-epochs", type=_positive, default=d.min_epochs, help="never stop before this many epochs")
+    m.add_argument("--no-early-stopping", dest="early_stopping", action="store_false")
+    e = p.add_argument_group("evaluation and publishing")
+    e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
+    e.add_argument("--keep", type=_positive, help="keep only the N newest published versions")
+    e.add_argument("--cache-dir", type=Path, help="reuse a model trained on the same data and settings")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: publishing refused: {exc}", file=sys.stderr)
+        return 3
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        uri = ModelUri.parse(args.model_uri)
+    except ValueError as exc:
+        raise DataError(f"--model-uri: {exc}") from exc
+    writer = writer_for(uri)
+    current, tag = writer.pointer()  # read first: the pointer is swung only if nobody else did since
+    params = lfm.TrainParams(
+        loss=args.loss, components=args.components, epochs=args.epochs, learning_rate=args.learning_rate,
+        item_alpha=args.item_alpha, max_sampled=args.max_sampled, item_features=args.item_features,
+        threads=args.threads, seed=args.seed, early_stopping=args.early_stopping, patience=args.patience, min_epochs=args.min_epochs,
+        min_rating=args.min_rating,
+    )  # fmt: skip
+
+    clock = time.perf_counter()
+    source = resolve_source(args.ratings, args.data_cache)
+    raw = read_ratings(source)
+    data = clean(raw, args.min_rating, args.max_bad_rows)
+    ingest_s = time.perf_counter() - clock
+    _report_cleaning(raw.bad_rows, data.summary, ingest_s)
+
+    cache = _cache_folder(args.cache_dir, data, params)
+    if cache is not None and (cache / "model.pkl").exists():
+        files = {name: (cache / name).read_bytes() for name in ("model.pkl", "metrics.json", "report.html")}
+        version = json.loads(files["metrics.json"])["version"]
+        print(f"reusing model {version} trained on the same data and settings ({cache})")
+        if current is not None and current.get("version") == version:
+            print(f"{uri} already serves {version}; nothing to publish")
+            return 0
+    else:
+        files = train_and_evaluate(args, data, raw.movies, params)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            for name, blob in files.items():
+                (cache / name).write_bytes(blob)
+    metrics = json.loads(files["metrics.json"])
+    done = publish(
+        writer, metrics["version"], files["model.pkl"],
+        {"metrics.json": files["metrics.json"], "report.html": files["report.html"]},
+        expected_tag=tag, created_at=lfm.utc_now(), keep=args.keep, location=str(uri),
+    )  # fmt: skip
+    _report_published(done, metrics)
+    return 0
+
+
+def train_and_evaluate(
+    args: argparse.Namespace, data: Interactions, movies: Any, params: lfm.TrainParams
+) -> dict[str, bytes]:
+    """Evaluate on a time split, then retrain on everything; the published files by name."""
+    started = time.perf_counter()
+    created = lfm.utc_now()
+    cat = lfm.catalogue(data.item_ids, movies)
+    features = lfm.item_features(params.item_features, cat)
+    shape = (data.user_ids.size, data.item_ids.size)
+    pos = data.positives(params.min_rating)
+    users, items = data.users[pos], data.items[pos]
+    ts, order = data.timestamps[pos], data.order[pos]
+    progress = not args.quiet
+
+    held = time_split(users, ts, order, params.test_fraction)
+    train_rows = ~held
+    epochs = params.epochs
+    history: list[float] = []
+    if params.early_stopping:
+        val = time_split(users[train_rows], ts[train_rows], order[train_rows], params.validation_fraction)
+        fit_u, fit_i = users[train_rows][~val], items[train_rows][~val]
+        val_m = to_matrix(users[train_rows][val], items[train_rows][val], shape)
+        _, epochs, history = lfm.fit(
+            params, to_matrix(fit_u, fit_i, shape).tocoo(), features, params.epochs, val_m, "validate", progress
+        )
+        print(f"early stopping: best smoothed validation ndcg@10 after {epochs} epochs")
+    train_m = to_matrix(users[train_rows], items[train_rows], shape)
+    test_m = to_matrix(users[held], items[held], shape)
+    model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
+    sample = _sample_users(test_m, args.eval_users, params.seed)
+    results = {
+        "lightfm": evaluate(lfm.lightfm_scorer(model, features), train_m, test_m, users=sample),
+        "popularity": evaluate(popularity_scorer(train_m), train_m, test_m, users=sample),
+    }
+    final, _, _ = lfm.fit(params, to_matrix(users, items, shape).tocoo(), features, epochs, desc="final", progress=progress)
+    train_s = time.perf_counter() - started
+
+    fingerprint = data.fingerprint()
+    version = f"{created:%Y%m%dT%H%M%SZ}-{hashlib.sha256((fingerprint + repr(params)).encode()).hexdigest()[:8]}"
+    chosen = replace(params, epochs=epochs)
+    metrics: dict[str, Any] = {
+        "version": version,
+        "split": "time",
+        "k": 10,
+        "models": {name: {k: v for k, v in r.items() if k != "curves"} for name, r in results.items()},
+        "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
+        "data": {**data.summary, "fingerprint": fingerprint, "train_positives": int(train_m.nnz),
+                 "test_positives": int(test_m.nnz)},
+        "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
+        "training_seconds": round(train_s, 2),
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+    }  # fmt: skip
+    provenance = {
+        "version": version,
+        "created_at": metrics["created_at"],
+        "params": metrics["params"],
+        "data": metrics["data"],
+        "metrics": {"split": "time", "k": 10, "models": metrics["models"], "curves": metrics["curves"]},
+        "libraries": lfm.library_versions(),
+    }
+    artifact = lfm.build_artifact(final, features, data, cat, provenance)
+    blob = pickle.dumps(artifact, protocol=5)
+    metrics["artifact_bytes"] = len(blob)
+    return {
+        "model.pkl": blob,
+        "metrics.json": json.dumps(metrics, indent=2).encode(),
+        "report.html": render(metrics),
+    }
+
+
+def _sample_users(test: Any, limit: int, seed: int) -> np.ndarray | None:
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    if users.size <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
+
+
+def _cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams) -> Path | None:
+    if root is None:
+        return None
+    key = hashlib.sha256((data.fingerprint() + repr(replace(params, threads=0))).encode()).hexdigest()[:16]
+    return root / key
+
+
+def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) -> None:
+    print(
+        f"read {summary['rows']:,} rows from {summary['source']} ({summary['format']}) in {seconds:.1f} s: "
+        f"{summary['users']:,} users, {summary['movies']:,} movies, {summary['ratings']:,} ratings, "
+        f"{summary['positives']:,} positives (>= {summary['min_rating']:g}); dropped {summary['bad_rows']:,} bad rows "
+        f"and {summary['duplicates']:,} duplicates"
+    )
+    for row in bad:
+        print(f"  bad line {row.line}: {row.reason}: {row.text!r}")
+
+
+def _report_published(done: Published, metrics: dict[str, Any]) -> None:
+    lf, pop = metrics["models"]["lightfm"], metrics["models"]["popularity"]
+    print(
+        f"published {done.version} to {done.location} ({done.size / 1e6:.1f} MB, sha256 {done.sha256[:12]}…)\n"
+        f"  precision@10 lightfm {lf['precision@10']:.4f} vs popularity {pop['precision@10']:.4f}; "
+        f"ndcg@10 {lf['ndcg@10']:.4f} vs {pop['ndcg@10']:.4f}"
+    )
+    if done.pruned:
+        print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1] (or a percentage), got {raw!r}")
+    return value
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {raw!r}")
+    return value

@@ -1,0 +1,115 @@
+"""Ranking metrics, computed the same way for every model.
+
+Each evaluated user's items are ranked by the model's scores with that user's *training* items
+removed from the ranking (they cannot be recommended again), and the held-out items are the
+relevant ones. Users with no held-out item are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""Scores of every item for a batch of user indices: (batch,) -> (batch, n_items)."""
+
+METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10")
+
+
+def evaluate(
+    score: ScoreFn,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    k: int = 10,
+    curve_k: int = 20,
+    users: np.ndarray | None = None,
+    batch: int = 512,
+) -> dict[str, object]:
+    """Mean ranking metrics over the users with held-out items.
+
+    Parameters
+    ----------
+    score : ScoreFn
+    train, test : csr_matrix, shape (n_users, n_items)
+        Binary; `train` items are excluded from each user's ranking, `test` items are relevant.
+    k : int
+        Cut-off of precision, recall, ndcg, map and coverage.
+    curve_k : int
+        precision@j and recall@j are also returned for j = 1..curve_k (the report's curves).
+    users : ndarray of int, optional
+        Evaluate only these users (a sample, for large data); default all with test items.
+
+    Returns
+    -------
+    dict with the names in `METRICS` (floats), ``"users"`` (how many were evaluated), and
+    ``"curves"``: ``{"precision": [...], "recall": [...]}`` for j = 1..curve_k.
+    """
+    n_items = train.shape[1]
+    has_test = np.diff(test.indptr) > 0
+    candidates = np.flatnonzero(has_test) if users is None else users[has_test[users]]
+    depth = max(k, curve_k)
+    sums = dict.fromkeys(("ndcg", "map", "mrr", "auc"), 0.0)
+    hits_at = np.zeros(depth, dtype=np.float64)  # summed precision@j numerators
+    recall_at = np.zeros(depth, dtype=np.float64)
+    recommended = np.zeros(n_items, dtype=bool)
+    discounts = 1.0 / np.log2(np.arange(2, depth + 2))
+    for start in range(0, candidates.size, batch):
+        chunk = candidates[start : start + batch]
+        scores = np.array(score(chunk), dtype=np.float64)  # a copy: masked in place below
+        tr = train[chunk]
+        rows = np.repeat(np.arange(chunk.size), np.diff(tr.indptr))
+        scores[rows, tr.indices] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")
+        position = np.empty_like(order)
+        np.put_along_axis(position, order, np.arange(n_items)[None, :], axis=1)
+        recommended[order[:, :k].ravel()] = True
+        te = test[chunk]
+        for r in range(chunk.size):
+            relevant = te.indices[te.indptr[r] : te.indptr[r + 1]]
+            pos = np.sort(position[r, relevant])  # 0-based ranks of the held-out items
+            n_rel = relevant.size
+            n_train = tr.indptr[r + 1] - tr.indptr[r]
+            hit = np.zeros(depth, dtype=np.float64)
+            hit[pos[pos < depth]] = 1.0
+            cum = np.cumsum(hit)
+            hits_at += cum
+            recall_at += cum / n_rel
+            ideal = discounts[: min(n_rel, k)].sum()
+            sums["ndcg"] += float((hit[:k] * discounts[:k]).sum() / ideal)
+            in_k = pos[pos < k]
+            sums["map"] += float(((np.arange(in_k.size) + 1) / (in_k + 1)).sum() / min(n_rel, k))
+            sums["mrr"] += 1.0 / (pos[0] + 1)
+            n_neg = n_items - n_train - n_rel
+            if n_neg > 0:
+                negatives_above = pos - np.arange(n_rel)
+                sums["auc"] += float(np.mean(1.0 - negatives_above / n_neg))
+            else:
+                sums["auc"] += 1.0
+    n = max(candidates.size, 1)
+    j = np.arange(1, depth + 1)
+    precision_curve = hits_at / n / j
+    recall_curve = recall_at / n
+    return {
+        "precision@10": float(precision_curve[k - 1]),
+        "recall@10": float(recall_curve[k - 1]),
+        "ndcg@10": sums["ndcg"] / n,
+        "map@10": sums["map"] / n,
+        "mrr": sums["mrr"] / n,
+        "auc": sums["auc"] / n,
+        "coverage@10": float(recommended.sum() / n_items),
+        "users": int(candidates.size),
+        "curves": {
+            "precision": [round(float(v), 6) for v in precision_curve[:curve_k]],
+            "recall": [round(float(v), 6) for v in recall_curve[:curve_k]],
+        },
+    }
+
+
+def popularity_scorer(train: sp.csr_matrix) -> ScoreFn:
+    """Scores for the popularity baseline: like counts, ties broken by index (no equal scores)."""
+    counts = np.asarray(train.sum(axis=0)).ravel().astype(np.float64)
+    n = counts.size
+    strict = counts * (n + 1) + (n - np.arange(n))  # same order as counts; lower index first on ties
+    return lambda users: np.broadcast_to(strict, (users.size, n))

@@ -1,0 +1,66 @@
+"""report.html: the evaluation as a single self-contained page with PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+from training.evaluate import METRICS  # noqa: E402
+
+
+def curves_png(metrics: dict[str, Any]) -> bytes:
+    """precision@k and recall@k for k = 1..20, LightFM against popularity."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    ks = metrics["curves"]["k"]
+    for ax, name in zip(axes, ("precision", "recall"), strict=True):
+        for model, style in (("lightfm", "-o"), ("popularity", "--s")):
+            ax.plot(ks, metrics["curves"][model][name], style, markersize=3, label=model)
+        ax.set_xlabel("k")
+        ax.set_title(f"{name}@k (time split, held-out positives)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def render(metrics: dict[str, Any]) -> bytes:
+    png = base64.b64encode(curves_png(metrics)).decode()
+    models = metrics["models"]
+    rows = "".join(
+        f"<tr><th>{name}</th>"
+        + "".join(f"<td>{models[m][name]:.4f}</td>" for m in ("lightfm", "popularity"))
+        + f"<td>{_ratio(models, name)}</td></tr>"
+        for name in METRICS
+    )
+    data = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["data"].items())
+    params = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["params"].items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Training report {html.escape(metrics["version"])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse}}td,th{{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:right}}
+img{{max-width:100%}}</style></head><body>
+<h1>Training report</h1>
+<p>Model version <code>{html.escape(metrics["version"])}</code>, split <b>{metrics["split"]}</b>,
+k = {metrics["k"]}, {models["lightfm"]["users"]} users evaluated.</p>
+<table><thead><tr><th>metric</th><th>LightFM</th><th>popularity</th><th>ratio</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
+<h2>Data</h2><ul>{data}</ul><h2>Parameters</h2><ul>{params}</ul>
+</body></html>
+"""
+    return page.encode()
+
+
+def _ratio(models: dict[str, Any], name: str) -> str:
+    base = models["popularity"][name]
+    return f"{models['lightfm'][name] / base:.2f}×" if base else "–"
