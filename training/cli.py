@@ -167,14 +167,14 @@ def train_and_evaluate(
         "training_seconds": round(train_s, 2),
         "created_at": created.isoformat().replace("+00:00", "Z"),
     }  # fmt: skip
-    provenance = {
+    provenance = json.loads(json.dumps({  # plain JSON types only: the serving unpickler admits no numpy scalar
         "version": version,
         "created_at": metrics["created_at"],
         "params": metrics["params"],
         "data": metrics["data"],
         "metrics": {"split": "time", "k": 10, "models": metrics["models"], "curves": metrics["curves"]},
         "libraries": lfm.library_versions(),
-    }
+    }))  # fmt: skip
     artifact = lfm.build_artifact(final, features, data, cat, provenance)
     blob = pickle.dumps(artifact, protocol=5)
     metrics["artifact_bytes"] = len(blob)

@@ -80,7 +80,7 @@ def evaluate(
             sums["ndcg"] += float((hit[:k] * discounts[:k]).sum() / ideal)
             in_k = pos[pos < k]
             sums["map"] += float(((np.arange(in_k.size) + 1) / (in_k + 1)).sum() / min(n_rel, k))
-            sums["mrr"] += 1.0 / (pos[0] + 1)
+            sums["mrr"] += 1.0 / (int(pos[0]) + 1)
             n_neg = n_items - n_train - n_rel
             if n_neg > 0:
                 negatives_above = pos - np.arange(n_rel)

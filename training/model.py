@@ -36,7 +36,7 @@ class TrainParams:
     early_stopping: bool = True
     patience: int = 10
     smoothing: int = 5
-    min_epochs: int = 40
+    min_epochs: int = 60
     min_rating: float = 4.0
     test_fraction: float = 0.2
     validation_fraction: float = 0.2

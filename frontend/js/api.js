@@ -1,0 +1,35 @@
+// The API client: one fetch wrapper that turns every failure into an ApiError with a message a
+// person can read (the API's own error body when there is one).
+import { API_URL } from "../config.js";
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = "unreachable" } = {}) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export async function get(path, params = {}) {
+  const url = new URL(API_URL.replace(/\/$/, "") + path);
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" } });
+  } catch {
+    throw new ApiError(`The recommendation API at ${API_URL} cannot be reached. Is it running?`);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail = body && body.error ? body.error : { code: "http", message: response.statusText };
+    throw new ApiError(detail.message, { status: response.status, code: detail.code });
+  }
+  return body;
+}

@@ -1,0 +1,77 @@
+// The model page: version, data, and LightFM against popularity, with precision@k / recall@k charts.
+import { get } from "./api.js";
+import { el, setStatus } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = { lightfm: "#2b8a3e", popularity: "#a15c00" };
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function chart(title, ks, series) {
+  const w = 420, h = 260, left = 48, right = 12, top = 28, bottom = 36;
+  const max = Math.max(...Object.values(series).flat(), 0.01) * 1.1;
+  const x = (k) => left + ((k - ks[0]) / (ks[ks.length - 1] - ks[0])) * (w - left - right);
+  const y = (v) => top + (1 - v / max) * (h - top - bottom);
+  const root = svg("svg", { class: "chart", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": title });
+  root.append(svg("text", { x: left, y: 18, "font-size": 13, "font-weight": 600 }, title));
+  for (let i = 0; i <= 4; i++) {
+    const v = (max / 4) * i;
+    root.append(svg("line", { x1: left, x2: w - right, y1: y(v), y2: y(v), stroke: "#e5e5ea" }));
+    root.append(svg("text", { x: left - 6, y: y(v) + 4, "font-size": 10, "text-anchor": "end" }, v.toFixed(2)));
+  }
+  for (const k of ks.filter((k) => k === 1 || k % 5 === 0)) {
+    root.append(svg("text", { x: x(k), y: h - bottom + 14, "font-size": 10, "text-anchor": "middle" }, String(k)));
+  }
+  root.append(svg("text", { x: (left + w - right) / 2, y: h - 6, "font-size": 11, "text-anchor": "middle" }, "k"));
+  Object.entries(series).forEach(([name, values], n) => {
+    const points = values.map((v, i) => `${x(ks[i])},${y(v)}`).join(" ");
+    root.append(svg("polyline", { points, fill: "none", stroke: COLORS[name], "stroke-width": 2, "stroke-dasharray": n ? "5 3" : "" }));
+    root.append(svg("text", { x: w - right - 90, y: top + 14 + n * 14, "font-size": 11, fill: COLORS[name] }, name));
+  });
+  return root;
+}
+
+function fact(term, value) {
+  return [el("dt", { text: term }), el("dd", { text: String(value) })];
+}
+
+async function main() {
+  setStatus($("status"), "Loading the model card…", "info");
+  let model;
+  try {
+    model = await get("/model");
+  } catch (error) {
+    setStatus($("status"), error.message, "error");
+    return;
+  }
+  const d = model.data;
+  const p = model.params;
+  $("facts").replaceChildren(
+    ...fact("Version", model.model_version),
+    ...fact("Created", model.created_at ?? "unknown"),
+    ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
+    ...fact("Source", `${d.source} (${d.format})`),
+    ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),
+  );
+  const m = model.metrics.models;
+  $("metrics").tBodies[0].replaceChildren(...Object.keys(m.lightfm).filter((k) => k !== "users").map((name) => {
+    const ours = m.lightfm[name], base = m.popularity[name];
+    return el("tr", {}, el("th", { scope: "row", text: name }), el("td", { text: ours.toFixed(4) }),
+      el("td", { text: base.toFixed(4) }), el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
+  }));
+  const c = model.metrics.curves;
+  $("charts").replaceChildren(
+    chart("precision@k", c.k, { lightfm: c.lightfm.precision, popularity: c.popularity.precision }),
+    chart("recall@k", c.k, { lightfm: c.lightfm.recall, popularity: c.popularity.recall }),
+  );
+  $("card").hidden = false;
+  setStatus($("status"), `${m.lightfm.users} users evaluated on a time split, k = ${model.metrics.k}.`, "info");
+}
+
+main();

@@ -1,0 +1,96 @@
+// The similar-movies page: search with suggestions, the chosen movie, and a grid to pivot through.
+import { get } from "./api.js";
+import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
+
+const $ = (id) => document.getElementById(id);
+const input = $("query");
+const box = $("suggestions");
+const status = $("status");
+let active = -1;
+let pending = 0;
+
+function closeSuggestions() {
+  box.hidden = true;
+  input.setAttribute("aria-expanded", "false");
+  active = -1;
+}
+
+async function suggest() {
+  const ticket = ++pending;
+  try {
+    const found = await get("/movies", { query: input.value, limit: 8 });
+    if (ticket !== pending) return; // a newer keystroke already asked
+    box.replaceChildren(...found.items.map((m, i) =>
+      el("li", { role: "option", id: `option-${i}`, "data-movie-id": m.movie_id, "aria-selected": "false",
+        onmousedown: (event) => { event.preventDefault(); choose(m.movie_id); } }, movieTitle(m))));
+    if (found.items.length === 0) box.replaceChildren(el("li", { class: "empty", text: "No title matches." }));
+    box.hidden = false;
+    input.setAttribute("aria-expanded", "true");
+    active = -1;
+  } catch (error) {
+    setStatus(status, error.message, "error");
+  }
+}
+
+function move(step) {
+  const options = [...box.querySelectorAll('[role="option"]')];
+  if (!options.length) return;
+  active = (active + step + options.length) % options.length;
+  options.forEach((o, i) => o.setAttribute("aria-selected", String(i === active)));
+  input.setAttribute("aria-activedescendant", options[active].id);
+}
+
+async function choose(movieId) {
+  closeSuggestions();
+  history.replaceState(null, "", `?movie=${movieId}`);
+  loading($("similar-list"), "similar movies");
+  setStatus(status, "Loading similar movies…", "info");
+  try {
+    const found = await get(`/movies/${movieId}/similar`, { k: 12 });
+    const m = found.movie;
+    input.value = movieTitle(m);
+    $("chosen").hidden = false;
+    $("chosen").replaceChildren(
+      el("h2", { text: movieTitle(m) }),
+      el("div", { class: "genres", text: m.genres.join(" · ") }),
+      el("div", { class: "meta-line", text: `Movie ${m.movie_id} · model ${found.model_version}` }),
+    );
+    $("similar-title").hidden = false;
+    fill($("similar-list"), found.items.map((s) => {
+      const pct = Math.max(0, Math.round(s.similarity * 100));
+      const bar = el("div", { class: "bar", role: "img", "aria-label": `similarity ${s.similarity.toFixed(2)}` }, el("span"));
+      bar.firstChild.style.width = `${pct}%`;
+      const card = movieCard(s, { extra: [el("div", { class: "meta-line score", text: `similarity ${s.similarity.toFixed(3)}` }), bar] });
+      const link = card.querySelector("a");
+      link.addEventListener("click", (event) => { event.preventDefault(); choose(s.movie_id); });
+      return card;
+    }), "No similar movies.");
+    setStatus(status, "", "info");
+  } catch (error) {
+    $("chosen").hidden = true;
+    $("similar-title").hidden = true;
+    $("similar-list").replaceChildren();
+    setStatus(status, error.status === 404 ? `Movie ${movieId} is not in the model. Search for another.` : error.message,
+      error.status === 404 ? "warn" : "error");
+  }
+}
+
+let timer = 0;
+input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(suggest, 150); });
+input.addEventListener("focus", () => { if (box.hidden) suggest(); });
+input.addEventListener("blur", () => setTimeout(closeSuggestions, 100));
+input.addEventListener("keydown", (event) => {
+  if (event.key === "ArrowDown") { event.preventDefault(); if (box.hidden) suggest(); else move(1); }
+  else if (event.key === "ArrowUp") { event.preventDefault(); move(-1); }
+  else if (event.key === "Escape") closeSuggestions();
+  else if (event.key === "Enter") {
+    event.preventDefault();
+    const options = [...box.querySelectorAll('[role="option"]')];
+    const pick = options[Math.max(active, 0)];
+    if (pick) choose(pick.dataset.movieId);
+  }
+});
+$("search-form").addEventListener("submit", (event) => event.preventDefault());
+
+const initial = new URLSearchParams(location.search).get("movie");
+if (initial && /^\d+$/.test(initial)) choose(initial);

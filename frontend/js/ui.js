@@ -1,0 +1,49 @@
+// Small DOM helpers shared by the pages. Text always goes in through textContent, never innerHTML.
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+export function movieTitle(movie) {
+  return movie.year ? `${movie.title} (${movie.year})` : movie.title;
+}
+
+export function movieCard(movie, { extra = [], badges = [], link = true } = {}) {
+  const title = link
+    ? el("a", { href: `similar.html?movie=${movie.movie_id}`, text: movieTitle(movie) })
+    : el("span", { text: movieTitle(movie) });
+  return el(
+    "li",
+    { class: "movie", "data-movie-id": movie.movie_id },
+    el("div", { class: "movie-title" }, title, ...badges),
+    el("div", { class: "genres", text: movie.genres.join(" · ") || "no genre listed" }),
+    ...extra,
+  );
+}
+
+export function setStatus(node, message, kind = "info") {
+  node.textContent = message;
+  node.className = `status status-${kind}`;
+  node.hidden = !message;
+}
+
+export function loading(list, label) {
+  list.replaceChildren(el("li", { class: "loading", text: `Loading ${label}…` }));
+  list.setAttribute("aria-busy", "true");
+}
+
+export function fill(list, items, empty) {
+  list.removeAttribute("aria-busy");
+  list.replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: empty })]));
+}

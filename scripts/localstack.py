@@ -1,0 +1,434 @@
+"""Run the SAM application without Docker: invoke a function, serve the API, or run the whole demo.
+
+Everything comes from template.yaml: each function's handler, code folder, layer and environment,
+and each API route (path and method). So routes are defined once, and a route added to the
+template is served here without another line.
+
+    python -m scripts.localstack invoke RecommendFunction events/recommend.json
+    python -m scripts.localstack serve --model-uri build/model-store
+    python -m scripts.localstack demo            # moto S3 + train/publish + API + website
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import importlib.util
+import json
+import mimetypes
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+FRONTEND = ROOT / "frontend"
+#: Security headers the CloudFront response-headers policy adds; served locally too so that the
+#: browser tests catch a page that would break under them.
+SITE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+# -- the template -----------------------------------------------------------------------------
+
+
+class _Tag:
+    """A CloudFormation intrinsic (!Ref, !Sub, ...) kept as data; only literals are used locally."""
+
+    def __init__(self, tag: str, value: Any) -> None:
+        self.tag, self.value = tag, value
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Tag:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return _Tag(suffix, value)
+
+
+_TemplateLoader.add_multi_constructor("!", _construct_tag)
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str
+    method: str
+    path: str  # API Gateway resource, e.g. /users/{user_id}/history
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        return re.compile(f"^{regex}$")
+
+
+@dataclass
+class Function:
+    name: str
+    code_uri: Path
+    handler: str
+    layers: list[Path]
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Application:
+    functions: dict[str, Function]
+    routes: list[Route]
+    cors: dict[str, str]
+
+
+def load_application(template: Path = TEMPLATE) -> Application:
+    doc = yaml.load(template.read_text(), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    resources = doc["Resources"]
+    glob = doc.get("Globals", {}).get("Function", {})
+    layer_paths = {
+        name: ROOT / res["Properties"]["ContentUri"]
+        for name, res in resources.items()
+        if res["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    functions, routes = {}, []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = res["Properties"]
+        layers = [layer_paths[_ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
+        env = {**_literals(glob.get("Environment", {})), **_literals(props.get("Environment", {}))}
+        functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env)
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "Api":
+                routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    cors: dict[str, str] = {}
+    for res in resources.values():
+        if res["Type"] == "AWS::Serverless::Api":
+            raw = res["Properties"].get("Cors", {})
+            cors = {k: v.strip("'") for k, v in raw.items() if isinstance(v, str)}
+    return Application(functions, routes, cors)
+
+
+def _ref(value: Any) -> str:
+    return str(value.value) if isinstance(value, _Tag) else str(value)
+
+
+def _literals(environment: dict[str, Any]) -> dict[str, str]:
+    """The environment variables with literal values (intrinsics are set by the local stack)."""
+    return {k: str(v) for k, v in environment.get("Variables", {}).items() if not isinstance(v, _Tag)}
+
+
+# -- invoking ---------------------------------------------------------------------------------
+
+
+class LambdaContext:
+    def __init__(self, function: str) -> None:
+        self.function_name = function
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function}"
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+class Invoker:
+    """Loads each function's handler module in isolation and invokes it in process.
+
+    Each function's ``app.py`` is imported under its own module name (so the three ``app`` modules
+    never shadow each other), with the layer on ``sys.path`` and the function's environment set
+    while it is imported; `overrides` stand in for the template's intrinsic values.
+    """
+
+    def __init__(self, app: Application, overrides: dict[str, str]) -> None:
+        self.app = app
+        self.overrides = overrides
+        self.modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        for layer in {p for f in app.functions.values() for p in f.layers}:
+            if str(layer) not in sys.path:
+                sys.path.insert(0, str(layer))
+        os.environ.update({"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"})
+        os.environ.update(overrides)
+
+    def handler(self, name: str) -> Any:
+        with self._lock:
+            if name not in self.modules:
+                self.modules[name] = self._import(self.app.functions[name])
+        fn = self.app.functions[name]
+        return getattr(self.modules[name], fn.handler.rsplit(".", 1)[1])
+
+    def _import(self, fn: Function) -> ModuleType:
+        module_name, _ = fn.handler.rsplit(".", 1)
+        path = fn.code_uri / f"{module_name.replace('.', '/')}.py"
+        spec = importlib.util.spec_from_file_location(f"lambda_{fn.name}.{module_name}", path)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(f"{fn.name}: no handler module at {path}")
+        module = importlib.util.module_from_spec(spec)
+        saved = dict(os.environ)
+        os.environ.update({**fn.environment, **self.overrides, "AWS_LAMBDA_FUNCTION_NAME": fn.name})
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return module
+
+    def invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        return self.handler(name)(event, LambdaContext(name))  # type: ignore[no-any-return]
+
+
+def api_event(route: Route, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The API Gateway REST proxy event that `route` receives for this request."""
+    match = route.pattern.match(path)
+    params = match.groupdict() if match else {}
+    multi = parse_qs(query, keep_blank_values=True)
+    return {
+        "resource": route.path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
+        "multiValueQueryStringParameters": multi or None,
+        "pathParameters": params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": f"/Prod{path}",
+            "stage": "Prod",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": base64.b64encode(body).decode() if body else None,
+        "isBase64Encoded": bool(body),
+    }
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+class LocalApi:
+    """API Gateway in miniature: routes from the template, CORS preflight, 403 for no route."""
+
+    def __init__(self, app: Application, invoker: Invoker, allowed_origin: str) -> None:
+        self.app, self.invoker, self.allowed_origin = app, invoker, allowed_origin
+
+    def match(self, method: str, path: str) -> Route | None:
+        for route in self.app.routes:
+            if route.method == method and route.pattern.match(path):
+                return route
+        return None
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        url = urlsplit(target)
+        path = url.path.rstrip("/") or "/"
+        origin = {"Access-Control-Allow-Origin": self.allowed_origin}
+        if method == "OPTIONS" and any(r.pattern.match(path) for r in self.app.routes):
+            cors = self.app.cors
+            return 200, {
+                **origin,
+                "Access-Control-Allow-Methods": cors.get("AllowMethods", "GET,OPTIONS"),
+                "Access-Control-Allow-Headers": cors.get("AllowHeaders", "Content-Type"),
+                "Access-Control-Max-Age": cors.get("MaxAge", "600"),
+            }, b""
+        route = self.match(method, path)
+        if route is None:  # what API Gateway answers, through the template's DEFAULT_4XX response
+            body403 = {"error": {"code": "gateway", "message": "Missing Authentication Token"}}
+            return 403, {**origin, "Content-Type": "application/json"}, json.dumps(body403).encode()
+        event = api_event(route, method, path, url.query, headers, body)
+        response = self.invoker.invoke(route.function, event)
+        out = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}
+        out.update(response.get("headers") or {})
+        payload = response.get("body") or ""
+        data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
+        return int(response["statusCode"]), out, data
+
+
+def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._dispatch()
+
+        def do_OPTIONS(self) -> None:  # noqa: N802
+            self._dispatch()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._dispatch()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._dispatch()
+
+        def _dispatch(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if api is not None:
+                status, headers, data = api.handle(self.command, self.path, dict(self.headers.items()), body)
+            else:
+                status, headers, data = _static(site, config_js, self.path)  # type: ignore[arg-type]
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            if os.environ.get("LOCALSTACK_ACCESS_LOG"):
+                super().log_message(format, *args)
+
+    return Handler
+
+
+def _static(site: Path, config_js: bytes | None, target: str) -> tuple[int, dict[str, str], bytes]:
+    path = urlsplit(target).path
+    if path.endswith("/"):
+        path += "index.html"
+    if path == "/config.js" and config_js is not None:
+        return 200, {"Content-Type": "text/javascript; charset=utf-8", **SITE_HEADERS}, config_js
+    file = (site / path.lstrip("/")).resolve()
+    if site.resolve() not in file.parents or not file.is_file():
+        return 404, {"Content-Type": "text/plain", **SITE_HEADERS}, b"not found"
+    kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind.endswith("javascript"):
+        kind += "; charset=utf-8"
+    return 200, {"Content-Type": kind, "Cache-Control": "no-cache", **SITE_HEADERS}, file.read_bytes()
+
+
+def config_js(api_url: str) -> bytes:
+    return f"// Written at deploy or demo time; do not edit.\nexport const API_URL = {json.dumps(api_url)};\n".encode()
+
+
+def start_server(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def serve(model_uri: str, api_port: int, web_port: int | None, allowed_origin: str = "*") -> list[ThreadingHTTPServer]:
+    """Start the local API (and the website when `web_port` is given); return the servers."""
+    app = load_application()
+    invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": allowed_origin})
+    servers = [start_server(_http_handler(LocalApi(app, invoker, allowed_origin), None, None), api_port)]
+    if web_port is not None:
+        api_url = f"http://127.0.0.1:{servers[0].server_port}"
+        script = config_js(api_url)
+        (FRONTEND / "config.js").write_bytes(script)
+        servers.append(start_server(_http_handler(None, FRONTEND, script), web_port))
+    return servers
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def moto_s3(port: int) -> Iterator[str]:
+    """A moto S3 server on loopback; yields its endpoint URL and points boto3 at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )  # fmt: skip
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def demo(args: argparse.Namespace) -> int:
+    import boto3
+
+    from training.cli import main as train
+
+    started = time.perf_counter()
+    with moto_s3(args.s3_port):
+        s3 = boto3.client("s3")
+        for bucket in ("recommender-models", "recommender-website"):
+            s3.create_bucket(Bucket=bucket)
+        model_uri = "s3://recommender-models/recommender"
+        code = train(["--ratings", args.ratings, "--model-uri", model_uri, "--cache-dir", str(ROOT / "build/cache")])
+        if code != 0:
+            return code
+        servers = serve(model_uri, args.api_port, args.web_port)
+        api, web = (f"http://127.0.0.1:{s.server_port}" for s in servers)
+        print(f"\nAPI      {api}   (try {api}/recommendations/196?explain=true)")
+        print(f"Website  {web}/index.html   similar: {web}/similar.html   model: {web}/model.html")
+        print(f"READY api={api} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping")
+        for server in servers:
+            server.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.localstack", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    inv = sub.add_parser("invoke", help="invoke one function with an event file, like `sam local invoke`")
+    inv.add_argument("function", help="logical id in template.yaml, e.g. RecommendFunction")
+    inv.add_argument("event", type=Path)
+    inv.add_argument("--model-uri", default=os.environ.get("MODEL_URI", str(ROOT / "build/model-store")))
+    srv = sub.add_parser("serve", help="serve the API (and the website) against a model store")
+    srv.add_argument("--model-uri", required=True)
+    srv.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", 3000)))
+    srv.add_argument("--web-port", type=int, default=None)
+    srv.add_argument("--allowed-origin", default="*")
+    dem = sub.add_parser("demo", help="moto S3, train and publish, serve API and website")
+    dem.add_argument("--ratings", default=os.environ.get("RATINGS") or "data/ml-100k")
+    dem.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT") or 3000))
+    dem.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT") or 8080))
+    dem.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT") or 5055))
+    args = parser.parse_args(argv)
+
+    if args.command == "invoke":
+        app = load_application()
+        if args.function not in app.functions:
+            parser.error(f"no function {args.function!r} in template.yaml; there are {', '.join(app.functions)}")
+        invoker = Invoker(app, {"MODEL_URI": args.model_uri, "ALLOWED_ORIGIN": "*"})
+        print(json.dumps(invoker.invoke(args.function, json.loads(args.event.read_text())), indent=2))
+        return 0
+    if args.command == "serve":
+        servers = serve(args.model_uri, args.api_port, args.web_port, args.allowed_origin)
+        print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+    return demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
