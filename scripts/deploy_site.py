@@ -1,7 +1,7 @@
 """Upload the website to its bucket with config.js from the stack's outputs, then invalidate CloudFront.
 
-    python -m scripts.deploy_site                    # after `sam deploy` (make deploy)
-    python -m scripts.deploy_site --output ModelUri  # print one stack output (make publish-model)
+python -m scripts.deploy_site                    # after `sam deploy` (make deploy)
+python -m scripts.deploy_site --output ModelUri  # print one stack output (make publish-model)
 """
 
 from __future__ import annotations

@@ -241,18 +241,24 @@ class LocalApi:
                 return route
         return None
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
         origin = {"Access-Control-Allow-Origin": self.allowed_origin}
         if method == "OPTIONS" and any(r.pattern.match(path) for r in self.app.routes):
             cors = self.app.cors
-            return 200, {
-                **origin,
-                "Access-Control-Allow-Methods": cors.get("AllowMethods", "GET,OPTIONS"),
-                "Access-Control-Allow-Headers": cors.get("AllowHeaders", "Content-Type"),
-                "Access-Control-Max-Age": cors.get("MaxAge", "600"),
-            }, b""
+            return (
+                200,
+                {
+                    **origin,
+                    "Access-Control-Allow-Methods": cors.get("AllowMethods", "GET,OPTIONS"),
+                    "Access-Control-Allow-Headers": cors.get("AllowHeaders", "Content-Type"),
+                    "Access-Control-Max-Age": cors.get("MaxAge", "600"),
+                },
+                b"",
+            )
         route = self.match(method, path)
         if route is None:  # what API Gateway answers, through the template's DEFAULT_4XX response
             body403 = {"error": {"code": "gateway", "message": "Missing Authentication Token"}}

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pickle
+import secrets
 import sys
 import time
 from dataclasses import replace
@@ -23,7 +24,7 @@ from training import model as lfm
 from training.cleaning import Interactions, clean
 from training.datasets import DataError, read_ratings, resolve_source
 from training.evaluate import evaluate, popularity_scorer
-from training.publish import PublishError, Published, publish, writer_for
+from training.publish import Published, PublishError, publish, writer_for
 from training.report import render
 from training.split import time_split, to_matrix
 
@@ -149,11 +150,13 @@ def train_and_evaluate(
         "lightfm": evaluate(lfm.lightfm_scorer(model, features), train_m, test_m, users=sample),
         "popularity": evaluate(popularity_scorer(train_m), train_m, test_m, users=sample),
     }
-    final, _, _ = lfm.fit(params, to_matrix(users, items, shape).tocoo(), features, epochs, desc="final", progress=progress)
+    final, _, _ = lfm.fit(
+        params, to_matrix(users, items, shape).tocoo(), features, epochs, desc="final", progress=progress
+    )
     train_s = time.perf_counter() - started
 
     fingerprint = data.fingerprint()
-    version = f"{created:%Y%m%dT%H%M%SZ}-{hashlib.sha256((fingerprint + repr(params)).encode()).hexdigest()[:8]}"
+    version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
     chosen = replace(params, epochs=epochs)
     metrics: dict[str, Any] = {
         "version": version,

@@ -113,9 +113,7 @@ def detect(path: Path) -> Layout:
     inter = path if name and name.endswith(".inter") else pick(["*.inter"])
     if inter is not None:
         return Layout("recbole", inter, pick([inter.stem + ".item", "*.item"]), "\t", True, WHOLE_STARS)
-    raise DataError(
-        f"{path}: no MovieLens ratings found (expected u.data, ratings.dat, ratings.csv or *.inter)"
-    )
+    raise DataError(f"{path}: no MovieLens ratings found (expected u.data, ratings.dat, ratings.csv or *.inter)")
 
 
 def read_ratings(path: Path, sample_limit: int = 5) -> RawRatings:
@@ -131,9 +129,7 @@ def read_ratings(path: Path, sample_limit: int = 5) -> RawRatings:
     return raw
 
 
-def parse_ratings(
-    data: bytes, separator: str, header: bool, scale: np.ndarray, sample_limit: int = 5
-) -> RawRatings:
+def parse_ratings(data: bytes, separator: str, header: bool, scale: np.ndarray, sample_limit: int = 5) -> RawRatings:
     """Parse ``user<sep>movie<sep>rating<sep>timestamp`` rows.
 
     A row is bad when a field is missing or extra, an id is not a whole number, the rating is not

@@ -223,4 +223,4 @@ def params_dict(p: TrainParams) -> dict[str, object]:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)

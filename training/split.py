@@ -6,9 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def time_split(
-    users: np.ndarray, timestamps: np.ndarray, order: np.ndarray, fraction: float
-) -> np.ndarray:
+def time_split(users: np.ndarray, timestamps: np.ndarray, order: np.ndarray, fraction: float) -> np.ndarray:
     """Which rows are held out: each user's latest ``floor(fraction * n)`` rows.
 
     Rounding down means a user with fewer than ``1 / fraction`` rows keeps them all for training,

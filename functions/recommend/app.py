@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
-from recsys.schemas import K, Explain, Genre, Kind, ModelInfo, Recommendations, UserId
+from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, UserId
 
 logger = Logger()
 tracer = Tracer()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -32,6 +33,10 @@ from recsys.schemas import ErrorBody
 from recsys.store import ModelStore
 
 logger = logging.getLogger(__name__)
+
+# Metrics are emitted on cold start and model loads only; a warm request has none, by design, and
+# powertools would warn about that on every one of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 NAMESPACE = "MovieRecommender"
 RETRY_AFTER_SECONDS = 5

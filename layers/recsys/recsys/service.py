@@ -39,7 +39,9 @@ def recommendations(
         answer.update(model="popularity", items=_popular_items(model, items))
         return answer
     items, scores = model.recommend(u, k, bit)
-    out = [{**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)]
+    out = [
+        {**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)
+    ]
     if explain:
         for entry, reasons in zip(out, model.because(u, items), strict=True):
             entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
@@ -55,10 +57,21 @@ def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str
     total = rows.stop - rows.start
     page = range(rows.start + min(offset, total), rows.start + min(offset + k, total))
     items = [
-        {**movie(model, int(model.history_items[r])), "rating": model.history_ratings[r] / 2, "rated_at": model.rated_on(r)}
+        {
+            **movie(model, int(model.history_items[r])),
+            "rating": model.history_ratings[r] / 2,
+            "rated_at": model.rated_on(r),
+        }
         for r in page
     ]
-    return {"model_version": model.version, "user_id": user_id, "total": total, "offset": offset, "k": k, "items": items}
+    return {
+        "model_version": model.version,
+        "user_id": user_id,
+        "total": total,
+        "offset": offset,
+        "k": k,
+        "items": items,
+    }
 
 
 def sample_users(model: ModelArtifact, limit: int, seed: int, min_likes: int = 5) -> dict[str, object]:
@@ -87,7 +100,8 @@ def similar(model: ModelArtifact, movie_id: int, k: int) -> dict[str, object]:
         "model_version": model.version,
         "movie": movie(model, i),
         "items": [
-            {**movie(model, j), "similarity": round(float(s), 5)} for j, s in zip(items.tolist(), sims.tolist(), strict=True)
+            {**movie(model, j), "similarity": round(float(s), 5)}
+            for j, s in zip(items.tolist(), sims.tolist(), strict=True)
         ],
     }
 

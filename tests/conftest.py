@@ -1,0 +1,81 @@
+"""Shared fixtures: a clean environment per test, a moto S3 server per session, known-answer data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from scripts.localstack import LambdaContext
+from tests import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server on loopback, shared by the session (buckets are per test)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Iterator[object]:
+    """A boto3 S3 client on the moto server, with AWS_ENDPOINT_URL set, and a fresh bucket."""
+    os.environ["AWS_ENDPOINT_URL"] = moto_endpoint
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    client.bucket = bucket  # type: ignore[attr-defined]
+    yield client
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext("TestFunction")
+
+
+def load_event(name: str, **changes: object) -> dict:
+    event = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    event.update(changes)
+    return event
+
+
+@pytest.fixture(scope="session")
+def checkerboard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return data.write_checkerboard(tmp_path_factory.mktemp("checkerboard"))
+
+
+@pytest.fixture(scope="session")
+def model_store(checkerboard_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local model store holding a model the real training job trained on the checkerboard."""
+    store = tmp_path_factory.mktemp("store")
+    data.train(checkerboard_dir, str(store))
+    return store

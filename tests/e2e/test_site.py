@@ -1,0 +1,107 @@
+"""The website in a real browser (Debian chromium via Playwright) against the local stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(model_store: Path) -> Iterator[dict[str, str]]:
+    api_port, web_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", str(model_store),
+         "--api-port", str(api_port), "--web-port", str(web_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+    urls = {"api": f"http://127.0.0.1:{api_port}", "web": f"http://127.0.0.1:{web_port}"}
+    urllib.request.urlopen(urls["api"] + "/model", timeout=10).read()
+    yield urls
+    proc.terminate()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.errors = []  # type: ignore[attr-defined]
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)  # type: ignore[attr-defined]
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))  # type: ignore[attr-defined]
+    yield pg
+    SHOTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def test_recommender_page_shows_history_and_both_lists(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/index.html")
+    page.locator("#picker button").first.click()
+    page.wait_for_selector("#personalized-list li.movie")
+    assert page.locator("#history-list li.movie").count() > 0
+    assert page.locator("#personalized-list li.movie").count() == 10
+    assert page.locator("#popular-list li.movie").count() == 10
+    ours = set(page.locator("#personalized-list li.movie").evaluate_all("els => els.map(e => e.dataset.movieId)"))
+    pop = set(page.locator("#popular-list li.movie").evaluate_all("els => els.map(e => e.dataset.movieId)"))
+    assert page.locator("#personalized-list .badge-both").count() == len(ours & pop)
+    assert page.errors == []
+
+
+def test_deep_link_and_unknown_user_message(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/index.html?user=424242")
+    page.wait_for_selector("#status.status-warn")
+    assert "not in the model" in page.locator("#status").inner_text()
+    assert page.errors == []
+
+
+def test_similar_page_search_choose_and_pivot(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/similar.html")
+    page.fill("#query", "movie 1")
+    page.wait_for_selector("#suggestions [role=option]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#similar-list li.movie")
+    first = page.locator("#similar-list li.movie").first
+    target = first.get_attribute("data-movie-id")
+    first.locator("a").click()
+    page.wait_for_function(f"document.querySelector('#chosen .meta-line').textContent.includes('Movie {target} ')")
+    assert page.errors == []
+
+
+def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/model.html")
+    page.wait_for_selector("#metrics tbody tr")
+    assert "precision@10" in page.locator("#metrics").inner_text()
+    assert page.locator("#charts svg").count() == 2
+    assert page.errors == []
+
+
+def test_api_down_shows_a_message_not_a_blank_page(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.route("**/127.0.0.1:" + stack["api"].rsplit(":", 1)[1] + "/**", lambda route: route.abort())
+    page.goto(stack["web"] + "/index.html?user=1")
+    page.wait_for_selector("#status.status-error")
+    assert "cannot be reached" in page.locator("#status").inner_text()

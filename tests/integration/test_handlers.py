@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from functions.history import app as history_app
+from functions.recommend import app as recommend_app
+from functions.similar import app as similar_app
+from recsys import api
+from tests import data
+from tests.conftest import free_port, load_event
+
+pytestmark = pytest.mark.integration
+
+
+def call(module: ModuleType, ctx: Any, name: str, path: str | None = None, **query: str) -> tuple[int, dict, dict]:
+    event = load_event(name)
+    event["headers"] = {**event["headers"], "Origin": os.environ.get("ALLOWED_ORIGIN", "*")}
+    if path is not None:
+        event["path"] = path
+        params = {k: v for k, v in zip(event["resource"].split("/"), path.split("/"), strict=True) if k.startswith("{")}
+        event["pathParameters"] = {k.strip("{}"): v for k, v in params.items()} or None
+    if query:
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    response = module.lambda_handler(event, ctx)
+    headers = {k: v[-1] for k, v in response.get("multiValueHeaders", {}).items()}
+    return response["statusCode"], json.loads(response["body"]), headers
+
+
+@pytest.fixture
+def served(s3, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no-untyped-def]
+    """A checkerboard model published to the moto server; fresh containers for the three functions."""
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    os.environ.update(MODEL_URI=uri, ALLOWED_ORIGIN="https://site.example")
+    for module in (recommend_app, history_app, similar_app):
+        monkeypatch.setattr(module, "runtime", api.Runtime())
+    return uri
+
+
+def test_every_route_answers_from_the_model_in_s3(served: str, lambda_context: Any) -> None:
+    status, body, headers = call(
+        recommend_app, lambda_context, "recommend", "/recommendations/1", k="3", explain="true"
+    )
+    assert status == 200 and len(body["items"]) == 3 and body["model"] == "personalized"
+    assert body["items"][0]["movie_id"] == data.ITEMS_PER_GROUP * 0 + 1 % data.ITEMS_PER_GROUP + 1
+    assert all(len(i["because_you_liked"]) <= 3 for i in body["items"])
+    assert headers["Access-Control-Allow-Origin"] == "https://site.example"
+    version = body["model_version"]
+    checks = [
+        (recommend_app, "recommend-popularity", "/recommendations/1", {"k": "2", "model": "popularity"}),
+        (recommend_app, "model", None, {}),
+        (history_app, "history", "/users/1/history", {"k": "5"}),
+        (history_app, "users", None, {"limit": "4", "seed": "1"}),
+        (similar_app, "similar", "/movies/1/similar", {"k": "4"}),
+        (similar_app, "movies", None, {"query": "movie 1"}),
+    ]
+    for module, name, path, query in checks:
+        status, body, _ = call(module, lambda_context, name, path, **query)
+        assert status == 200, (name, body)
+        assert body["model_version"] == version
+    status, body, _ = call(similar_app, lambda_context, "similar", "/movies/1/similar", k="3")
+    assert all(data.group_of_item(i["movie_id"]) == 0 for i in body["items"])  # its own group is closest
+
+
+def test_unknown_user_falls_back_to_popularity(served: str, lambda_context: Any) -> None:
+    status, body, _ = call(recommend_app, lambda_context, "recommend", "/recommendations/999999", k="5")
+    assert status == 200 and body["fallback"] == "unknown_user" and len(body["items"]) == 5
+
+
+@pytest.mark.parametrize("module, name, path, query, status, code", [
+    (recommend_app, "recommend", "/recommendations/1", {"k": "0"}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/1", {"k": "101"}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/1", {"model": "magic"}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/1", {"genre": "Opera"}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/abc", {}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/99999999999999999999", {}, 400, "invalid_request"),
+    (history_app, "history", "/users/424242/history", {}, 404, "unknown_user"),
+    (similar_app, "similar", "/movies/424242/similar", {}, 404, "unknown_movie"),
+])  # fmt: skip
+def test_bad_requests_get_clear_json_errors(
+    served: str, lambda_context: Any, module: ModuleType, name: str, path: str, query: dict, status: int, code: str
+) -> None:
+    got, body, headers = call(module, lambda_context, name, path, **query)
+    assert (got, body["error"]["code"]) == (status, code)
+    assert body["error"]["message"]
+    assert headers["Access-Control-Allow-Origin"] == "https://site.example"
+
+
+def test_refresh_swaps_in_a_new_version_and_survives_a_broken_one(
+    served: str,
+    s3,
+    checkerboard_dir: Path,
+    lambda_context: Any,  # type: ignore[no-untyped-def]
+) -> None:
+    os.environ["MODEL_REFRESH_SECONDS"] = "0"
+    _, first, _ = call(recommend_app, lambda_context, "model")
+    # WHEN a new model is published THEN the next request serves it
+    assert data.train(checkerboard_dir, served) == 0
+    _, second, _ = call(recommend_app, lambda_context, "model")
+    assert second["model_version"] != first["model_version"]
+    # WHEN the pointer is swung to a model whose bytes do not match THEN the old one keeps serving
+    pointer = json.loads(s3.get_object(Bucket=s3.bucket, Key="recommender/latest.json")["Body"].read())
+    s3.put_object(
+        Bucket=s3.bucket,
+        Key="recommender/latest.json",
+        Body=json.dumps({**pointer, "version": "x", "sha256": "0" * 64}),
+    )
+    status, third, _ = call(recommend_app, lambda_context, "model")
+    assert status == 200 and third["model_version"] == second["model_version"]
+
+
+def test_cold_start_on_a_broken_pointer_is_503(served: str, s3, lambda_context: Any) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(
+        Bucket=s3.bucket,
+        Key="recommender/latest.json",
+        Body=b'{"version": "v", "key": "models/none/model.pkl", "sha256": "0", "size": 1}',
+    )
+    status, body, headers = call(recommend_app, lambda_context, "model")
+    assert status == 503 and body["error"]["code"] == "model_unavailable"
+    assert headers["Retry-After"] == str(api.RETRY_AFTER_SECONDS)
+
+
+def _black_hole() -> tuple[socket.socket, int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.extend(iter(lambda: listener.accept()[0], None)), daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("fault", ["refused", "black-holed"])
+def test_s3_down_at_cold_start_is_503_within_3s_then_recovers(
+    fault: str, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    hole = None
+    if fault == "black-holed":
+        hole, port = _black_hole()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", MODEL_URI="s3://down/recommender", ALLOWED_ORIGIN="*"
+    )
+    monkeypatch.setattr(recommend_app, "runtime", api.Runtime())
+    started = time.monotonic()
+    status, body, headers = call(recommend_app, lambda_context, "model")
+    assert status == 503 and time.monotonic() - started < 3.0
+    assert headers["Access-Control-Allow-Origin"] == "*" and "Retry-After" in headers
+    if hole is not None:
+        hole.close()
+        return
+    # WHEN S3 answers again on the same address THEN the next request is a 200, without a restart
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="down")
+        assert data.train(checkerboard_dir, "s3://down/recommender") == 0
+        status, body, _ = call(recommend_app, lambda_context, "model")
+        assert status == 200, body
+    finally:
+        server.stop()

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.config import Settings
+from recsys.store import LocalReader, ModelStore, load_artifact
+from recsys.uri import ModelUri
+from tests import data
+from training import model as lfm
+from training.cleaning import clean
+from training.datasets import read_ratings
+from training.publish import PublishError, S3Writer, publish
+from training.split import to_matrix
+
+pytestmark = pytest.mark.integration
+
+
+def _latest(store: Path):  # type: ignore[no-untyped-def]
+    pointer = json.loads((store / "latest.json").read_text())
+    blob = (store / pointer["key"]).read_bytes()
+    return pointer, load_artifact(blob, sha256=pointer["sha256"], size=pointer["size"])
+
+
+def test_checkerboard_model_recommends_the_unseen_movie_of_the_users_group(model_store: Path) -> None:
+    # GIVEN the real job trained on data where each user has one unseen movie of their own group
+    _, model = _latest(model_store)
+    for user_id in (1, 7, 21, 33):
+        u = model.user_index(user_id)
+        items, _ = model.recommend(u, 1)
+        # THEN that movie (a catalogue index mapped back to its id) comes first
+        expected = data.group_of_user(user_id) * data.ITEMS_PER_GROUP + (user_id % data.ITEMS_PER_GROUP) + 1
+        assert int(model.item_ids[items[0]]) == expected
+
+
+def test_metrics_and_report_are_published(model_store: Path) -> None:
+    pointer, model = _latest(model_store)
+    metrics = json.loads((model_store / f"models/{pointer['version']}/metrics.json").read_text())
+    assert metrics["split"] == "time" and metrics["k"] == 10
+    names = {"precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10"}
+    assert names <= set(metrics["models"]["lightfm"]) and names <= set(metrics["models"]["popularity"])
+    assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
+    assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
+    assert model.provenance["data"]["fingerprint"] == metrics["data"]["fingerprint"]
+
+
+@pytest.mark.parametrize("kind", ["none", "genres+decade"])
+def test_artifact_ranks_exactly_like_lightfm_predict(checkerboard_dir: Path, kind: str) -> None:
+    data_ = clean(read_ratings(checkerboard_dir), 4.0, 0.01)
+    params = lfm.TrainParams(components=8, item_features=kind, threads=1)
+    cat = lfm.catalogue(data_.item_ids, read_ratings(checkerboard_dir).movies)
+    features = lfm.item_features(kind, cat)
+    pos = data_.positives(4.0)
+    m = to_matrix(data_.users[pos], data_.items[pos], (data_.user_ids.size, data_.item_ids.size))
+    model, _, _ = lfm.fit(params, m.tocoo(), features, 5, progress=False)
+    prov = {"version": "t", "params": {"min_rating": 4.0}}
+    artifact = lfm.build_artifact(model, features, data_, cat, prov)
+    items = np.arange(data_.item_ids.size, dtype=np.int32)
+    for u in range(data_.user_ids.size):
+        expected = model.predict(np.full(items.size, u, dtype=np.int32), items, item_features=features)
+        ours = artifact.score_user(u)
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+        assert np.argsort(-ours, kind="stable").tolist() == np.argsort(-expected, kind="stable").tolist()
+
+
+def test_bad_rows_above_threshold_publish_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ratings.dat").write_text("1::1::5::1\n1::2::5::2\nbroken\n")
+    store = tmp_path / "store"
+    assert data.train(tmp_path, str(store)) == 2
+    assert "line 3" in capsys.readouterr().err
+    assert not (store / "latest.json").exists()
+
+
+def test_publish_to_moto_server_and_refuse_a_racing_publisher(s3, checkerboard_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    uri = f"s3://{s3.bucket}/recommender"
+    # GIVEN a model published through the real job
+    assert data.train(checkerboard_dir, uri) == 0
+    writer = S3Writer(ModelUri.parse(uri), s3)
+    first, tag = writer.pointer()
+    # WHEN two publishers both started from that pointer
+    now = dt.datetime.now(dt.UTC)
+    publish(writer, "v-winner", b"model-a", {}, expected_tag=tag, created_at=now)
+    with pytest.raises(PublishError, match="another publisher"):
+        publish(writer, "v-loser", b"model-b", {}, expected_tag=tag, created_at=now)
+    # THEN the pointer names the winner and the loser left no files
+    current, _ = writer.pointer()
+    assert current["version"] == "v-winner" and first["version"] != "v-winner"
+    assert "v-loser" not in writer.versions()
+
+
+def test_publisher_killed_before_pointer_leaves_old_model_serving(s3, checkerboard_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    store = ModelStore(Settings(ModelUri.parse(uri)))
+    store._reader = None
+    old = store.get().version
+    # GIVEN a model file uploaded whose pointer write never happened
+    writer = S3Writer(ModelUri.parse(uri), s3)
+    writer.put_new("models/zzz-orphan/model.pkl", pickle.dumps("half-published"))
+    # THEN a new container still loads the old model
+    assert ModelStore(Settings(ModelUri.parse(uri))).get().version == old
+
+
+def test_keep_prunes_old_versions_but_not_the_current(tmp_path: Path, checkerboard_dir: Path) -> None:
+    store = tmp_path / "store"
+    for _ in range(3):
+        assert data.train(checkerboard_dir, str(store), "--keep", "2") == 0
+    versions = sorted(p.name for p in (store / "models").iterdir())
+    pointer = json.loads((store / "latest.json").read_text())
+    assert len(versions) == 2 and pointer["version"] in versions
+    assert LocalReader(ModelUri.parse(str(store))).read("latest.json")

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.artifact import ModelArtifact
+
+pytestmark = pytest.mark.unit
+
+
+def tiny(**changes: object) -> ModelArtifact:
+    """3 users, 4 items in 2 dimensions; item 0 and 1 point the same way, 2 and 3 the other."""
+    items = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    users = np.array([[1, 0], [0, 1], [0.5, 0.5]], dtype=np.float32)
+    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    fields: dict[str, object] = dict(
+        user_ids=np.array([10, 20, 30], dtype=np.int32), item_ids=np.array([100, 200, 300, 400], dtype=np.int32),
+        user_factors=users, user_biases=np.zeros(3, np.float32), item_factors=items,
+        item_biases=np.zeros(4, np.float32), item_unit=unit.astype(np.float32),
+        popularity=np.array([2, 0, 1, 3], np.int32), like_counts=np.array([5, 3, 9, 1], np.int32),
+        history_indptr=np.array([0, 1, 2, 2], np.int64), history_items=np.array([0, 2], np.int16),
+        history_ratings=np.array([10, 8], np.uint8), history_days=np.array([10000, 10001], np.uint16),
+        titles=("A", "B", "C", "D"), years=np.array([1990, 0, 2000, 1995], np.int16),
+        genre_names=("Action", "Comedy"), item_genres=np.array([1, 1, 2, 3], np.uint32),
+        provenance={"version": "v1"},
+    )  # fmt: skip
+    fields.update(changes)
+    return ModelArtifact(**fields)  # type: ignore[arg-type]
+
+
+def test_recommend_masks_liked_and_returns_catalogue_indices() -> None:
+    # GIVEN user 10 who liked item 0 WHEN recommending THEN item 1 (same direction) leads, item 0 never appears
+    items, scores = tiny().recommend(0, 4)
+    assert items.tolist()[0] == 1
+    assert 0 not in items.tolist()
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_recommend_genre_filter_keeps_only_that_genre() -> None:
+    model = tiny()
+    items, _ = model.recommend(0, 4, model.genre_bit("comedy"))
+    assert sorted(items.tolist()) == [2, 3]
+
+
+def test_similar_excludes_the_movie_itself() -> None:
+    items, sims = tiny().similar(0, 3)
+    assert items.tolist()[0] == 1 and 0 not in items.tolist()
+    assert sims[0] == pytest.approx(0.9 / np.hypot(0.9, 0.1), rel=1e-5)
+
+
+def test_lookup_unknown_and_out_of_range_ids_is_none() -> None:
+    model = tiny()
+    assert model.user_index(20) == 1
+    assert model.user_index(21) is None
+    assert model.user_index(10**30) is None
+
+
+def test_validate_names_the_inconsistent_field() -> None:
+    with pytest.raises(ValueError, match="item_biases"):
+        tiny(item_biases=np.zeros(3, np.float32)).validate()
+
+
+def test_because_picks_the_most_similar_liked_items() -> None:
+    model = tiny()
+    (reasons,) = model.because(2, np.array([1]))  # user 30 liked nothing
+    assert reasons.size == 0
+    (reasons,) = model.because(0, np.array([1]))
+    assert reasons.tolist() == [0]
