@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     params = lfm.TrainParams(
         loss=args.loss, components=args.components, epochs=args.epochs, learning_rate=args.learning_rate,
         item_alpha=args.item_alpha, max_sampled=args.max_sampled, item_features=args.item_features,
-        threads=args.threads, seed=args.seed, early_stopping=args.early_stopping, patience=args.patience, min_epochs=args.min_epochs,
+        threads=args.threads, seed=args.seed, early_stopping=args.early_stopping, patience=args.patience,
+        min_epochs=args.min_epochs,
         min_rating=args.min_rating,
     )  # fmt: skip
 

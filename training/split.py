@@ -10,7 +10,8 @@ def time_split(users: np.ndarray, timestamps: np.ndarray, order: np.ndarray, fra
     """Which rows are held out: each user's latest ``floor(fraction * n)`` rows.
 
     Rounding down means a user with fewer than ``1 / fraction`` rows keeps them all for training,
-    and at least one row of every user stays on the training side. Ties in time are broken by `order` (the line in the file).
+    and at least one row of every user stays on the training side. Ties in time are broken by
+    `order` (the line in the file).
 
     Parameters
     ----------
