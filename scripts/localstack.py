@@ -158,6 +158,10 @@ class Invoker:
     Each function's ``app.py`` is imported under its own module name (so the three ``app`` modules
     never shadow each other), with the layer on ``sys.path`` and the function's environment set
     while it is imported; `overrides` stand in for the template's intrinsic values.
+
+    Like one Lambda container per function, each function handles one event at a time: the
+    powertools resolver keeps the current event on itself, so two concurrent events in one
+    module would read each other's parameters.
     """
 
     def __init__(self, app: Application, overrides: dict[str, str]) -> None:
@@ -165,6 +169,7 @@ class Invoker:
         self.overrides = overrides
         self.modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
+        self._busy = {name: threading.Lock() for name in app.functions}
         for layer in {p for f in app.functions.values() for p in f.layers}:
             if str(layer) not in sys.path:
                 sys.path.insert(0, str(layer))
@@ -195,7 +200,9 @@ class Invoker:
         return module
 
     def invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
-        return self.handler(name)(event, LambdaContext(name))  # type: ignore[no-any-return]
+        handler = self.handler(name)
+        with self._busy[name]:
+            return handler(event, LambdaContext(name))  # type: ignore[no-any-return]
 
 
 def api_event(route: Route, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -329,9 +336,13 @@ def config_js(api_url: str) -> bytes:
     return f"// Written at deploy or demo time; do not edit.\nexport const API_URL = {json.dumps(api_url)};\n".encode()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # socketserver's default of 5 drops connections under a burst of clients
+
+
 def start_server(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -22,10 +22,12 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 @pytest.fixture(scope="module")
 def stack(model_store: Path) -> Iterator[dict[str, str]]:
     api_port, web_port = free_port(), free_port()
+    SHOTS.mkdir(exist_ok=True)
+    log = (SHOTS / "localstack.log").open("w")  # the server's logs, for when a test here fails
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", str(model_store),
          "--api-port", str(api_port), "--web-port", str(web_port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
     urls = {"api": f"http://127.0.0.1:{api_port}", "web": f"http://127.0.0.1:{web_port}"}
@@ -34,6 +36,7 @@ def stack(model_store: Path) -> Iterator[dict[str, str]]:
     proc.terminate()
     proc.wait(timeout=10)
     proc.stdout.close()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,8 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: 
 def test_recommender_page_shows_history_and_both_lists(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
     page.goto(stack["web"] + "/index.html")
     page.locator("#picker button").first.click()
-    page.wait_for_selector("#personalized-list li.movie")
+    page.wait_for_selector("#personalized-list li.movie, #status.status-error")
+    assert page.locator("#status.status-error").count() == 0, page.locator("#status").inner_text()
     assert page.locator("#history-list li.movie").count() > 0
     assert page.locator("#personalized-list li.movie").count() == 10
     assert page.locator("#popular-list li.movie").count() == 10
@@ -105,3 +109,4 @@ def test_api_down_shows_a_message_not_a_blank_page(stack: dict[str, str], page) 
     page.goto(stack["web"] + "/index.html?user=1")
     page.wait_for_selector("#status.status-error")
     assert "cannot be reached" in page.locator("#status").inner_text()
+    assert page.locator("#results").is_hidden()
