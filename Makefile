@@ -12,12 +12,12 @@ FN ?= RecommendFunction
 EVENT ?= events/recommend.json
 
 .PHONY: help venv data train demo test test-unit test-integration test-template test-e2e lint \
-        invoke build validate deploy publish-model clean
+        invoke openapi build validate deploy publish-model clean
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
 	@echo "make test    install everything and run the whole test suite"
-	@echo "make data | train | invoke FN=.. EVENT=.. | lint | build | deploy | publish-model"
+	@echo "make data | train | invoke FN=.. EVENT=.. | openapi | lint | build | deploy | publish-model"
 
 $(VENV)/.installed: requirements-dev.txt layers/recsys/requirements.txt training/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed (the Lambda runtime is python3.11)"'
@@ -45,6 +45,9 @@ demo: data
 invoke: $(VENV)/.installed
 	@test -f $(MODEL_URI)/latest.json || test "$${MODEL_URI#s3://}" != "$(MODEL_URI)" || $(MAKE) train
 	$(PY) -m scripts.localstack invoke $(FN) $(EVENT) --model-uri $(MODEL_URI)
+
+openapi: $(VENV)/.installed
+	$(PY) -m scripts.openapi
 
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium

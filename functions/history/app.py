@@ -21,13 +21,13 @@ HistoryK = Annotated[int, Query(ge=1, le=100, description="How many items (1..10
 Limit = Annotated[int, Query(ge=1, le=100, description="How many users (1..100)")]
 
 
-@app.get("/users/<user_id>/history", responses=api.ERROR_RESPONSES, tags=["users"])
+@app.get("/users/<user_id>/history", responses=api.RESPONSES, tags=["users"])
 def history(user_id: UserId, k: HistoryK = 20, offset: Offset = 0) -> History:
     """The movies a user liked, newest first, with rating and date."""
     return service.history(runtime.model(), user_id, k, offset)  # type: ignore[return-value]
 
 
-@app.get("/users", responses=api.ERROR_RESPONSES, tags=["users"])
+@app.get("/users", responses=api.RESPONSES, tags=["users"])
 def users(limit: Limit = 36, seed: Seed = 0) -> Users:
     """A deterministic sample of users, with how many movies they liked and their top genres."""
     return service.sample_users(runtime.model(), limit, seed)  # type: ignore[return-value]

@@ -17,7 +17,7 @@ app = api.create_app()
 runtime = api.Runtime(metrics)
 
 
-@app.get("/recommendations/<user_id>", responses=api.ERROR_RESPONSES, tags=["recommendations"])
+@app.get("/recommendations/<user_id>", responses=api.RESPONSES, tags=["recommendations"])
 def recommendations(
     user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
 ) -> Recommendations:
@@ -25,7 +25,7 @@ def recommendations(
     return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]
 
 
-@app.get("/model", responses=api.ERROR_RESPONSES, tags=["model"])
+@app.get("/model", responses=api.RESPONSES, tags=["model"])
 def model_card() -> ModelInfo:
     """The serving model's version, data summary and evaluation metrics."""
     return service.model_info(runtime.model())  # type: ignore[return-value]

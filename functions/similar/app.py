@@ -20,13 +20,13 @@ runtime = api.Runtime(metrics)
 Limit = Annotated[int, Query(ge=1, le=100, description="How many movies (1..100)")]
 
 
-@app.get("/movies/<movie_id>/similar", responses=api.ERROR_RESPONSES, tags=["movies"])
+@app.get("/movies/<movie_id>/similar", responses=api.RESPONSES, tags=["movies"])
 def similar(movie_id: MovieId, k: K = 10) -> Similar:
     """Movies whose LightFM item vectors are closest (cosine) to this movie's, itself excluded."""
     return service.similar(runtime.model(), movie_id, k)  # type: ignore[return-value]
 
 
-@app.get("/movies", responses=api.ERROR_RESPONSES, tags=["movies"])
+@app.get("/movies", responses=api.RESPONSES, tags=["movies"])
 def movies(query: SearchQuery = "", limit: Limit = 10) -> Movies:
     """Title search, case- and accent-insensitive; an empty query gives the most liked movies."""
     return service.search_movies(runtime.model(), query, limit)  # type: ignore[return-value]

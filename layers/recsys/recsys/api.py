@@ -40,10 +40,20 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 NAMESPACE = "MovieRecommender"
 RETRY_AFTER_SECONDS = 5
-ERROR_RESPONSES: dict[int, dict[str, Any]] = {
-    400: {"description": "A parameter is malformed or out of range"},
-    404: {"description": "Unknown user, movie or route"},
-    503: {"description": "No model is available yet; retry after the Retry-After seconds"},
+_ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
+# What every route documents (docs/openapi.json is generated from these). 200 takes its schema
+# from the handler's return annotation; request validation answers 400, never 422; 429 comes
+# from API Gateway's throttling, through the template's THROTTLED gateway response.
+RESPONSES: dict[int, dict[str, Any]] = {
+    200: {"description": "OK"},
+    400: {"description": "A parameter is malformed or out of range", "content": _ERROR_CONTENT},
+    404: {"description": "Unknown user, movie or route", "content": _ERROR_CONTENT},
+    503: {
+        "description": "No model is available yet; retry after the Retry-After seconds",
+        "content": _ERROR_CONTENT,
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    },
+    429: {"description": "Throttled by API Gateway; retry shortly", "content": _ERROR_CONTENT},
 }
 
 
@@ -158,4 +168,4 @@ def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | Non
     headers["Vary"] = ["Origin"]
 
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error"]
+__all__ = ["RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error"]
