@@ -41,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--loss", choices=("warp", "bpr", "warp-kos", "logistic"), default=d.loss)
     m.add_argument("--components", type=_positive, default=d.components)
-    m.add_argument("--epochs", type=_positive, default=d.epochs, help="at most this many (early stopping)")
+    m.add_argument("--epochs", type=_positive, default=d.epochs,
+                   help="at most this many (early stopping); default: 80, fewer on large data, from an update "
+                        f"budget of {lfm.UPDATE_BUDGET:,} positive pairs per fit (at least {lfm.MIN_AUTO_EPOCHS})")
     m.add_argument("--learning-rate", type=float, default=d.learning_rate)
     m.add_argument("--item-alpha", type=float, default=d.item_alpha)
     m.add_argument("--max-sampled", type=_positive, default=d.max_sampled)
@@ -49,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
     m.add_argument("--seed", type=int, default=d.seed)
     m.add_argument("--patience", type=_positive, default=d.patience, help="epochs without progress before stopping")
-    m.add_argument("--min-epochs", type=_positive, default=d.min_epochs, help="never stop before this many epochs")
+    m.add_argument("--min-epochs", type=_positive, default=d.min_epochs, help="never stop before this many epochs (default: 3/4 of --epochs)")
     m.add_argument("--no-early-stopping", dest="early_stopping", action="store_false")
     e = p.add_argument_group("evaluation and publishing")
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
@@ -133,16 +135,19 @@ def train_and_evaluate(
 
     held = time_split(users, ts, order, params.test_fraction)
     train_rows = ~held
-    epochs = params.epochs
     history: list[float] = []
     if params.early_stopping:
         val = time_split(users[train_rows], ts[train_rows], order[train_rows], params.validation_fraction)
         fit_u, fit_i = users[train_rows][~val], items[train_rows][~val]
+        params = lfm.resolve_epochs(params, fit_u.size)
         val_m = to_matrix(users[train_rows][val], items[train_rows][val], shape)
         _, epochs, history = lfm.fit(
             params, to_matrix(fit_u, fit_i, shape).tocoo(), features, params.epochs, val_m, "validate", progress
         )
-        print(f"early stopping: best smoothed validation ndcg@10 after {epochs} epochs")
+        print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
+    else:
+        params = lfm.resolve_epochs(params, int(train_rows.sum()))
+        epochs = params.epochs or 1
     train_m = to_matrix(users[train_rows], items[train_rows], shape)
     test_m = to_matrix(users[held], items[held], shape)
     model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)

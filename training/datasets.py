@@ -313,17 +313,24 @@ def _dataset_folder(root: Path) -> Path:
 def _download_s3(uri: str, cache_dir: Path, client_factory: Callable[[], object] | None) -> Path:
     """Copy an s3:// file, or every file under an s3:// prefix, into a local folder."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client_factory() if client_factory else boto3.client("s3")
     bucket, _, key = uri[len("s3://") :].partition("/")
-    target = Path(tempfile.mkdtemp(prefix="ratings-", dir=cache_dir if cache_dir.exists() else None))
-    paginator = client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
-    keys = [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=key) for o in page.get("Contents", [])]
-    if not keys:
-        raise DataError(f"{uri}: no such object or prefix")
-    exact = [k for k in keys if k == key]
-    for k in exact or keys:
-        if k.endswith("/"):
-            continue
-        client.download_file(bucket, k, str(target / Path(k).name))  # type: ignore[attr-defined]
+    if not bucket:
+        raise DataError(f"{uri}: an s3:// source names a bucket, as in s3://bucket/ml-100k/")
+    try:
+        client = client_factory() if client_factory else boto3.client("s3")
+        paginator = client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
+        pages = paginator.paginate(Bucket=bucket, Prefix=key)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        exact = [k for k in keys if k == key]
+        folder = key.rstrip("/") + "/" if key else ""
+        keys = exact or [k for k in keys if k.startswith(folder)]  # s3://b/ml-100k is not s3://b/ml-100k-old
+        if not keys:
+            raise DataError(f"{uri}: no such object or prefix")
+        target = Path(tempfile.mkdtemp(prefix="ratings-", dir=cache_dir if cache_dir.exists() else None))
+        for k in keys:
+            client.download_file(bucket, k, str(target / Path(k).name))  # type: ignore[attr-defined]
+    except (ClientError, BotoCoreError) as exc:
+        raise DataError(f"{uri}: cannot read the ratings from S3: {exc}") from exc
     return target / Path(key).name if exact else target
