@@ -12,11 +12,12 @@ FN ?= RecommendFunction
 EVENT ?= events/recommend.json
 
 .PHONY: help venv data train demo test test-unit test-integration test-template test-e2e lint \
-        invoke openapi build validate deploy publish-model clean
+        invoke openapi bench build validate deploy publish-model clean
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
 	@echo "make test    install everything and run the whole test suite"
+	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
 	@echo "make data | train | invoke FN=.. EVENT=.. | openapi | lint | build | deploy | publish-model"
 
 $(VENV)/.installed: requirements-dev.txt layers/recsys/requirements.txt training/requirements.txt
@@ -48,6 +49,12 @@ invoke: $(VENV)/.installed
 
 openapi: $(VENV)/.installed
 	$(PY) -m scripts.openapi
+
+bench: $(VENV)/.installed data /usr/bin/wrk
+	$(PY) -m bench.run
+
+/usr/bin/wrk:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium

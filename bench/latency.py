@@ -1,0 +1,134 @@
+"""Warm in-handler latency: API Gateway event in, response dict out, per route, in process.
+
+Each function is imported as the local stack imports it (its own modules, the layer on the path,
+its environment from template.yaml), warmed, then called with pre-built events for varied users
+and movies; one sample is the wall time of one ``lambda_handler(event, context)`` call.
+
+    python -m bench.latency --model-uri build/model-store --requests 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scripts.localstack import Invoker, LambdaContext, api_event, load_application
+
+ROUTES = {
+    # name: (function, method, template path)
+    "recommend": ("RecommendFunction", "/recommendations/{user_id}"),
+    "recommend_explain": ("RecommendFunction", "/recommendations/{user_id}"),
+    "popularity": ("RecommendFunction", "/recommendations/{user_id}"),
+    "history": ("HistoryFunction", "/users/{user_id}/history"),
+    "similar": ("SimilarFunction", "/movies/{movie_id}/similar"),
+    "search": ("SimilarFunction", "/movies"),
+    "bad_request": ("RecommendFunction", "/recommendations/{user_id}"),
+}
+
+
+@dataclass
+class Summary:
+    n: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    mean_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, seconds: np.ndarray) -> Summary:
+        ms = np.asarray(seconds) * 1000
+        p50, p99, p999 = np.percentile(ms, [50, 99, 99.9])
+        return cls(int(ms.size), float(p50), float(p99), float(p999), float(ms.mean()), float(ms.max()))
+
+
+def targets(route: str, users: np.ndarray, movies: np.ndarray, titles: tuple[str, ...], i: int) -> tuple[str, str]:
+    """(path, query) of the i-th request of a route, varied over users and movies."""
+    u, m = int(users[i % users.size]), int(movies[i % movies.size])
+    if route == "recommend":
+        return f"/recommendations/{u}", "k=10"
+    if route == "recommend_explain":
+        return f"/recommendations/{u}", "k=10&explain=true"
+    if route == "popularity":
+        return f"/recommendations/{u}", "k=10&model=popularity"
+    if route == "history":
+        return f"/users/{u}/history", "k=20"
+    if route == "similar":
+        return f"/movies/{m}/similar", "k=10"
+    if route == "search":
+        word = titles[i % len(titles)].split()[0][:5]
+        return "/movies", f"query={word}&limit=10"
+    return f"/recommendations/{u}", "k=0"  # bad_request: a 400 with the error body
+
+
+def measure(model_uri: str, requests: int, routes: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """Per route: latency summary and the raw samples (seconds)."""
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    app = load_application()
+    invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": "*", "MODEL_REFRESH_SECONDS": "3600"})
+    by_path = {r.path: r for r in app.routes}
+    invoker.invoke("RecommendFunction", api_event(by_path["/model"], "GET", "/model", "", {}, b""))
+    artifact = invoker.modules["RecommendFunction"].runtime.model()
+    rng = np.random.default_rng(seed)
+    users = rng.choice(artifact.user_ids, size=min(requests, artifact.user_ids.size), replace=False)
+    movies = rng.choice(artifact.item_ids, size=min(requests, artifact.item_ids.size), replace=False)
+    results: dict[str, Any] = {}
+    for route in routes or list(ROUTES):
+        function, template_path = ROUTES[route]
+        handler = invoker.handler(function)
+        events = []
+        for i in range(requests):
+            path, query = targets(route, users, movies, artifact.titles, i)
+            events.append(api_event(by_path[template_path], "GET", path, query, {}, b""))
+        context = LambdaContext(function)
+        for event in events[: min(200, requests)]:  # warm: first touches, caches, branch predictors
+            handler(event, context)
+        samples = np.empty(requests)
+        statuses: dict[int, int] = {}
+        gc.collect()
+        for i, event in enumerate(events):
+            started = time.perf_counter()
+            response = handler(event, context)
+            samples[i] = time.perf_counter() - started
+            statuses[response["statusCode"]] = statuses.get(response["statusCode"], 0) + 1
+        results[route] = {"summary": Summary.of(samples).__dict__, "statuses": statuses, "samples": samples}
+    results["bare_scoring"] = bare_scoring(artifact, users, requests)
+    return results
+
+
+def bare_scoring(artifact: Any, users: np.ndarray, requests: int) -> dict[str, Any]:
+    """The domain call alone: index lookup, scores, seen masking, top-10."""
+    idx = [artifact.user_index(int(u)) for u in users]
+    samples = np.empty(requests)
+    for i in range(requests):
+        u = idx[i % len(idx)]
+        started = time.perf_counter()
+        artifact.recommend(u, 10)
+        samples[i] = time.perf_counter() - started
+    return {"summary": Summary.of(samples).__dict__, "statuses": {}, "samples": samples}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-uri", default="build/model-store")
+    parser.add_argument("--requests", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    results = measure(args.model_uri, args.requests)
+    print(f"{'route':<20}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}  statuses")
+    for route, r in results.items():
+        s = r["summary"]
+        statuses = json.dumps(r["statuses"])
+        print(f"{route:<20}{s['n']:>7}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}{s['p999_ms']:>10.3f}  {statuses}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""`make bench`: every figure of the benchmark issue, measured, into bench/results.json and docs/BENCHMARKS.md.
+
+Scales: the real ML-100K (data/ml-100k) and the generated ML-10M shape (bench/generate.py).
+Each figure keeps min / median / max over its repeats where repeats make sense; the headline
+figures (ML-10M) carry a target and whether it was met.
+
+    python -m bench.run                  # everything, ~20 min on 2 cores
+    python -m bench.run --only ml-100k   # the small scale only
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import generate, latency, original
+from scripts.localstack import moto_s3
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "bench"
+RESULTS = ROOT / "bench" / "results.json"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+PY = sys.executable
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers/recsys'}", "POWERTOOLS_TRACE_DISABLED": "true"}
+
+TARGETS = {  # name: (target, unit, "max" when lower is better / "min" when higher is better)
+    "recommend_p99_ms": (1.0, "ms", "max"),
+    "similar_p99_ms": (1.0, "ms", "max"),
+    "speedup_vs_original_p50": (3.0, "x", "min"),
+    "cold_start_s": (1.5, "s", "max"),
+    "artifact_mb": (64.0, "MB", "max"),
+    "ingest_s": (10.0, "s", "max"),
+    "train_s": (300.0, "s", "max"),
+    "http_errors": (0, "count", "max"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+# -- machine ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024  # type: ignore[union-attr]
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_mb": mem, "python": platform.python_version(),
+            "platform": platform.platform()}  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    names = ("numpy", "scipy", "pandas", "rectools-lightfm", "aws-lambda-powertools", "pydantic", "boto3", "moto")
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    wrk = shutil.which("wrk")
+    if wrk:
+        out["wrk"] = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split()[1]
+    return out
+
+
+# -- steps ------------------------------------------------------------------------------------
+
+
+def run_child(cmd: list[str], **kwargs: Any) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MB) and output of a child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)  # fmt: skip
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
+    return seconds, usage.ru_maxrss // 1024, out
+
+
+def train(ratings: Path, store: Path) -> dict[str, Any]:
+    shutil.rmtree(store, ignore_errors=True)
+    seconds, rss, out = run_child([PY, "-m", "training", "--ratings", str(ratings), "--model-uri", str(store),
+                                   "--quiet"])  # fmt: skip
+    pointer = json.loads((store / "latest.json").read_text())
+    metrics = json.loads((store / pointer["key"]).with_name("metrics.json").read_text())
+    epochs = metrics["params"]["epochs"]
+    return {"seconds": seconds, "peak_rss_mb": rss, "pointer": pointer, "metrics": metrics, "epochs": epochs,
+            "log": out.splitlines()[-6:]}  # fmt: skip
+
+
+def ingest(ratings: Path, repeats: int) -> dict[str, Any]:
+    from training.cleaning import clean
+    from training.datasets import read_ratings
+
+    times, parse = [], []
+    for _ in range(repeats):
+        gc.collect()
+        t = time.perf_counter()
+        raw = read_ratings(ratings)
+        parsed = time.perf_counter() - t
+        data = clean(raw, 4.0, 0.01)
+        times.append(time.perf_counter() - t)
+        parse.append(parsed)
+        del raw, data
+    return {"seconds": spread(times), "parse_seconds": spread(parse)}
+
+
+def artifact_figures(store: Path, repeats: int) -> dict[str, Any]:
+    from recsys.store import load_artifact
+
+    pointer = json.loads((store / "latest.json").read_text())
+    blob = (store / pointer["key"]).read_bytes()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        load_artifact(blob, sha256=pointer["sha256"], size=pointer["size"])
+        times.append(time.perf_counter() - t)
+    probe = ("import json,resource,sys,pathlib;from recsys.store import load_artifact;"
+             "p=json.loads(pathlib.Path(sys.argv[1],'latest.json').read_text());"
+             "rss=lambda:int(open('/proc/self/statm').read().split()[1])*4096/2**20;before=rss();"
+             "m=load_artifact(pathlib.Path(sys.argv[1],p['key']).read_bytes(),sha256=p['sha256'],size=p['size']);"
+             "print(json.dumps({'before':before,'after':rss()}))")  # fmt: skip
+    _, _, out = run_child([PY, "-c", probe, str(store)])
+    rss = json.loads(out.strip().splitlines()[-1])
+    return {"bytes": len(blob), "mb": len(blob) / 2**20, "verify_unpickle_s": spread(times),
+            "rss_before_mb": rss["before"], "rss_after_load_mb": rss["after"]}  # fmt: skip
+
+
+def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
+    """Each function cold, against a moto S3 server on loopback holding the model."""
+    import boto3
+
+    from recsys.uri import ModelUri
+    from training.publish import publish, writer_for
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    pointer = json.loads((store / "latest.json").read_text())
+    port = _free_port()
+    out: dict[str, Any] = {}
+    with moto_s3(port) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench-models")
+        uri = ModelUri.parse("s3://bench-models/recommender")
+        publish(writer_for(uri, s3), pointer["version"], (store / pointer["key"]).read_bytes(), {},
+                expected_tag=None, created_at=_now(), location=str(uri))  # fmt: skip
+        env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        for function in ("RecommendFunction", "HistoryFunction", "SimilarFunction"):
+            runs = []
+            for _ in range(repeats):
+                result = subprocess.run([PY, "-m", "bench.coldstart", function, str(uri)], cwd=ROOT, env=env,
+                                        capture_output=True, text=True, check=True)  # fmt: skip
+                runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            out[function] = {k: spread([r[k] for r in runs]) for k in runs[0] if k not in ("status", "bytes")}
+        out["local_api_first_200_s"] = spread([_first_200(str(uri), env) for _ in range(repeats)])
+    return out
+
+
+def _first_200(model_uri: str, env: dict[str, str]) -> float:
+    """Seconds from starting the local API process to its first 200 for a recommendation."""
+    port = _free_port()
+    started = time.perf_counter()
+    cmd = [PY, "-m", "scripts.localstack", "serve", "--model-uri", model_uri, "--api-port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - started < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/recommendations/1", timeout=10) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.01)
+        raise SystemExit("the local API gave no 200 within 60 s")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+
+
+def side_by_side(ratings: Path, requests: int, epochs: int = 2) -> dict[str, Any]:
+    """Fit a LightFM model in process, build our artifact from it, time both serving methods."""
+    from training import model as lfm
+    from training.cleaning import clean
+    from training.datasets import read_ratings
+    from training.split import to_matrix
+
+    raw = read_ratings(ratings)
+    data = clean(raw, 4.0, 0.01)
+    params = lfm.TrainParams(threads=os.cpu_count() or 1, epochs=epochs)
+    pos = data.positives(4.0)
+    matrix = to_matrix(data.users[pos], data.items[pos], (data.user_ids.size, data.item_ids.size)).tocoo()
+    model = lfm.new_model(params)
+    per_epoch = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        model.fit_partial(matrix, epochs=1, num_threads=params.threads)
+        per_epoch.append(time.perf_counter() - t)
+    artifact = lfm.build_artifact(
+        model, None, data, lfm.catalogue(data.item_ids, raw.movies), {"version": "bench", "params": {"min_rating": 4.0}}
+    )
+    runs = original.compare(model, artifact, requests)
+    summary = {name: latency.Summary.of(runs[name]).__dict__ for name in runs if name != "agreement"}
+    return {"epoch_seconds": spread(per_epoch), "positives": int(matrix.nnz), "summary": summary,
+            "agreement": runs["agreement"], "samples": {k: v for k, v in runs.items() if k != "agreement"}}  # fmt: skip
+
+
+WRK_SCRIPT = """
+math.randomseed(42)
+local users = {%s}
+local movies = {%s}
+request = function()
+  local r = math.random(100)
+  if r <= 50 then return wrk.format("GET", "/recommendations/" .. users[math.random(#users)] .. "?k=10")
+  elseif r <= 70 then return wrk.format("GET", "/movies/" .. movies[math.random(#movies)] .. "/similar?k=10")
+  elseif r <= 90 then return wrk.format("GET", "/users/" .. users[math.random(#users)] .. "/history?k=20")
+  else return wrk.format("GET", "/recommendations/" .. users[math.random(#users)] .. "?model=popularity") end
+end
+"""
+
+
+def http_load(store: Path, seconds: int, connections: int) -> dict[str, Any]:
+    """wrk against the local API (a mix of routes over random users and movies)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
+    from recsys.store import load_artifact
+
+    pointer = json.loads((store / "latest.json").read_text())
+    model = load_artifact((store / pointer["key"]).read_bytes(), sha256=pointer["sha256"], size=pointer["size"])
+    rng = np.random.default_rng(1)
+    users = ",".join(map(str, rng.choice(model.user_ids, 2000)))
+    movies = ",".join(map(str, rng.choice(model.item_ids, 2000)))
+    script = WORK / "load.lua"
+    script.write_text(WRK_SCRIPT % (users, movies))
+    port = _free_port()
+    env = {**ENV, "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+    proc = subprocess.Popen([PY, "-m", "scripts.localstack", "serve", "--model-uri", str(store), "--api-port",
+                             str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+        for path in ("/model", "/users", "/movies"):  # warm each function
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30).read()
+        result = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+                                 "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True,
+                                check=True)  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    pct = {p: ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
+    socket = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    return {"requests": total, "requests_per_s": rps, "p50_ms": pct["50"], "p99_ms": pct["99"],
+            "non_2xx": non2xx, "socket_errors": socket, "errors": non2xx + socket, "raw": text}  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _now():  # type: ignore[no-untyped-def]
+    from training.model import utc_now
+
+    return utc_now()
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+
+def scale(name: str, ratings: Path, args: argparse.Namespace) -> dict[str, Any]:
+    store = WORK / f"store-{name}"
+    out: dict[str, Any] = {"ratings": str(ratings.relative_to(ROOT))}
+    log(f"{name}: ingest x{args.repeats}")
+    out["ingest"] = ingest(ratings, args.repeats)
+    log(f"{name}: training end to end (python -m training, defaults, all cores)")
+    out["train"] = train(ratings, store)
+    log(f"{name}: trained in {out['train']['seconds']:.0f} s, {out['train']['epochs']} epochs")
+    out["artifact"] = artifact_figures(store, args.repeats + 2)
+    log(f"{name}: cold starts x{args.repeats} per function against moto S3")
+    out["cold_start"] = cold_starts(store, args.repeats)
+    log(f"{name}: warm in-handler latency, {args.requests} requests per route")
+    warm = latency.measure(str(store), args.requests)
+    out["latency"] = {route: r["summary"] | {"statuses": r["statuses"]} for route, r in warm.items()}
+    out["_latency_samples"] = {route: r["samples"] for route, r in warm.items()}
+    log(f"{name}: side by side with the original serving method, {args.side_requests} requests")
+    side = side_by_side(ratings, args.side_requests)
+    out["side_by_side"] = {k: v for k, v in side.items() if k != "samples"}
+    out["_side_samples"] = side["samples"]
+    log(f"{name}: HTTP load, wrk {args.connections} connections for {args.http_seconds} s")
+    out["http"] = http_load(store, args.http_seconds, args.connections)
+    return out
+
+
+def headline(big: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    side = big["side_by_side"]["summary"]
+    cold = big["cold_start"]["RecommendFunction"]
+    values = {
+        "recommend_p99_ms": big["latency"]["recommend"]["p99_ms"],
+        "similar_p99_ms": big["latency"]["similar"]["p99_ms"],
+        "speedup_vs_original_p50": min(side["original_recommend"]["p50_ms"] / side["ours_recommend"]["p50_ms"],
+                                       side["original_similar"]["p50_ms"] / side["ours_similar"]["p50_ms"]),
+        "cold_start_s": cold["imports"]["median"] + cold["s3"]["median"] + cold["verify"]["median"]
+        + cold["unpickle"]["median"],
+        "artifact_mb": big["artifact"]["mb"],
+        "ingest_s": big["ingest"]["seconds"]["median"],
+        "train_s": big["train"]["seconds"],
+        "http_errors": big["http"]["errors"],
+    }  # fmt: skip
+    figures = {}
+    for name, value in values.items():
+        target, unit, kind = TARGETS[name]
+        met = value <= target if kind == "max" else value >= target
+        figures[name] = {"value": round(float(value), 4), "unit": unit, "target": target, "met": bool(met)}
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("ml-100k", "ml-10m"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--side-requests", type=int, default=2_000)
+    parser.add_argument("--http-seconds", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine(), "versions": versions(), "scales": {}}
+    results["commands"] = {"all": "make bench", "this run": " ".join(["python -m bench.run", *(argv or sys.argv[1:])])}
+    if args.only in (None, "ml-100k"):
+        results["scales"]["ml-100k"] = scale("ml-100k", ROOT / "data" / "ml-100k", args)
+    if args.only in (None, "ml-10m"):
+        data = WORK / "ml-10m-shaped"
+        if not (data / "ratings.dat").exists():
+            log("generating the ML-10M-shaped data (seed 0)")
+            generate.generate(data)
+        results["scales"]["ml-10m"] = scale("ml-10m", data, args)
+        results["figures"] = headline(results["scales"]["ml-10m"])
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    from bench import report
+
+    report.plots(results)
+    for s in results["scales"].values():
+        s.pop("_latency_samples", None)
+        s.pop("_side_samples", None)
+    RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    DOC.write_text(report.markdown(results))
+    log(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)} in {results['seconds']:.0f} s")
+    for name, f in results.get("figures", {}).items():
+        log(f"{name:<26}{f['value']:>10} {f['unit']:<6} target {f['target']:<6} {'met' if f['met'] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
