@@ -97,7 +97,6 @@ class Function:
 class Application:
     functions: dict[str, Function]
     routes: list[Route]
-    cors: dict[str, str]
 
 
 def load_application(template: Path = TEMPLATE) -> Application:
@@ -120,12 +119,7 @@ def load_application(template: Path = TEMPLATE) -> Application:
         for event in props.get("Events", {}).values():
             if event["Type"] == "Api":
                 routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
-    cors: dict[str, str] = {}
-    for res in resources.values():
-        if res["Type"] == "AWS::Serverless::Api":
-            raw = res["Properties"].get("Cors", {})
-            cors = {k: v.strip("'") for k, v in raw.items() if isinstance(v, str)}
-    return Application(functions, routes, cors)
+    return Application(functions, routes)
 
 
 def _ref(value: Any) -> str:
@@ -254,18 +248,6 @@ class LocalApi:
         url = urlsplit(target)
         path = url.path.rstrip("/") or "/"
         origin = {"Access-Control-Allow-Origin": self.allowed_origin}
-        if method == "OPTIONS" and any(r.pattern.match(path) for r in self.app.routes):
-            cors = self.app.cors
-            return (
-                200,
-                {
-                    **origin,
-                    "Access-Control-Allow-Methods": cors.get("AllowMethods", "GET,OPTIONS"),
-                    "Access-Control-Allow-Headers": cors.get("AllowHeaders", "Content-Type"),
-                    "Access-Control-Max-Age": cors.get("MaxAge", "600"),
-                },
-                b"",
-            )
         route = self.match(method, path)
         if route is None:  # what API Gateway answers, through the template's DEFAULT_4XX response
             body403 = {"error": {"code": "gateway", "message": "Missing Authentication Token"}}
@@ -294,6 +276,13 @@ def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | No
 
         def do_HEAD(self) -> None:  # noqa: N802
             self._dispatch()
+
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (PUT, TRACE, QUERY, ...) too: API Gateway answers 403 for a method no
+            # route declares, never 501.
+            if name.startswith("do_"):
+                return self._dispatch
+            raise AttributeError(name)
 
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -35,7 +35,7 @@ def probe_app(tmp_path: Path) -> Application:
         (code / "app.py").write_text(PROBE)
         functions[name] = Function(name, code, "app.handler", [], {"PROBE": name})
     routes = [Route(function=n, method="GET", path=f"/{n.lower()}") for n in functions]
-    return Application(functions, routes, {})
+    return Application(functions, routes)
 
 
 def test_a_function_handles_one_event_at_a_time_as_a_lambda_container(tmp_path: Path) -> None:

@@ -21,6 +21,37 @@ def test_cfn_lint_reports_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+RULES = ROOT / "tests/template/cfn_rules"
+
+
+def test_hardening_rules_find_nothing_in_the_template() -> None:
+    result = run(str(ROOT / ".venv/bin/cfn-lint"), "template.yaml", "-a", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+WEAKENINGS = [  # (rule, text in template.yaml, replaced by; the first occurrence only)
+    ("E9001", "RestrictPublicBuckets: true", "RestrictPublicBuckets: false"),
+    ("E9002", "Principal: {Service: cloudfront.amazonaws.com}", 'Principal: "*"'),
+    (
+        "E9003",
+        'Action: s3:GetObject\n              Resource: !Sub "arn:',
+        'Action: "s3:*"\n              Resource: !Sub "arn:',
+    ),
+    ("E9004", '/${ModelPrefix}/latest.json"', '/*"'),
+    ("E9005", "Default: 30\n", "Default: 10\n"),
+]
+
+
+@pytest.mark.parametrize(("rule", "old", "new"), WEAKENINGS, ids=[w[0] for w in WEAKENINGS])
+def test_each_hardening_rule_catches_its_weakening(tmp_path: Path, rule: str, old: str, new: str) -> None:
+    text = (ROOT / "template.yaml").read_text()
+    assert old in text, f"the {rule} fixture no longer matches template.yaml"
+    weakened = tmp_path / "template.yaml"
+    weakened.write_text(text.replace(old, new, 1))
+    result = run(str(ROOT / ".venv/bin/cfn-lint"), str(weakened), "-a", str(RULES))
+    assert result.returncode != 0 and rule in result.stdout, result.stdout + result.stderr
+
+
 def test_sam_validate_lint_passes() -> None:
     result = run(str(SAM), "validate", "--lint", "--region", "us-east-1")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -36,14 +67,13 @@ def test_sam_build_succeeds_without_docker(tmp_path: Path) -> None:
 
 def test_every_template_route_is_served_locally(model_store: Path) -> None:
     app = load_application()
-    assert {(r.method, r.path) for r in app.routes} == {
-        ("GET", "/recommendations/{user_id}"), ("GET", "/model"), ("GET", "/users/{user_id}/history"),
-        ("GET", "/users"), ("GET", "/movies/{movie_id}/similar"), ("GET", "/movies"),
-    }  # fmt: skip
+    paths = {"/recommendations/{user_id}", "/model", "/users/{user_id}/history", "/users", "/movies/{movie_id}/similar",
+             "/movies"}  # fmt: skip
+    assert {(r.method, r.path) for r in app.routes} == {(m, p) for p in paths for m in ("GET", "OPTIONS")}
     local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"}), "*")
     for route in app.routes:
         path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1")
         status, headers, _ = local.handle(route.method, path, {}, b"")
-        assert status == 200, (route, status)
+        assert status == (204 if route.method == "OPTIONS" else 200), (route, status)
         assert headers["Access-Control-Allow-Origin"] == "*"
     assert local.handle("GET", "/nowhere", {}, b"")[0] == 403  # as API Gateway answers

@@ -7,7 +7,7 @@ raised                             status  code
 =================================  ======  =====================================
 RequestValidationError (pydantic)  400     invalid_request
 InvalidRequestError                400     invalid_request
-UnknownUserError / UnknownMovie    404     unknown_user / unknown_movie
+UnknownUser/Movie/GenreError      404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
 ConfigurationError                 503     misconfigured (+ Retry-After)
@@ -47,7 +47,7 @@ _ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
 RESPONSES: dict[int, dict[str, Any]] = {
     200: {"description": "OK"},
     400: {"description": "A parameter is malformed or out of range", "content": _ERROR_CONTENT},
-    404: {"description": "Unknown user, movie or route", "content": _ERROR_CONTENT},
+    404: {"description": "Unknown user, movie, genre or route", "content": _ERROR_CONTENT},
     503: {
         "description": "No model is available yet; retry after the Retry-After seconds",
         "content": _ERROR_CONTENT,
@@ -137,8 +137,11 @@ class Runtime:
         return self.store.get()
 
     def resolve(self, app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """Route the event, then add the CORS headers API Gateway would not add to our responses."""
-        response = app.resolve(event, context)
+        """Route the event (a CORS preflight is answered here), then add the CORS headers."""
+        if event.get("httpMethod") == "OPTIONS":
+            response = preflight()
+        else:
+            response = app.resolve(event, context)
         add_cors(response, event, self._allowed_origin())
         return response
 
@@ -154,8 +157,21 @@ class Runtime:
             self.metrics.add_metadata(key="model_version", value=model.version)
 
 
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Methods": "GET,OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def preflight() -> dict[str, Any]:
+    """The answer to a CORS preflight; `add_cors` then allows the origin only if it is the allowed one."""
+    headers = {k: [v] for k, v in PREFLIGHT_HEADERS.items()}
+    return {"statusCode": 204, "multiValueHeaders": headers, "body": "", "isBase64Encoded": False}
+
+
 def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | None) -> None:
-    """Echo the allowed origin (or ``*``) on every response, errors included."""
+    """Echo the allowed origin (or ``*``) on every response, errors included; another origin gets none."""
     if not allowed:
         return
     headers = response.setdefault("multiValueHeaders", {})
@@ -168,4 +184,4 @@ def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | Non
     headers["Vary"] = ["Origin"]
 
 
-__all__ = ["RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error"]
+__all__ = ["RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error", "preflight"]
