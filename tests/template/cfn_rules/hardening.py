@@ -1,0 +1,223 @@
+"""cfn-lint rules for this project's security and throttling promises (run by `make test`).
+
+    cfn-lint template.yaml -a tests/template/cfn_rules
+
+cfn-lint 1.x validates SAM resources as written, with the template's Globals merged into each
+function, so these rules read `AWS::Serverless::*` resources (and the plain CloudFormation forms
+too, should the template ever spell them out).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cfnlint.rules import CloudFormationLintRule, RuleMatch
+
+PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+# A function that runs longer than this is a bug; the throttling budget below assumes it.
+EXPECTED_DURATION_S = 0.1
+
+
+def _text(value: Any) -> str:
+    """A property value as text, intrinsics included (``Fn::Sub`` strings, ``Ref`` names)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, inner),) = value.items()
+        if key == "Fn::Sub":
+            return _text(inner[0] if isinstance(inner, list) else inner)
+        if key == "Ref":
+            return "${" + str(inner) + "}"
+        if key == "Fn::GetAtt":
+            return "${" + (".".join(inner) if isinstance(inner, list) else str(inner)) + "}"
+        if key == "Fn::If":
+            return " | ".join(_text(v) for v in inner[1:])
+    if isinstance(value, list):
+        return " ".join(_text(v) for v in value)
+    return str(value)
+
+
+def _statements(policy: Any) -> list[dict[str, Any]]:
+    doc = policy.get("PolicyDocument", policy) if isinstance(policy, dict) else {}
+    statements = doc.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _number(cfn: Any, value: Any) -> float | None:
+    if isinstance(value, dict) and "Ref" in value:
+        value = cfn.template.get("Parameters", {}).get(value["Ref"], {}).get("Default")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class BucketsArePrivate(CloudFormationLintRule):
+    id = "E9001"
+    shortdesc = "Buckets are private and encrypted"
+    description = "Every bucket sets all four Block Public Access flags, BucketOwnerEnforced and encryption"
+    tags = ["s3", "security"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        for name, res in cfn.get_resources(["AWS::S3::Bucket"]).items():
+            props = res.get("Properties", {})
+            path = ["Resources", name, "Properties"]
+            block = props.get("PublicAccessBlockConfiguration", {})
+            for flag in PUBLIC_ACCESS_FLAGS:
+                if block.get(flag) is not True:
+                    matches.append(RuleMatch(path, f"{name}: PublicAccessBlockConfiguration.{flag} must be true"))
+            rules = props.get("OwnershipControls", {}).get("Rules", [])
+            if not any(r.get("ObjectOwnership") == "BucketOwnerEnforced" for r in rules):
+                matches.append(RuleMatch(path, f"{name}: OwnershipControls must be BucketOwnerEnforced (no ACLs)"))
+            if not props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"):
+                matches.append(RuleMatch(path, f"{name}: BucketEncryption must be set"))
+            if "WebsiteConfiguration" in props:
+                matches.append(RuleMatch(path, f"{name}: no S3 website endpoint; serve through CloudFront"))
+        return matches
+
+
+class WebsiteOnlyThroughCloudFront(CloudFormationLintRule):
+    id = "E9002"
+    shortdesc = "Bucket policies allow only CloudFront OAC, for one distribution"
+    description = (
+        "No bucket policy allows a public principal; an Allow to cloudfront.amazonaws.com is limited by "
+        "AWS:SourceArn to a distribution of this stack, whose origin uses Origin Access Control"
+    )
+    tags = ["s3", "cloudfront", "security"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        distributions = cfn.get_resources(["AWS::CloudFront::Distribution"])
+        for name, res in cfn.get_resources(["AWS::S3::BucketPolicy"]).items():
+            path = ["Resources", name, "Properties", "PolicyDocument"]
+            for st in _statements(res.get("Properties", {})):
+                if st.get("Effect") != "Allow":
+                    continue
+                principal = st.get("Principal")
+                services = _as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+                if principal == "*" or (isinstance(principal, dict) and "AWS" in principal and "*" in
+                                        _as_list(principal["AWS"])):  # fmt: skip
+                    matches.append(RuleMatch(path, f"{name}: an Allow to everyone ({st.get('Sid', '?')})"))
+                elif services == ["cloudfront.amazonaws.com"]:
+                    source = _text(st.get("Condition", {}).get("StringEquals", {}).get("AWS:SourceArn", ""))
+                    if not any(f"distribution/${{{d}}}" in source for d in distributions):
+                        matches.append(RuleMatch(path, f"{name}: CloudFront access not limited to this stack's "
+                                                       "distribution by AWS:SourceArn"))  # fmt: skip
+                else:
+                    matches.append(RuleMatch(path, f"{name}: unexpected Allow principal {principal!r}"))
+        for name, res in distributions.items():
+            origins = res.get("Properties", {}).get("DistributionConfig", {}).get("Origins", [])
+            for origin in origins:
+                if "S3OriginConfig" in origin and not origin.get("OriginAccessControlId"):
+                    matches.append(RuleMatch(["Resources", name], f"{name}: S3 origin without Origin Access Control"))
+            behaviour = res.get("Properties", {}).get("DistributionConfig", {}).get("DefaultCacheBehavior", {})
+            if behaviour.get("ViewerProtocolPolicy") not in ("redirect-to-https", "https-only"):
+                matches.append(RuleMatch(["Resources", name], f"{name}: viewers must use HTTPS"))
+        return matches
+
+
+class ServingRolesReadOnlyTheModelPrefix(CloudFormationLintRule):
+    id = "E9003"
+    shortdesc = "Serving functions can only s3:GetObject the model prefix"
+    description = "Every S3 permission of a function is s3:GetObject under ${ModelBucket}/${ModelPrefix}/"
+    tags = ["iam", "security"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        sources: list[tuple[str, list[Any]]] = []
+        for name, fn in cfn.get_resources(["AWS::Serverless::Function"]).items():
+            sources.append((name, _as_list(fn.get("Properties", {}).get("Policies", []))))
+        for fn in cfn.get_resources(["AWS::Lambda::Function"]).values():
+            role = fn.get("Properties", {}).get("Role")
+            role_name = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
+            if role_name in cfn.template["Resources"]:
+                role_props = cfn.template["Resources"][role_name].get("Properties", {})
+                sources.append((role_name, role_props.get("Policies", [])))
+        for name, policies in sources:
+            path = ["Resources", name, "Properties", "Policies"]
+            for policy in policies:
+                if not isinstance(policy, dict) or "Statement" not in policy and "PolicyDocument" not in policy:
+                    if "s3" in str(policy).lower():  # a managed policy or a SAM policy template on S3
+                        matches.append(RuleMatch(path, f"{name}: S3 access through {policy!r}; only s3:GetObject"))
+                    continue
+                for st in _statements(policy):
+                    actions = [a for a in _as_list(st.get("Action", [])) if str(a).lower().startswith("s3:")]
+                    if not actions:
+                        continue
+                    if st.get("Effect") == "Allow" and actions != ["s3:GetObject"]:
+                        matches.append(RuleMatch(path, f"{name}: allows {actions}; serving needs only s3:GetObject"))
+                    for resource in _as_list(st.get("Resource", [])):
+                        text = _text(resource)
+                        if not re.search(r"\$\{ModelBucket\}/\$\{ModelPrefix\}/\*$", text):
+                            matches.append(RuleMatch(path, f"{name}: S3 resource {text!r} is not the model prefix"))
+        if not sources:
+            matches.append(RuleMatch(["Resources"], "no functions found to check"))
+        return matches
+
+
+class PublisherWritesOnlyVersionsAndPointer(CloudFormationLintRule):
+    id = "E9004"
+    shortdesc = "The publishing identity writes only under models/ and the pointer"
+    description = "ModelPublisherPolicy exists; its PutObject/DeleteObject resources are models/* and latest.json"
+    tags = ["iam", "security"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        policy = cfn.template["Resources"].get("ModelPublisherPolicy")
+        if policy is None or policy.get("Type") != "AWS::IAM::ManagedPolicy":
+            return [RuleMatch(["Resources"], "no ModelPublisherPolicy: the publishing identity is undefined")]
+        matches = []
+        allowed_writes = {"${ModelBucket.Arn}/${ModelPrefix}/models/*", "${ModelBucket.Arn}/${ModelPrefix}/latest.json"}
+        for st in _statements(policy.get("Properties", {})):
+            path = ["Resources", "ModelPublisherPolicy", "Properties", "PolicyDocument"]
+            actions = {str(a) for a in _as_list(st.get("Action", []))}
+            resources = {_text(r) for r in _as_list(st.get("Resource", []))}
+            if any("*" in a for a in actions):
+                matches.append(RuleMatch(path, f"wildcard action in {sorted(actions)}"))
+            if actions & {"s3:PutObject", "s3:DeleteObject"} and not resources <= allowed_writes:
+                matches.append(RuleMatch(path, f"writes outside models/ and the pointer: {sorted(resources)}"))
+            if actions - {"s3:PutObject", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket"}:
+                matches.append(RuleMatch(path, f"unexpected actions {sorted(actions)}"))
+        return matches
+
+
+class GatewayThrottlesBeforeLambda(CloudFormationLintRule):
+    id = "E9005"
+    shortdesc = "API Gateway throttles before Lambda does"
+    description = (
+        "Every stage sets rate and burst limits; every function reserves concurrency of at least "
+        f"burst + rate x {EXPECTED_DURATION_S} s, so callers get 429 from API Gateway, not a Lambda throttle"
+    )
+    tags = ["apigateway", "lambda", "reliability"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        limits = []
+        stages = {**cfn.get_resources(["AWS::Serverless::Api"]), **cfn.get_resources(["AWS::ApiGateway::Stage"])}
+        for name, res in stages.items():
+            settings = res.get("Properties", {}).get("MethodSettings", [])
+            rate = burst = None
+            for s in settings:
+                rate = _number(cfn, s.get("ThrottlingRateLimit"))
+                burst = _number(cfn, s.get("ThrottlingBurstLimit"))
+            if rate is None or burst is None:
+                matches.append(RuleMatch(["Resources", name], f"{name}: stage without throttling rate and burst"))
+                continue
+            limits.append((rate, burst))
+        if not limits:
+            matches.append(RuleMatch(["Resources"], "no API stage with throttling found"))
+        need = max((burst + rate * EXPECTED_DURATION_S for rate, burst in limits), default=0)
+        functions = cfn.get_resources(["AWS::Serverless::Function", "AWS::Lambda::Function"])
+        for name, res in functions.items():
+            reserved = _number(cfn, res.get("Properties", {}).get("ReservedConcurrentExecutions"))
+            if reserved is None:
+                matches.append(RuleMatch(["Resources", name], f"{name}: no ReservedConcurrentExecutions"))
+            elif reserved < need:
+                message = (
+                    f"{name}: reserved concurrency {reserved:g} < burst + rate x {EXPECTED_DURATION_S} s = {need:g}"
+                )
+                matches.append(RuleMatch(["Resources", name], message))
+        return matches
