@@ -11,7 +11,7 @@ MODEL_URI ?= build/model-store
 FN ?= RecommendFunction
 EVENT ?= events/recommend.json
 
-.PHONY: help venv data train demo test test-unit test-integration test-template test-e2e lint \
+.PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e lint \
         invoke openapi bench build validate deploy publish-model clean
 
 help:
@@ -60,7 +60,10 @@ bench: $(VENV)/.installed data /usr/bin/wrk
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test: $(VENV)/.installed .venv-sam/.installed /usr/bin/chromium data
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not soak"
+
+test-soak: $(VENV)/.installed data
+	$(PY) -m pytest -m soak -s
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -m unit

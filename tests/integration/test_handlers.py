@@ -81,7 +81,7 @@ def test_unknown_user_falls_back_to_popularity(served: str, lambda_context: Any)
     (recommend_app, "recommend", "/recommendations/1", {"k": "0"}, 400, "invalid_request"),
     (recommend_app, "recommend", "/recommendations/1", {"k": "101"}, 400, "invalid_request"),
     (recommend_app, "recommend", "/recommendations/1", {"model": "magic"}, 400, "invalid_request"),
-    (recommend_app, "recommend", "/recommendations/1", {"genre": "Opera"}, 400, "invalid_request"),
+    (recommend_app, "recommend", "/recommendations/1", {"genre": "Opera"}, 404, "unknown_genre"),
     (recommend_app, "recommend", "/recommendations/abc", {}, 400, "invalid_request"),
     (recommend_app, "recommend", "/recommendations/99999999999999999999", {}, 400, "invalid_request"),
     (history_app, "history", "/users/424242/history", {}, 404, "unknown_user"),
@@ -128,6 +128,51 @@ def test_cold_start_on_a_broken_pointer_is_503(served: str, s3, lambda_context: 
     status, body, headers = call(recommend_app, lambda_context, "model")
     assert status == 503 and body["error"]["code"] == "model_unavailable"
     assert headers["Retry-After"] == str(api.RETRY_AFTER_SECONDS)
+
+
+def _break(s3, how: str) -> None:  # type: ignore[no-untyped-def]
+    """Publish a broken model the way `how` says, leaving the pointer naming it."""
+    key = "recommender/latest.json"
+    pointer = json.loads(s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+    blob = s3.get_object(Bucket=s3.bucket, Key=f"recommender/{pointer['key']}")["Body"].read()
+    broken = {**pointer, "version": f"broken-{how}", "key": f"models/broken-{how}/model.pkl"}
+    if how == "truncated":
+        s3.put_object(Bucket=s3.bucket, Key=f"recommender/{broken['key']}", Body=blob[: len(blob) // 2])
+    elif how == "wrong_sha256":
+        tampered = bytearray(blob)
+        tampered[len(tampered) // 2] ^= 1  # one bit of one byte
+        s3.put_object(Bucket=s3.bucket, Key=f"recommender/{broken['key']}", Body=bytes(tampered))
+    s3.put_object(Bucket=s3.bucket, Key=key, Body=json.dumps(broken))  # "missing_key": the key was never written
+
+
+BROKEN = ["missing_key", "truncated", "wrong_sha256"]
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_broken_model_is_503_on_a_cold_container(served: str, s3, lambda_context: Any, how: str) -> None:  # type: ignore[no-untyped-def]
+    _break(s3, how)
+    started = time.monotonic()
+    status, body, headers = call(recommend_app, lambda_context, "recommend")
+    assert status == 503 and body["error"]["code"] in ("model_unavailable", "model_integrity"), body
+    assert headers["Retry-After"] == str(api.RETRY_AFTER_SECONDS)
+    assert headers["Access-Control-Allow-Origin"] == "https://site.example"
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_broken_model_never_replaces_the_one_a_warm_container_serves(
+    served: str,
+    s3,
+    lambda_context: Any,
+    how: str,  # type: ignore[no-untyped-def]
+) -> None:
+    os.environ["MODEL_REFRESH_SECONDS"] = "0"
+    _, before, _ = call(recommend_app, lambda_context, "recommend")
+    _break(s3, how)
+    for _ in range(3):  # each request checks the pointer again, and keeps refusing
+        status, after, _ = call(recommend_app, lambda_context, "recommend")
+        assert status == 200 and after["model_version"] == before["model_version"]
+        assert after["items"] == before["items"]
 
 
 def _black_hole() -> tuple[socket.socket, int]:

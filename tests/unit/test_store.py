@@ -44,6 +44,13 @@ def test_unsafe_pickle_is_refused_before_running(tmp_path: Path, make: object) -
     assert not sentinel.exists()
 
 
+def test_the_payloads_are_real_plain_pickle_runs_them(tmp_path: Path) -> None:
+    # the control for the test above: the same bytes through pickle.loads do run code
+    sentinel = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(_Exploit(os.system, f"touch {sentinel}")))  # noqa: S301 - the point
+    assert sentinel.exists()
+
+
 def test_pickle_of_another_class_is_refused() -> None:
     with pytest.raises(ModelIntegrityError, match="not allowed"):
         _load(pickle.dumps(Path("/etc/passwd")))

@@ -45,6 +45,14 @@ class UnknownMovieError(NotFoundError):
         self.movie_id = movie_id
 
 
+class UnknownGenreError(NotFoundError):
+    code = "unknown_genre"
+
+    def __init__(self, genre: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"genre {genre!r} is not in the model; it knows {', '.join(known)}")
+        self.genre = genre
+
+
 class ModelUnavailableError(RecsysError):
     code = "model_unavailable"
 

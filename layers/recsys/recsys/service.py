@@ -11,7 +11,7 @@ import unicodedata
 import numpy as np
 
 from recsys.artifact import ModelArtifact
-from recsys.errors import InvalidRequestError, UnknownMovieError, UnknownUserError
+from recsys.errors import UnknownGenreError, UnknownMovieError, UnknownUserError
 
 
 def movie(model: ModelArtifact, i: int) -> dict[str, object]:
@@ -147,7 +147,7 @@ def _genre_bit(model: ModelArtifact, genre: str | None) -> int | None:
         return None
     bit = model.genre_bit(genre.strip())
     if bit is None:
-        raise InvalidRequestError(f"unknown genre {genre!r}; known: {', '.join(model.genre_names)}")
+        raise UnknownGenreError(genre, tuple(model.genre_names))
     return bit
 
 
