@@ -41,9 +41,13 @@ def parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--loss", choices=("warp", "bpr", "warp-kos", "logistic"), default=d.loss)
     m.add_argument("--components", type=_positive, default=d.components)
-    m.add_argument("--epochs", type=_positive, default=d.epochs,
-                   help="at most this many (early stopping); default: 80, fewer on large data, from an update "
-                        f"budget of {lfm.UPDATE_BUDGET:,} positive pairs per fit (at least {lfm.MIN_AUTO_EPOCHS})")
+    m.add_argument(
+        "--epochs",
+        type=_positive,
+        default=d.epochs,
+        help="at most this many (early stopping); default: 80, fewer on large data, from an update "
+        f"budget of {lfm.UPDATE_BUDGET:,} positive pairs per fit (at least {lfm.MIN_AUTO_EPOCHS})",
+    )
     m.add_argument("--learning-rate", type=float, default=d.learning_rate)
     m.add_argument("--item-alpha", type=float, default=d.item_alpha)
     m.add_argument("--max-sampled", type=_positive, default=d.max_sampled)
@@ -51,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
     m.add_argument("--seed", type=int, default=d.seed)
     m.add_argument("--patience", type=_positive, default=d.patience, help="epochs without progress before stopping")
-    m.add_argument("--min-epochs", type=_positive, default=d.min_epochs, help="never stop before this many epochs (default: 3/4 of --epochs)")
+    m.add_argument("--min-epochs", type=_positive, default=d.min_epochs,
+                   help="never stop before this many epochs (default: 3/4 of --epochs)")  # fmt: skip
     m.add_argument("--no-early-stopping", dest="early_stopping", action="store_false")
     e = p.add_argument_group("evaluation and publishing")
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
