@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -164,8 +163,9 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with moto_s3(port) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket="bench-models")
-        uri = ModelUri.parse("s3://bench-models/recommender")
+        bucket = f"bench-models-{pointer['version'].lower()}"  # moto's state outlives one server in a process
+        s3.create_bucket(Bucket=bucket)
+        uri = ModelUri.parse(f"s3://{bucket}/recommender")
         publish(writer_for(uri, s3), pointer["version"], (store / pointer["key"]).read_bytes(), {},
                 expected_tag=None, created_at=_now(), location=str(uri))  # fmt: skip
         env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -197,8 +197,7 @@ def _first_200(model_uri: str, env: dict[str, str]) -> float:
                 time.sleep(0.01)
         raise SystemExit("the local API gave no 200 within 60 s")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        _stop(proc)
 
 
 def side_by_side(ratings: Path, requests: int, epochs: int = 2) -> dict[str, Any]:
@@ -269,9 +268,17 @@ def http_load(store: Path, seconds: int, connections: int) -> dict[str, Any]:
                                  "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                                 check=True)  # fmt: skip
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        _stop(proc)
     return parse_wrk(result.stdout)
+
+
+def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def parse_wrk(text: str) -> dict[str, Any]:
