@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from tqdm import tqdm
 
-from recsys.artifact import ModelArtifact
+from recsys.artifact import ModelArtifact, nearest_neighbours
 from training.cleaning import Interactions
 from training.datasets import Movies
 from training.evaluate import evaluate
@@ -191,7 +191,8 @@ def build_artifact(
     """The serving artifact of a model trained on all of `data`."""
     ub, uf, ib, vf = representations(model, features)
     norms = np.linalg.norm(vf, axis=1, keepdims=True)
-    unit = np.divide(vf, norms, out=np.zeros_like(vf), where=norms > 0)
+    unit = np.divide(vf, norms, out=np.zeros_like(vf), where=norms > 0).astype(np.float32)
+    neighbours, neighbour_sims = nearest_neighbours(unit)
     liked = data.positives(float(provenance["params"]["min_rating"]))  # type: ignore[index]
     users, items = data.users[liked], data.items[liked]
     counts = np.bincount(items, minlength=data.item_ids.size).astype(np.int32)
@@ -210,6 +211,8 @@ def build_artifact(
         item_factors=vf,
         item_biases=ib,
         item_unit=unit.astype(np.float32),
+        neighbours=neighbours,
+        neighbour_sims=neighbour_sims,
         popularity=popularity,
         like_counts=counts,
         history_indptr=indptr,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.artifact import ModelArtifact
+from recsys.artifact import ModelArtifact, nearest_neighbours, similar_to
 
 pytestmark = pytest.mark.unit
 
@@ -12,11 +12,12 @@ def tiny(**changes: object) -> ModelArtifact:
     """3 users, 4 items in 2 dimensions; item 0 and 1 point the same way, 2 and 3 the other."""
     items = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     users = np.array([[1, 0], [0, 1], [0.5, 0.5]], dtype=np.float32)
-    unit = items / np.linalg.norm(items, axis=1, keepdims=True)
+    unit = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
+    neighbours, neighbour_sims = nearest_neighbours(unit)
     fields: dict[str, object] = dict(
         user_ids=np.array([10, 20, 30], dtype=np.int32), item_ids=np.array([100, 200, 300, 400], dtype=np.int32),
         user_factors=users, user_biases=np.zeros(3, np.float32), item_factors=items,
-        item_biases=np.zeros(4, np.float32), item_unit=unit.astype(np.float32),
+        item_biases=np.zeros(4, np.float32), item_unit=unit, neighbours=neighbours, neighbour_sims=neighbour_sims,
         popularity=np.array([2, 0, 1, 3], np.int32), like_counts=np.array([5, 3, 9, 1], np.int32),
         history_indptr=np.array([0, 1, 2, 2], np.int64), history_items=np.array([0, 2], np.int16),
         history_ratings=np.array([10, 8], np.uint8), history_days=np.array([10000, 10001], np.uint16),
@@ -66,3 +67,23 @@ def test_because_picks_the_most_similar_liked_items() -> None:
     assert reasons.size == 0
     (reasons,) = model.because(0, np.array([1]))
     assert reasons.tolist() == [0]
+
+
+def test_neighbour_table_ranks_exactly_as_the_full_computation() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    vectors[7] = vectors[8]  # a tie
+    unit = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    table, sims = nearest_neighbours(unit, m=20)
+    for i in range(300):
+        items, values = similar_to(unit, i, 20)
+        assert table[i].tolist() == items.tolist() and np.array_equal(sims[i], values)
+
+
+def test_similar_beyond_the_table_falls_back_to_the_full_computation() -> None:
+    model = tiny()
+    assert model.neighbours.shape == (4, 3)
+    items, _ = model.similar(0, 3)
+    assert items.tolist()[0] == 1 and 0 not in items.tolist()
+    small = tiny(neighbours=model.neighbours[:, :1], neighbour_sims=model.neighbour_sims[:, :1])
+    assert small.similar(0, 3)[0].tolist() == items.tolist()

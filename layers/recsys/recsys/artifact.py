@@ -21,7 +21,7 @@ import numpy as np
 
 from recsys import scoring
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: precomputed neighbour lists
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -41,6 +41,11 @@ class ModelArtifact:
         + user_factors[u] @ item_factors[i], exactly what `LightFM.predict` computes.
     item_unit : ndarray of float32, shape (n_items, d)
         `item_factors` scaled to unit length (all-zero rows stay zero), for cosine similarity.
+    neighbours : ndarray of uint16 (int32 above 65,535 items), shape (n_items, m)
+    neighbour_sims : ndarray of float32, shape (n_items, m)
+        Each item's m = min(MAX_NEIGHBOURS, n_items - 1) most cosine-similar items, best first, and
+        their cosines: `similar` for k <= m is a slice (the API's k is at most 100). Built by
+        `nearest_neighbours`, which ranks exactly as `similar` does without the table.
     popularity : ndarray of int32, shape (n_items,)
         Item indices, most liked first (ties: lower index first).
     like_counts : ndarray of int32, shape (n_items,)
@@ -69,6 +74,8 @@ class ModelArtifact:
     item_factors: np.ndarray
     item_biases: np.ndarray
     item_unit: np.ndarray
+    neighbours: np.ndarray
+    neighbour_sims: np.ndarray
     popularity: np.ndarray
     like_counts: np.ndarray
     history_indptr: np.ndarray
@@ -131,6 +138,12 @@ class ModelArtifact:
 
         return tuple(fold(t) for t in self.titles)
 
+    @cached_property
+    def search_keys_by_popularity(self) -> tuple[str, ...]:
+        """`search_keys` in `popularity` order, for searches that stop early."""
+        keys = self.search_keys
+        return tuple(keys[i] for i in self.popularity.tolist())
+
     def genres_of(self, i: int) -> list[str]:
         bits = int(self.item_genres[i])
         return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
@@ -174,10 +187,9 @@ class ModelArtifact:
 
         Returns ``(items, similarities)``: int64 indices best first, float32 cosines in [-1, 1].
         """
-        sims = self.item_unit @ self.item_unit[i]
-        sims[i] = -np.inf
-        items = scoring.top_k(sims, k)
-        return items, sims[items]
+        if k <= self.neighbours.shape[1]:
+            return self.neighbours[i, :k].astype(np.int64), self.neighbour_sims[i, :k]
+        return similar_to(self.item_unit, i, k)
 
     def because(self, u: int, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
         """For each item, up to `n` of user `u`'s liked items most similar to it, best first."""
@@ -201,6 +213,8 @@ class ModelArtifact:
             "item_factors": ((n_i, d), np.float32),
             "item_biases": ((n_i,), np.float32),
             "item_unit": ((n_i, d), np.float32),
+            "neighbours": ((n_i, min(MAX_NEIGHBOURS, n_i - 1)), self.neighbours.dtype),
+            "neighbour_sims": ((n_i, min(MAX_NEIGHBOURS, n_i - 1)), np.float32),
             "popularity": ((n_i,), np.int32),
             "like_counts": ((n_i,), np.int32),
             "history_indptr": ((n_u + 1,), np.int64),
@@ -224,6 +238,32 @@ class ModelArtifact:
             raise ValueError("history_indptr does not span history_items")
         if self.history_items.size and (self.history_items.min() < 0 or self.history_items.max() >= n_i):
             raise ValueError("history_items: index out of range")
+        if self.neighbours.dtype.kind not in "iu" or (self.neighbours.size and self.neighbours.max() >= n_i):
+            raise ValueError("neighbours: expected item indices")
+
+
+MAX_NEIGHBOURS = 100  # the API's largest k
+
+
+def similar_to(unit: np.ndarray, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of `unit` most cosine-similar to row `i` (itself excluded), and their cosines."""
+    sims = unit @ unit[i]
+    sims[i] = -np.inf
+    items = scoring.top_k(sims, k)
+    return items, sims[items]
+
+
+def nearest_neighbours(unit: np.ndarray, m: int = MAX_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's `m` most similar rows, as `similar_to` ranks them: (indices, cosines)."""
+    n = unit.shape[0]
+    m = min(m, n - 1)
+    dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
+    indices = np.zeros((n, m), dtype=dtype)
+    sims = np.zeros((n, m), dtype=np.float32)
+    for i in range(n):
+        items, values = similar_to(unit, i, m)
+        indices[i, : items.size], sims[i, : items.size] = items, values
+    return indices, sims
 
 
 def _find(ids: np.ndarray, value: int) -> int | None:

@@ -113,10 +113,19 @@ def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, obj
     if not words:
         hits = model.popularity[:limit]
     else:
-        keys = model.search_keys
-        match = [i for i, key in enumerate(keys) if all(w in key for w in words)]
-        match.sort(key=lambda i: (not keys[i].startswith(words[0]), -int(model.like_counts[i]), i))
-        hits = np.asarray(match[:limit], dtype=np.int64)
+        # Walk titles from the most liked down: the first `limit` prefix matches end the walk, since
+        # every later match ranks below them; other matches fill up what is left.
+        prefix: list[int] = []
+        other: list[int] = []
+        for i, key in zip(model.popularity.tolist(), model.search_keys_by_popularity, strict=True):
+            if all(w in key for w in words):
+                if key.startswith(words[0]):
+                    prefix.append(i)
+                    if len(prefix) == limit:
+                        break
+                elif len(other) < limit:
+                    other.append(i)
+        hits = np.asarray((prefix + other)[:limit], dtype=np.int64)
     items = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
     return {"model_version": model.version, "query": query, "items": items}
 

@@ -13,6 +13,7 @@ refused before any of its code can run.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -209,9 +210,17 @@ class ModelStore:
         pointer = _parse_pointer(raw)
         data = self.reader.read(pointer["key"])
         model = load_artifact(data, sha256=pointer["sha256"], size=pointer["size"])
+        size = len(data)
+        del data
         seconds = time.perf_counter() - started
         self._model, self._tag, self._checked_at = model, tag, self._clock()
-        logger.info("loaded model %s (%d bytes) in %.3f s", model.version, len(data), seconds)
+        # The model and the modules loaded so far live as long as the container: move them out of
+        # the cyclic collector's generations, so a full collection during a request no longer walks
+        # them (it cost up to a few ms at p99.9). A replaced model is still freed: nothing in it
+        # forms a cycle, so its reference count frees it.
+        gc.collect()
+        gc.freeze()
+        logger.info("loaded model %s (%d bytes) in %.3f s", model.version, size, seconds)
         if self._on_load is not None:
             self._on_load(model, seconds)
         return model
