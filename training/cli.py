@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.artifact import SCHEMA_VERSION
 from recsys.uri import ModelUri
 from training import model as lfm
 from training.cleaning import Interactions, clean
@@ -209,7 +210,9 @@ def _sample_users(test: Any, limit: int, seed: int) -> np.ndarray | None:
 def _cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams) -> Path | None:
     if root is None:
         return None
-    key = hashlib.sha256((data.fingerprint() + repr(replace(params, threads=0))).encode()).hexdigest()[:16]
+    # the artifact's schema too: a model cached by older code must not be served by newer code
+    identity = f"{data.fingerprint()}{replace(params, threads=0)!r}schema={SCHEMA_VERSION}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return root / key
 
 
