@@ -113,11 +113,21 @@ class ModelArtifact:
 
     def user_index(self, user_id: int) -> int | None:
         """Index of an external user id, or None when the model does not know it."""
-        return _find(self.user_ids, user_id)
+        return self._user_positions.get(user_id)
 
     def item_index(self, movie_id: int) -> int | None:
         """Index of an external movie id, or None when the model does not know it."""
-        return _find(self.item_ids, movie_id)
+        return self._item_positions.get(movie_id)
+
+    # Built on first use (about 10 ms for 70k users): a dict answers in a fraction of a
+    # microsecond where numpy's searchsorted on a Python int costs tens.
+    @cached_property
+    def _user_positions(self) -> dict[int, int]:
+        return dict(zip(self.user_ids.tolist(), range(self.n_users), strict=True))
+
+    @cached_property
+    def _item_positions(self) -> dict[int, int]:
+        return dict(zip(self.item_ids.tolist(), range(self.n_items), strict=True))
 
     def liked(self, u: int) -> slice:
         """Rows of the history arrays that hold user index `u`'s likes, newest first."""
@@ -145,8 +155,22 @@ class ModelArtifact:
         return tuple(keys[i] for i in self.popularity.tolist())
 
     def genres_of(self, i: int) -> list[str]:
-        bits = int(self.item_genres[i])
-        return [g for b, g in enumerate(self.genre_names) if bits >> b & 1]
+        return list(self._genres[i])
+
+    @cached_property
+    def _genres(self) -> tuple[tuple[str, ...], ...]:
+        names = self.genre_names
+        return tuple(tuple(g for b, g in enumerate(names) if bits >> b & 1) for bits in self.item_genres.tolist())
+
+    @cached_property
+    def search_index(self) -> tuple[str, list[int]]:
+        """`search_keys_by_popularity` joined by newlines, and where each key starts in it."""
+        keys = self.search_keys_by_popularity
+        starts, offset = [], 0
+        for key in keys:
+            starts.append(offset)
+            offset += len(key) + 1
+        return "\n".join(keys), starts
 
     def rated_on(self, row: int) -> str:
         """ISO date of a history row."""
@@ -264,13 +288,3 @@ def nearest_neighbours(unit: np.ndarray, m: int = MAX_NEIGHBOURS) -> tuple[np.nd
         items, values = similar_to(unit, i, m)
         indices[i, : items.size], sims[i, : items.size] = items, values
     return indices, sims
-
-
-def _find(ids: np.ndarray, value: int) -> int | None:
-    info = np.iinfo(ids.dtype)
-    if not info.min <= value <= info.max:
-        return None
-    pos = int(np.searchsorted(ids, value))
-    if pos < ids.shape[0] and int(ids[pos]) == value:
-        return pos
-    return None

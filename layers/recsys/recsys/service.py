@@ -6,6 +6,8 @@ two models even while a refresh swaps in a new one.
 
 from __future__ import annotations
 
+import bisect
+import re
 import unicodedata
 
 import numpy as np
@@ -113,18 +115,26 @@ def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, obj
     if not words:
         hits = model.popularity[:limit]
     else:
-        # Walk titles from the most liked down: the first `limit` prefix matches end the walk, since
-        # every later match ranks below them; other matches fill up what is left.
+        # Scan the joined keys (most liked first) for the longest word, at C speed; check the other
+        # words on the titles it hits. The first `limit` prefix matches end the scan, since every
+        # later match ranks below them; other matches fill up what is left.
+        blob, starts = model.search_index
+        keys, ranked = model.search_keys_by_popularity, model.popularity
         prefix: list[int] = []
         other: list[int] = []
-        for i, key in zip(model.popularity.tolist(), model.search_keys_by_popularity, strict=True):
+        last = -1
+        for hit in re.finditer(re.escape(max(words, key=len)), blob):
+            r = bisect.bisect_right(starts, hit.start()) - 1
+            if r == last:
+                continue
+            last, key = r, keys[r]
             if all(w in key for w in words):
                 if key.startswith(words[0]):
-                    prefix.append(i)
+                    prefix.append(int(ranked[r]))
                     if len(prefix) == limit:
                         break
                 elif len(other) < limit:
-                    other.append(i)
+                    other.append(int(ranked[r]))
         hits = np.asarray((prefix + other)[:limit], dtype=np.int64)
     items = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
     return {"model_version": model.version, "query": query, "items": items}
