@@ -72,6 +72,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_mb']:,} MB, Python {m['python']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"The whole run took {results['seconds'] / 60:.1f} min. Figures show median (min–max, n runs) where repeated.",
+        "This is a shared 2-core VM: repeated runs of the same code have moved latency percentiles by up to a third; "
+        "compare several runs, not single figures.",
         "",
     ]
     if "figures" in results:
