@@ -19,6 +19,7 @@ import json
 import mimetypes
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -417,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     dem.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT") or 8080))
     dem.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT") or 5055))
     args = parser.parse_args(argv)
+    # Ctrl-C and SIGTERM stop the servers cleanly. Set explicitly: a process started in the
+    # background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     if args.command == "invoke":
         app = load_application()

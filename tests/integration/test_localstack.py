@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from scripts.localstack import Application, Function, Invoker, Route
+from scripts.localstack import ROOT, Application, Function, Invoker, Route
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +58,22 @@ def test_a_function_handles_one_event_at_a_time_as_a_lambda_container(tmp_path: 
     assert max(int(r["body"]) for r in results) == 1
     assert {invoker.modules[n].peak for n in ("One", "Two")} == {1}
     assert invoker.modules["One"] is not invoker.modules["Two"]  # each function's modules its own
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_the_local_api_even_when_started_in_the_background(model_store: Path, sig: int) -> None:
+    # a non-interactive shell starts background jobs with SIGINT ignored; Ctrl-C must still work
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", str(model_store), "--api-port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509 - the point
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
