@@ -118,8 +118,8 @@ def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, obj
         # Scan the joined keys (most liked first) for the longest word, at C speed; check the other
         # words on the titles it hits. The first `limit` prefix matches end the scan, since every
         # later match ranks below them; other matches fill up what is left.
-        blob, starts = model.search_index
-        keys, ranked = model.search_keys_by_popularity, model.popularity
+        blob, starts, keys = model.search_index
+        ranked = model.popularity
         prefix: list[int] = []
         other: list[int] = []
         last = -1
