@@ -141,7 +141,7 @@ def fit(
     validation ndcg@10 of each epoch run.
     """
     model = new_model(p)
-    min_epochs = p.min_epochs if p.min_epochs is not None else max(1, round(0.75 * epochs))
+    min_epochs = resolve_epochs(replace(p, epochs=epochs), 1).min_epochs  # as given, or 3/4 of `epochs`
     train_csr = interactions.tocsr()
     history: list[float] = []
     best, best_epoch = -1.0, epochs
@@ -153,7 +153,7 @@ def fit(
         value = evaluate(lightfm_scorer(model, features), train_csr, validation, users=_sample(validation, p.seed))
         history.append(round(float(value["ndcg@10"]), 6))  # type: ignore[arg-type]
         smoothed = float(np.mean(history[-p.smoothing :]))
-        if epoch + 1 >= min(min_epochs, epochs) and smoothed > best:
+        if epoch + 1 >= min_epochs and smoothed > best:
             best, best_epoch = smoothed, epoch + 1
         bar.set_postfix({"val ndcg@10": f"{history[-1]:.4f}", "smoothed": f"{smoothed:.4f}", "best": best_epoch})
         if epoch + 1 >= min_epochs and epoch + 1 - best_epoch >= p.patience:
