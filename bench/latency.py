@@ -19,18 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from scripts.localstack import Invoker, LambdaContext, api_event, load_application
+from scripts.localstack import Invoker, LambdaContext, LocalApi, api_event, load_application
 
-ROUTES = {
-    # name: (function, method, template path)
-    "recommend": ("RecommendFunction", "/recommendations/{user_id}"),
-    "recommend_explain": ("RecommendFunction", "/recommendations/{user_id}"),
-    "popularity": ("RecommendFunction", "/recommendations/{user_id}"),
-    "history": ("HistoryFunction", "/users/{user_id}/history"),
-    "similar": ("SimilarFunction", "/movies/{movie_id}/similar"),
-    "search": ("SimilarFunction", "/movies"),
-    "bad_request": ("RecommendFunction", "/recommendations/{user_id}"),
-}
+# What each route sends is `targets`; which function and template route answer it comes from
+# template.yaml, as in the local API.
+ROUTES = ("recommend", "recommend_explain", "popularity", "history", "similar", "search", "bad_request")
 
 
 @dataclass
@@ -74,21 +67,22 @@ def measure(model_uri: str, requests: int, routes: list[str] | None = None, seed
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     app = load_application()
     invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": "*", "MODEL_REFRESH_SECONDS": "3600"})
-    by_path = {r.path: r for r in app.routes}
-    invoker.invoke("RecommendFunction", api_event(by_path["/model"], "GET", "/model", "", {}, b""))
-    artifact = invoker.modules["RecommendFunction"].runtime.model()
+    local = LocalApi(app, invoker, "*")
+    local.handle("GET", "/model", {}, b"")  # loads the model
+    artifact = invoker.modules[local.match("GET", "/model").function].runtime.model()  # type: ignore[union-attr]
     rng = np.random.default_rng(seed)
     users = rng.choice(artifact.user_ids, size=min(requests, artifact.user_ids.size), replace=False)
     movies = rng.choice(artifact.item_ids, size=min(requests, artifact.item_ids.size), replace=False)
     results: dict[str, Any] = {}
-    for route in routes or list(ROUTES):
-        function, template_path = ROUTES[route]
-        handler = invoker.handler(function)
+    for route in routes or ROUTES:
         events = []
         for i in range(requests):
             path, query = targets(route, users, movies, artifact.titles, i)
-            events.append(api_event(by_path[template_path], "GET", path, query, {}, b""))
-        context = LambdaContext(function)
+            template = local.match("GET", path)
+            assert template is not None, path
+            events.append(api_event(template, "GET", path, query, {}, b""))
+        handler = invoker.handler(template.function)
+        context = LambdaContext(template.function)
         for event in events[: min(200, requests)]:  # warm: first touches, caches, branch predictors
             handler(event, context)
         samples = np.empty(requests)

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from bench import latency
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-ROUTES = ("recommend", "recommend_explain", "popularity", "history", "similar", "search", "bad_request")
 
 
 def plots(results: dict[str, Any]) -> None:
@@ -21,7 +22,7 @@ def plots(results: dict[str, Any]) -> None:
     big = results["scales"].get("ml-10m") or next(iter(results["scales"].values()))
     samples = big["_latency_samples"]
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    for route in ROUTES:
+    for route in latency.ROUTES:
         ms = np.sort(samples[route]) * 1000
         ax.plot(ms, np.linspace(0, 100, ms.size), label=route)
     ax.set_xscale("log")

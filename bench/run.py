@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench import generate, latency, original
-from scripts.localstack import moto_s3
+from scripts.localstack import free_port, moto_s3
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
@@ -155,11 +155,12 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
     import boto3
 
     from recsys.uri import ModelUri
+    from training.model import utc_now
     from training.publish import publish, writer_for
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     pointer = json.loads((store / "latest.json").read_text())
-    port = _free_port()
+    port = free_port()
     out: dict[str, Any] = {}
     with moto_s3(port) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
@@ -167,7 +168,7 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
         s3.create_bucket(Bucket=bucket)
         uri = ModelUri.parse(f"s3://{bucket}/recommender")
         publish(writer_for(uri, s3), pointer["version"], (store / pointer["key"]).read_bytes(), {},
-                expected_tag=None, created_at=_now(), location=str(uri))  # fmt: skip
+                expected_tag=None, created_at=utc_now(), location=str(uri))  # fmt: skip
         env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
         for function in ("RecommendFunction", "HistoryFunction", "SimilarFunction"):
@@ -183,7 +184,7 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
 
 def _first_200(model_uri: str, env: dict[str, str]) -> float:
     """Seconds from starting the local API process to its first 200 for a recommendation."""
-    port = _free_port()
+    port = free_port()
     started = time.perf_counter()
     cmd = [PY, "-m", "scripts.localstack", "serve", "--model-uri", model_uri, "--api-port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -255,7 +256,7 @@ def http_load(store: Path, seconds: int, connections: int) -> dict[str, Any]:
     movies = ",".join(map(str, rng.choice(model.item_ids, 2000)))
     script = WORK / "load.lua"
     script.write_text(WRK_SCRIPT % (users, movies))
-    port = _free_port()
+    port = free_port()
     env = {**ENV, "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
     proc = subprocess.Popen([PY, "-m", "scripts.localstack", "serve", "--model-uri", str(store), "--api-port",
                              str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -293,20 +294,6 @@ def parse_wrk(text: str) -> dict[str, Any]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     return {"requests": total, "requests_per_s": rps, "p50_ms": pct["50"], "p99_ms": pct["99"],
             "non_2xx": non2xx, "socket_errors": socket, "errors": non2xx + socket, "raw": text}  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _now():  # type: ignore[no-untyped-def]
-    from training.model import utc_now
-
-    return utc_now()
 
 
 # -- the whole run ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import mimetypes
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -266,21 +267,9 @@ def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | No
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._dispatch()
-
-        def do_OPTIONS(self) -> None:  # noqa: N802
-            self._dispatch()
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._dispatch()
-
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._dispatch()
-
         def __getattr__(self, name: str) -> Any:
-            # Any other method (PUT, TRACE, QUERY, ...) too: API Gateway answers 403 for a method no
-            # route declares, never 501.
+            # http.server looks up do_<METHOD>: every method goes to the API (or the site), which
+            # answers undeclared ones with 403 as API Gateway does, never http.server's 501.
             if name.startswith("do_"):
                 return self._dispatch
             raise AttributeError(name)
@@ -329,6 +318,13 @@ def config_js(api_url: str) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # socketserver's default of 5 drops connections under a burst of clients
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def start_server(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingHTTPServer:
