@@ -153,7 +153,12 @@ class Invoker:
 
     Each function's ``app.py`` is imported under its own module name (so the three ``app`` modules
     never shadow each other), with the layer on ``sys.path`` and the function's environment set
-    while it is imported; `overrides` stand in for the template's intrinsic values.
+    while it is imported; `overrides` stand in for the template's intrinsic values, and a variable
+    already set in this process wins over the template's literal (``MODEL_REFRESH_SECONDS=1``).
+
+    Every function is imported here, before any request: an import swaps ``os.environ``, which
+    the whole process shares, so an import during another function's first request would hand
+    that function this function's settings (a 60 s refresh instead of 1 s, once).
 
     Like one Lambda container per function, each function handles one event at a time: the
     powertools resolver keeps the current event on itself, so two concurrent events in one
@@ -164,18 +169,19 @@ class Invoker:
         self.app = app
         self.overrides = overrides
         self.modules: dict[str, ModuleType] = {}
-        self._lock = threading.Lock()
         self._busy = {name: threading.Lock() for name in app.functions}
         for layer in {p for f in app.functions.values() for p in f.layers}:
             if str(layer) not in sys.path:
                 sys.path.insert(0, str(layer))
         os.environ.update({"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"})
         os.environ.update(overrides)
+        # what every function declares alike (the template's Globals) holds between imports too
+        shared = set.intersection(*(set(f.environment.items()) for f in app.functions.values()))
+        os.environ.update({k: v for k, v in shared if k not in os.environ})
+        for name, fn in app.functions.items():
+            self.modules[name] = self._import(fn)
 
     def handler(self, name: str) -> Any:
-        with self._lock:
-            if name not in self.modules:
-                self.modules[name] = self._import(self.app.functions[name])
         fn = self.app.functions[name]
         return getattr(self.modules[name], fn.handler.rsplit(".", 1)[1])
 
@@ -187,7 +193,7 @@ class Invoker:
             raise FileNotFoundError(f"{fn.name}: no handler module at {path}")
         module = importlib.util.module_from_spec(spec)
         saved = dict(os.environ)
-        os.environ.update({**fn.environment, **self.overrides, "AWS_LAMBDA_FUNCTION_NAME": fn.name})
+        os.environ.update({**fn.environment, **saved, **self.overrides, "AWS_LAMBDA_FUNCTION_NAME": fn.name})
         try:
             spec.loader.exec_module(module)
         finally:
@@ -206,6 +212,8 @@ def api_event(route: Route, method: str, path: str, query: str, headers: dict[st
     match = route.pattern.match(path)
     params = match.groupdict() if match else {}
     multi = parse_qs(query, keep_blank_values=True)
+    # with no binary media types declared, API Gateway passes a UTF-8 body as text
+    text = body.decode() if _is_text(body) else None
     return {
         "resource": route.path,
         "path": path,
@@ -224,9 +232,17 @@ def api_event(route: Route, method: str, path: str, query: str, headers: dict[st
             "requestId": str(uuid.uuid4()),
             "identity": {"sourceIp": "127.0.0.1"},
         },
-        "body": base64.b64encode(body).decode() if body else None,
-        "isBase64Encoded": bool(body),
+        "body": (text or None) if text is not None else base64.b64encode(body).decode(),
+        "isBase64Encoded": text is None,
     }
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # -- serving ----------------------------------------------------------------------------------

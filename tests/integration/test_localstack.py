@@ -26,7 +26,11 @@ def handler(event, context):
     time.sleep(0.05)
     with lock:
         active -= 1
-    return {"statusCode": 200, "body": str(peak), "headers": {"X-Env": os.environ.get("PROBE", "")}}
+    return {"statusCode": 200, "body": str(peak), "headers": {"X-Env": os.environ.get("PROBE", ""),
+            "X-Shared": os.environ.get("SHARED", "")}}
+
+time.sleep(float(os.environ.get("PROBE_IMPORT_SECONDS", "0")))  # a slow import
+IMPORTED_WITH = os.environ.get("PROBE")
 """
 
 
@@ -36,7 +40,10 @@ def probe_app(tmp_path: Path) -> Application:
         code = tmp_path / name
         code.mkdir()
         (code / "app.py").write_text(PROBE)
-        functions[name] = Function(name, code, "app.handler", [], {"PROBE": name})
+        env = {"PROBE": name, "SHARED": "from-template"}
+        if name == "Two":
+            env["PROBE_IMPORT_SECONDS"] = "1"
+        functions[name] = Function(name, code, "app.handler", [], env)
     routes = [Route(function=n, method="GET", path=f"/{n.lower()}") for n in functions]
     return Application(functions, routes)
 
@@ -58,6 +65,22 @@ def test_a_function_handles_one_event_at_a_time_as_a_lambda_container(tmp_path: 
     assert max(int(r["body"]) for r in results) == 1
     assert {invoker.modules[n].peak for n in ("One", "Two")} == {1}
     assert invoker.modules["One"] is not invoker.modules["Two"]  # each function's modules its own
+
+
+def test_no_request_ever_sees_another_functions_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Importing a function sets its environment in os.environ, which the process shares. Imported
+    # lazily, function Two's slow import during function One's request handed One Two's settings:
+    # RecommendFunction read the template's 60 s refresh instead of the 1 s asked for, and never
+    # switched models in the swap test. Every function is now imported before any request.
+    monkeypatch.setenv("SHARED", "from-process")
+    invoker = Invoker(probe_app(tmp_path), {})
+    assert set(invoker.modules) == {"One", "Two"}
+    assert [invoker.modules[n].IMPORTED_WITH for n in ("One", "Two")] == ["One", "Two"]
+    second = threading.Thread(target=invoker.invoke, args=("Two", {}))
+    second.start()
+    headers = invoker.invoke("One", {})["headers"]
+    second.join()
+    assert headers == {"X-Env": "", "X-Shared": "from-process"}  # neither Two's value nor the template's
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
