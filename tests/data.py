@@ -20,6 +20,17 @@ def group_of_user(user_id: int) -> int:
     return (user_id - 1) // USERS_PER_GROUP
 
 
+def rated_by(user_id: int) -> set[int]:
+    """The movies a checkerboard user rated, at any rating (what `write_checkerboard` writes)."""
+    g = group_of_user(user_id)
+    unseen = g * ITEMS_PER_GROUP + (user_id % ITEMS_PER_GROUP) + 1
+    return {
+        m
+        for m in range(1, GROUPS * ITEMS_PER_GROUP + 1)
+        if m != unseen and (group_of_item(m) == g or not (user_id + m) % 3)
+    }
+
+
 def write_checkerboard(folder: Path) -> Path:
     """ml-100k files: users of group g like (rate 5) the movies of group g and rate the others 1.
 

@@ -21,13 +21,14 @@ import numpy as np
 
 from recsys.artifact import SCHEMA_VERSION
 from recsys.uri import ModelUri
+from training import ease, foldin
 from training import model as lfm
 from training.cleaning import Interactions, clean
 from training.datasets import DataError, read_ratings, resolve_source
 from training.evaluate import evaluate, popularity_scorer
 from training.publish import Published, PublishError, publish, writer_for
 from training.report import render
-from training.split import time_split, to_matrix
+from training.split import SPLITS, auto_split, make_split, to_matrix
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
                    help="never stop before this many epochs (default: 3/4 of --epochs)")  # fmt: skip
     m.add_argument("--no-early-stopping", dest="early_stopping", action="store_false")
     e = p.add_argument_group("evaluation and publishing")
+    e.add_argument("--split", choices=("auto", *SPLITS), default=d.split,
+                   help="per-user: each user's latest likes held out; global: one time cut for everybody; "
+                   "auto: per-user where the ratings span under two years, else global")  # fmt: skip
+    e.add_argument("--no-ease", dest="ease", action="store_false", help="skip the EASE baseline")
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
     e.add_argument("--keep", type=_positive, help="keep only the N newest published versions")
     e.add_argument("--cache-dir", type=Path, help="reuse a model trained on the same data and settings")
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         item_alpha=args.item_alpha, max_sampled=args.max_sampled, item_features=args.item_features,
         threads=args.threads, seed=args.seed, early_stopping=args.early_stopping, patience=args.patience,
         min_epochs=args.min_epochs,
-        min_rating=args.min_rating,
+        min_rating=args.min_rating, split=args.split, ease=args.ease,
     )  # fmt: skip
 
     clock = time.perf_counter()
@@ -128,56 +133,83 @@ def run(args: argparse.Namespace) -> int:
 def train_and_evaluate(
     args: argparse.Namespace, data: Interactions, movies: Any, params: lfm.TrainParams
 ) -> dict[str, bytes]:
-    """Evaluate on a time split, then retrain on everything; the published files by name."""
+    """Choose epochs (and EASE's λ) on a validation split, evaluate on the test split, then retrain
+    on everything; the published files by name."""
     started = time.perf_counter()
     created = lfm.utc_now()
     cat = lfm.catalogue(data.item_ids, movies)
     features = lfm.item_features(params.item_features, cat)
     shape = (data.user_ids.size, data.item_ids.size)
-    pos = data.positives(params.min_rating)
-    users, items = data.users[pos], data.items[pos]
-    ts, order = data.timestamps[pos], data.order[pos]
+    liked = data.positives(params.min_rating)
     progress = not args.quiet
 
-    held = time_split(users, ts, order, params.test_fraction)
-    train_rows = ~held
+    def matrix(rows: np.ndarray) -> Any:
+        return to_matrix(data.users[rows], data.items[rows], shape)
+
+    kind, chosen_by = auto_split(data.timestamps) if params.split == "auto" else (params.split, "--split")
+    split = make_split(kind, data.users, data.timestamps, data.order, liked, params.test_fraction)
+    # validation: the same protocol again, inside what the test split leaves for training
+    period = np.flatnonzero(split.seen)
+    val = make_split(kind, data.users[period], data.timestamps[period], data.order[period], liked[period],
+                     params.validation_fraction)  # fmt: skip
+    val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
     history: list[float] = []
     if params.early_stopping:
-        val = time_split(users[train_rows], ts[train_rows], order[train_rows], params.validation_fraction)
-        fit_u, fit_i = users[train_rows][~val], items[train_rows][~val]
-        params = lfm.resolve_epochs(params, fit_u.size)
-        val_m = to_matrix(users[train_rows][val], items[train_rows][val], shape)
+        params = lfm.resolve_epochs(params, int(val_train.nnz))
         _, epochs, history = lfm.fit(
-            params, to_matrix(fit_u, fit_i, shape).tocoo(), features, params.epochs, val_m, "validate", progress
+            params, val_train.tocoo(), features, params.epochs, (val_seen, val_test), "validate", progress
         )
         print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
     else:
-        params = lfm.resolve_epochs(params, int(train_rows.sum()))
+        params = lfm.resolve_epochs(params, int(split.train.sum()))
         epochs = params.epochs or 1
-    train_m = to_matrix(users[train_rows], items[train_rows], shape)
-    test_m = to_matrix(users[held], items[held], shape)
+    train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
     model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
     sample = _sample_users(test_m, args.eval_users, params.seed)
     results = {
-        "lightfm": evaluate(lfm.lightfm_scorer(model, features), train_m, test_m, users=sample),
-        "popularity": evaluate(popularity_scorer(train_m), train_m, test_m, users=sample),
+        "lightfm": evaluate(lfm.lightfm_scorer(model, features), seen_m, test_m, users=sample),
+        "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
     }
-    final, _, _ = lfm.fit(
-        params, to_matrix(users, items, shape).tocoo(), features, epochs, desc="final", progress=progress
+    baseline: dict[str, Any]
+    if not params.ease:
+        baseline = {"skipped": "--no-ease"}
+    elif not ease.fits(shape[1]):
+        baseline = {"skipped": f"{shape[1]:,} movies, above EASE's limit of {ease.MAX_ITEMS:,}"}
+        print(f"note: EASE baseline skipped, {baseline['skipped']}")
+    else:
+        val_sample = _sample_users(val_test, args.eval_users, params.seed)
+        lam, grid = ease.choose_lambda(val_train, val_seen, val_test, val_sample)
+        weights = ease.weights(ease.gram(train_m), lam)
+        results["ease"] = evaluate(ease.scorer(train_m, weights), seen_m, test_m, users=sample)
+        baseline = {"lambda": lam, "validation_ndcg@10": grid}
+        del weights
+    folded = foldin.evaluate_fold_in(
+        params, features, epochs, train_m, seen_m, test_m, lfm.lightfm_scorer(model, features), progress
     )
+    final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     train_s = time.perf_counter() - started
 
     fingerprint = data.fingerprint()
     version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
-    chosen = replace(params, epochs=epochs)
+    chosen = replace(params, epochs=epochs, split=kind)
+    split_info = {
+        "name": split.name,
+        "description": split.description,
+        "chosen_by": chosen_by,
+        "evaluated_users": results["lightfm"]["users"],
+        "seen_masked": "every movie the user rated, at any rating, up to their last training-side like",
+        **split.detail,
+    }
     metrics: dict[str, Any] = {
         "version": version,
-        "split": "time",
+        "split": split_info,
         "k": 10,
         "models": {name: {k: v for k, v in r.items() if k != "curves"} for name, r in results.items()},
         "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
+        "ease": baseline,
+        "fold_in": folded.report,
         "data": {**data.summary, "fingerprint": fingerprint, "train_positives": int(train_m.nnz),
-                 "test_positives": int(test_m.nnz)},
+                 "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz)},
         "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
         "training_seconds": round(train_s, 2),
         "created_at": created.isoformat().replace("+00:00", "Z"),
@@ -187,10 +219,10 @@ def train_and_evaluate(
         "created_at": metrics["created_at"],
         "params": metrics["params"],
         "data": metrics["data"],
-        "metrics": {"split": "time", "k": 10, "models": metrics["models"], "curves": metrics["curves"]},
+        "metrics": {key: metrics[key] for key in ("split", "k", "models", "curves", "ease", "fold_in")},
         "libraries": lfm.library_versions(),
     }))  # fmt: skip
-    artifact = lfm.build_artifact(final, features, data, cat, provenance)
+    artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
     blob = pickle.dumps(artifact, protocol=5)
     metrics["artifact_bytes"] = len(blob)
     return {
@@ -228,12 +260,14 @@ def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) ->
 
 
 def _report_published(done: Published, metrics: dict[str, Any]) -> None:
-    lf, pop = metrics["models"]["lightfm"], metrics["models"]["popularity"]
-    print(
-        f"published {done.version} to {done.location} ({done.size / 1e6:.1f} MB, sha256 {done.sha256[:12]}…)\n"
-        f"  precision@10 lightfm {lf['precision@10']:.4f} vs popularity {pop['precision@10']:.4f}; "
-        f"ndcg@10 {lf['ndcg@10']:.4f} vs {pop['ndcg@10']:.4f}"
-    )
+    print(f"published {done.version} to {done.location} ({done.size / 1e6:.1f} MB, sha256 {done.sha256[:12]}…)")
+    print(f"  {metrics['split']['name']} split, {metrics['split']['evaluated_users']:,} users, seen movies masked:")
+    for name, m in metrics["models"].items():
+        print(f"  {name:<11} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
+    folded = metrics["fold_in"]
+    print(f"  fold-in of {folded['users']} users left out of a separate fit (ridge λ {folded['lambda']:g}):")
+    for name, m in folded["models"].items():
+        print(f"  {name:<11} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:
         print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")
 

@@ -1,8 +1,9 @@
 """Ranking metrics, computed the same way for every model.
 
-Each evaluated user's items are ranked by the model's scores with that user's *training* items
-removed from the ranking (they cannot be recommended again), and the held-out items are the
-relevant ones. Users with no held-out item are skipped.
+Each evaluated user's items are ranked by the model's scores with every movie the user has *seen*
+(rated at any rating on the training side of the split) removed from the ranking, exactly as
+serving never recommends a seen movie; the held-out likes are the relevant items. Users with no
+held-out item are skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "cove
 
 def evaluate(
     score: ScoreFn,
-    train: sp.csr_matrix,
+    seen: sp.csr_matrix,
     test: sp.csr_matrix,
     k: int = 10,
     curve_k: int = 20,
@@ -32,8 +33,8 @@ def evaluate(
     Parameters
     ----------
     score : ScoreFn
-    train, test : csr_matrix, shape (n_users, n_items)
-        Binary; `train` items are excluded from each user's ranking, `test` items are relevant.
+    seen, test : csr_matrix, shape (n_users, n_items)
+        Binary; `seen` items are excluded from each user's ranking, `test` items are relevant.
     k : int
         Cut-off of precision, recall, ndcg, map and coverage.
     curve_k : int
@@ -46,7 +47,7 @@ def evaluate(
     dict with the names in `METRICS` (floats), ``"users"`` (how many were evaluated), and
     ``"curves"``: ``{"precision": [...], "recall": [...]}`` for j = 1..curve_k.
     """
-    n_items = train.shape[1]
+    n_items = seen.shape[1]
     has_test = np.diff(test.indptr) > 0
     candidates = np.flatnonzero(has_test) if users is None else users[has_test[users]]
     depth = max(k, curve_k)
@@ -58,7 +59,7 @@ def evaluate(
     for start in range(0, candidates.size, batch):
         chunk = candidates[start : start + batch]
         scores = np.array(score(chunk), dtype=np.float64)  # a copy: masked in place below
-        tr = train[chunk]
+        tr = seen[chunk]
         rows = np.repeat(np.arange(chunk.size), np.diff(tr.indptr))
         scores[rows, tr.indices] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -70,7 +71,7 @@ def evaluate(
             relevant = te.indices[te.indptr[r] : te.indptr[r + 1]]
             pos = np.sort(position[r, relevant])  # 0-based ranks of the held-out items
             n_rel = relevant.size
-            n_train = tr.indptr[r + 1] - tr.indptr[r]
+            n_seen = tr.indptr[r + 1] - tr.indptr[r]
             hit = np.zeros(depth, dtype=np.float64)
             hit[pos[pos < depth]] = 1.0
             cum = np.cumsum(hit)
@@ -81,7 +82,7 @@ def evaluate(
             in_k = pos[pos < k]
             sums["map"] += float(((np.arange(in_k.size) + 1) / (in_k + 1)).sum() / min(n_rel, k))
             sums["mrr"] += 1.0 / (int(pos[0]) + 1)
-            n_neg = n_items - n_train - n_rel
+            n_neg = n_items - n_seen - n_rel
             if n_neg > 0:
                 negatives_above = pos - np.arange(n_rel)
                 sums["auc"] += float(np.mean(1.0 - negatives_above / n_neg))

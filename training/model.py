@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from tqdm import tqdm
 
-from recsys.artifact import ModelArtifact, nearest_neighbours
+from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours
 from training.cleaning import Interactions
 from training.datasets import Movies
 from training.evaluate import evaluate
@@ -40,6 +40,8 @@ class TrainParams:
     min_rating: float = 4.0
     test_fraction: float = 0.2
     validation_fraction: float = 0.2
+    split: str = "auto"  # "per-user" or "global" once chosen (see training.split)
+    ease: bool = True  # score the EASE baseline beside LightFM
 
 
 @dataclass
@@ -127,11 +129,12 @@ def fit(
     interactions: sp.coo_matrix,
     features: sp.csr_matrix | None,
     epochs: int,
-    validation: sp.csr_matrix | None = None,
+    validation: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> tuple[LightFM, int, list[float]]:
-    """Train for up to `epochs`; with `validation`, stop after `patience` epochs without progress.
+    """Train for up to `epochs`; with `validation` (seen, relevant), stop after `patience` epochs
+    without progress.
 
     Progress is the moving average of validation ndcg@10 over the last `smoothing` epochs: on
     small data the per-epoch value jumps by more than a real improvement, and stopping on the
@@ -142,7 +145,6 @@ def fit(
     """
     model = new_model(p)
     min_epochs = resolve_epochs(replace(p, epochs=epochs), 1).min_epochs  # as given, or 3/4 of `epochs`
-    train_csr = interactions.tocsr()
     history: list[float] = []
     best, best_epoch = -1.0, epochs
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, file=sys.stderr)
@@ -150,7 +152,8 @@ def fit(
         model.fit_partial(interactions, item_features=features, epochs=1, num_threads=p.threads)
         if validation is None:
             continue
-        value = evaluate(lightfm_scorer(model, features), train_csr, validation, users=_sample(validation, p.seed))
+        seen, relevant = validation
+        value = evaluate(lightfm_scorer(model, features), seen, relevant, users=_sample(relevant, p.seed))
         history.append(round(float(value["ndcg@10"]), 6))  # type: ignore[arg-type]
         smoothed = float(np.mean(history[-p.smoothing :]))
         if epoch + 1 >= min_epochs and smoothed > best:
@@ -187,22 +190,32 @@ def build_artifact(
     data: Interactions,
     cat: Catalogue,
     provenance: dict[str, object],
+    fold_in_lambda: float = 0.1,
 ) -> ModelArtifact:
     """The serving artifact of a model trained on all of `data`."""
     ub, uf, ib, vf = representations(model, features)
     norms = np.linalg.norm(vf, axis=1, keepdims=True)
     unit = np.divide(vf, norms, out=np.zeros_like(vf), where=norms > 0).astype(np.float32)
-    neighbours, neighbour_sims = nearest_neighbours(unit)
     liked = data.positives(float(provenance["params"]["min_rating"]))  # type: ignore[index]
     users, items = data.users[liked], data.items[liked]
+    n_users = data.user_ids.size
     counts = np.bincount(items, minlength=data.item_ids.size).astype(np.int32)
     popularity = np.lexsort((np.arange(counts.size), -counts)).astype(np.int32)
+    # A never-liked movie is nobody's neighbour; its own list comes from its genres.
+    has_likes = counts > 0
+    neighbours, neighbour_sims = nearest_neighbours(unit, eligible=has_likes)
+    cold = np.flatnonzero(~has_likes)
+    neighbours[cold], neighbour_sims[cold] = genre_neighbours(
+        cat.item_genres, popularity, has_likes, cold, neighbours.shape[1]
+    )
     # history: by user, newest first (ties: later line first)
     order = np.lexsort((-data.order[liked], -data.timestamps[liked], users))
-    indptr = np.zeros(data.user_ids.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=data.user_ids.size), out=indptr[1:])
+    indptr = _indptr(users, n_users)
     item_dtype = np.int16 if data.item_ids.size <= np.iinfo(np.int16).max else np.int32
     days = np.clip(data.timestamps[liked][order] // 86400, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    # the rest of what each user has seen: rated below the threshold, by user then item
+    low_users, low_items = data.users[~liked], data.items[~liked]
+    low_order = np.lexsort((low_items, low_users))
     return ModelArtifact(
         user_ids=data.user_ids,
         item_ids=data.item_ids,
@@ -219,12 +232,45 @@ def build_artifact(
         history_items=items[order].astype(item_dtype),
         history_ratings=np.round(data.ratings[liked][order] * 2).astype(np.uint8),
         history_days=days,
+        unliked_indptr=_indptr(low_users, n_users),
+        unliked_items=low_items[low_order].astype(item_dtype),
         titles=tuple(cat.titles),
         years=cat.years.astype(np.int16),
         genre_names=tuple(cat.genre_names),
         item_genres=cat.item_genres,
         provenance=provenance,
+        fold_in_map=fold_in_projection(vf, uf, _likes_matrix(users, items, uf.shape[0], vf.shape[0]), fold_in_lambda),
     )
+
+
+def fold_in_projection(
+    item_factors: np.ndarray, user_factors: np.ndarray, likes: sp.csr_matrix, lam: float
+) -> np.ndarray:
+    """The ridge map from a user's mean liked-item vector (and a constant) to their user vector.
+
+    Fitted on every user with a like: X is (n, d + 1), Y is (n, d), W = (XᵀX + λI)⁻¹XᵀY. Returns
+    float32 of shape (d + 1, d), as `recsys.scoring.fold_in` takes it.
+    """
+    counts = np.diff(likes.indptr)
+    active = np.flatnonzero(counts > 0)
+    sums = np.asarray(likes[active] @ item_factors.astype(np.float64))
+    x = np.hstack([sums / counts[active, None], np.ones((active.size, 1))])
+    y = user_factors[active].astype(np.float64)
+    w = np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+    return w.astype(np.float32)
+
+
+def _likes_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(users.size, dtype=np.float32), (users, items)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    return m
+
+
+def _indptr(users: np.ndarray, n_users: int) -> np.ndarray:
+    """CSR row pointers (int64, shape (n_users + 1,)) of rows grouped by user."""
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr
 
 
 def library_versions() -> dict[str, str]:

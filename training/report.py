@@ -16,14 +16,15 @@ from training.evaluate import METRICS  # noqa: E402
 
 
 def curves_png(metrics: dict[str, Any]) -> bytes:
-    """precision@k and recall@k for k = 1..20, LightFM against popularity."""
+    """precision@k and recall@k for k = 1..20, LightFM against popularity (and EASE)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     ks = metrics["curves"]["k"]
     for ax, name in zip(axes, ("precision", "recall"), strict=True):
-        for model, style in (("lightfm", "-o"), ("popularity", "--s")):
-            ax.plot(ks, metrics["curves"][model][name], style, markersize=3, label=model)
+        for model, style in (("lightfm", "-o"), ("popularity", "--s"), ("ease", ":^")):
+            if model in metrics["curves"]:
+                ax.plot(ks, metrics["curves"][model][name], style, markersize=3, label=model)
         ax.set_xlabel("k")
-        ax.set_title(f"{name}@k (time split, held-out positives)")
+        ax.set_title(f"{name}@k ({metrics['split']['name']}, held-out likes)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -36,11 +37,20 @@ def curves_png(metrics: dict[str, Any]) -> bytes:
 def render(metrics: dict[str, Any]) -> bytes:
     png = base64.b64encode(curves_png(metrics)).decode()
     models = metrics["models"]
+    names = [m for m in ("lightfm", "popularity", "ease") if m in models]
+    heads = "".join(f"<th>{LABELS[m]}</th>" for m in names)
     rows = "".join(
         f"<tr><th>{name}</th>"
-        + "".join(f"<td>{models[m][name]:.4f}</td>" for m in ("lightfm", "popularity"))
+        + "".join(f"<td>{models[m][name]:.4f}</td>" for m in names)
         + f"<td>{_ratio(models, name)}</td></tr>"
         for name in METRICS
+    )
+    split = metrics["split"]
+    ease = metrics.get("ease", {})
+    baseline = (
+        f"EASE (closed-form item-item, a yardstick, not served): λ = {ease['lambda']:g}, chosen on validation."
+        if "lambda" in ease
+        else f"EASE was not scored: {ease.get('skipped', 'not run')}."
     )
     data = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["data"].items())
     params = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["params"].items())
@@ -50,15 +60,20 @@ def render(metrics: dict[str, Any]) -> bytes:
 table{{border-collapse:collapse}}td,th{{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:right}}
 img{{max-width:100%}}</style></head><body>
 <h1>Training report</h1>
-<p>Model version <code>{html.escape(metrics["version"])}</code>, split <b>{metrics["split"]}</b>,
-k = {metrics["k"]}, {models["lightfm"]["users"]} users evaluated.</p>
-<table><thead><tr><th>metric</th><th>LightFM</th><th>popularity</th><th>ratio</th></tr></thead>
+<p>Model version <code>{html.escape(metrics["version"])}</code>, split <b>{html.escape(split["name"])}</b>:
+{html.escape(split["description"])} ({html.escape(split["chosen_by"])}). k = {metrics["k"]},
+{split["evaluated_users"]} users evaluated. Masked in every ranking: {html.escape(split["seen_masked"])}.</p>
+<p>{html.escape(baseline)}</p>
+<table><thead><tr><th>metric</th>{heads}<th>LightFM ÷ popularity</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
 <h2>Data</h2><ul>{data}</ul><h2>Parameters</h2><ul>{params}</ul>
 </body></html>
 """
     return page.encode()
+
+
+LABELS = {"lightfm": "LightFM", "popularity": "popularity", "ease": "EASE"}
 
 
 def _ratio(models: dict[str, Any], name: str) -> str:

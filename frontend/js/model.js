@@ -4,7 +4,7 @@ import { el, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const COLORS = { lightfm: "#2b8a3e", popularity: "#a15c00" };
+const COLORS = { lightfm: "#2b8a3e", popularity: "#a15c00", ease: "#5f3dc4" };
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -37,6 +37,10 @@ function chart(title, ks, series) {
   return root;
 }
 
+function series(curves, name) {
+  return Object.fromEntries(["lightfm", "popularity", "ease"].filter((m) => curves[m]).map((m) => [m, curves[m][name]]));
+}
+
 function fact(term, value) {
   return [el("dt", { text: term }), el("dd", { text: String(value) })];
 }
@@ -52,26 +56,32 @@ async function main() {
   }
   const d = model.data;
   const p = model.params;
+  const split = model.metrics.split;
+  const ease = model.metrics.ease ?? {};
   $("facts").replaceChildren(
     ...fact("Version", model.model_version),
     ...fact("Created", model.created_at ?? "unknown"),
     ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
     ...fact("Source", `${d.source} (${d.format})`),
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),
+    ...fact("Split", `${split.name}: ${split.description}`),
+    ...fact("Masked", split.seen_masked),
+    ...fact("EASE", ease.lambda !== undefined ? `λ = ${ease.lambda}, chosen on the validation split` : `not scored: ${ease.skipped ?? "not run"}`),
   );
   const m = model.metrics.models;
   $("metrics").tBodies[0].replaceChildren(...Object.keys(m.lightfm).filter((k) => k !== "users").map((name) => {
-    const ours = m.lightfm[name], base = m.popularity[name];
+    const ours = m.lightfm[name], base = m.popularity[name], yardstick = m.ease?.[name];
     return el("tr", {}, el("th", { scope: "row", text: name }), el("td", { text: ours.toFixed(4) }),
-      el("td", { text: base.toFixed(4) }), el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
+      el("td", { text: base.toFixed(4) }), el("td", { text: yardstick === undefined ? "–" : yardstick.toFixed(4) }),
+      el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
   }));
   const c = model.metrics.curves;
   $("charts").replaceChildren(
-    chart("precision@k", c.k, { lightfm: c.lightfm.precision, popularity: c.popularity.precision }),
-    chart("recall@k", c.k, { lightfm: c.lightfm.recall, popularity: c.popularity.recall }),
+    chart("precision@k", c.k, series(c, "precision")),
+    chart("recall@k", c.k, series(c, "recall")),
   );
   $("card").hidden = false;
-  setStatus($("status"), `${m.lightfm.users} users evaluated on a time split, k = ${model.metrics.k}.`, "info");
+  setStatus($("status"), `${split.evaluated_users} users evaluated on the ${split.name} split, k = ${model.metrics.k}.`, "info");
 }
 
 main();

@@ -76,6 +76,10 @@ async function show() {
     }
     const liked = await get(`/users/${user}/history`, { k: 20 });
     render(liked, personalized, popular);
+    if (personalized.fallback === "no_likes") {
+      setStatus(status, `User ${user} rated movies but liked none (4 stars or more), so there is nothing to personalize from: both lists are popular movies they have not rated.`, "warn");
+      return;
+    }
     const overlap = personalized.items.filter((m) => popular.items.some((p) => p.movie_id === m.movie_id)).length;
     setStatus(status, `User ${user}: ${overlap} of ${personalized.items.length} LightFM picks are also popular picks. Model ${personalized.model_version}.`, "info");
   } catch (error) {

@@ -53,8 +53,11 @@ async function choose(movieId) {
     $("chosen").replaceChildren(
       el("h2", { text: movieTitle(m) }),
       el("div", { class: "genres", text: m.genres.join(" · ") }),
-      el("div", { class: "meta-line", text: `Movie ${m.movie_id} · model ${found.model_version}` }),
+      el("div", { class: "meta-line", text: `Movie ${m.movie_id} · liked by ${m.likes} · model ${found.model_version}` }),
     );
+    if (found.basis === "genres") {
+      $("chosen").append(el("p", { class: "meta-line", text: "Nobody liked this movie in the training data, so the model learned nothing about it: these are liked movies that share most of its genres." }));
+    }
     $("similar-title").hidden = false;
     fill($("similar-list"), found.items.map((s) => {
       const pct = Math.max(0, Math.round(s.similarity * 100));

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
-from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, UserId
+from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, Taste, TasteRecommendations, UserId
 
 logger = Logger()
 tracer = Tracer()
@@ -23,6 +24,14 @@ def recommendations(
 ) -> Recommendations:
     """Movies for a user: personalized (LightFM) or popularity; unknown users get popularity."""
     return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]
+
+
+@app.post("/recommendations", responses=api.POST_RESPONSES, tags=["recommendations"])
+def recommendations_for_taste(taste: Annotated[Taste, Body()]) -> TasteRecommendations:
+    """Personalized picks for anyone, from the movies they like: folded in per request, nothing stored."""
+    return service.recommendations_for(  # type: ignore[return-value]
+        runtime.model(), taste.liked, taste.disliked, taste.k, taste.genre, taste.explain
+    )
 
 
 @app.get("/model", responses=api.RESPONSES, tags=["model"])

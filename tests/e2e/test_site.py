@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import data
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -64,12 +65,20 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: 
 
 def test_recommender_page_shows_history_and_both_lists(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
     page.goto(stack["web"] + "/index.html")
-    page.locator("#picker button").first.click()
+    button = page.locator("#picker button").first
+    user_id = int(button.get_attribute("data-user-id"))
+    button.click()
     page.wait_for_selector("#personalized-list li.movie, #status.status-error")
     assert page.locator("#status.status-error").count() == 0, page.locator("#status").inner_text()
     assert page.locator("#history-list li.movie").count() > 0
-    assert page.locator("#personalized-list li.movie").count() == 10
-    assert page.locator("#popular-list li.movie").count() == 10
+    # both lists hold 10 movies, or every movie the user has not rated where fewer are left
+    unrated = data.GROUPS * data.ITEMS_PER_GROUP - len(data.rated_by(user_id))
+    assert page.locator("#personalized-list li.movie").count() == min(10, unrated)
+    assert page.locator("#popular-list li.movie").count() == min(10, unrated)
+    shown = page.locator("#personalized-list li.movie, #popular-list li.movie").evaluate_all(
+        "els => els.map(e => Number(e.dataset.movieId))"
+    )
+    assert not set(shown) & data.rated_by(user_id)
     ours = set(page.locator("#personalized-list li.movie").evaluate_all("els => els.map(e => e.dataset.movieId)"))
     pop = set(page.locator("#popular-list li.movie").evaluate_all("els => els.map(e => e.dataset.movieId)"))
     assert page.locator("#personalized-list .badge-both").count() == len(ours & pop)
@@ -100,6 +109,9 @@ def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> Non
     page.goto(stack["web"] + "/model.html")
     page.wait_for_selector("#metrics tbody tr")
     assert "precision@10" in page.locator("#metrics").inner_text()
+    assert "EASE" in page.locator("#metrics thead").inner_text()
+    assert page.locator("#metrics tbody tr").first.locator("td").count() == 4  # LightFM, popularity, EASE, ratio
+    assert "per_user_latest_likes" in page.locator("#facts").inner_text()
     assert page.locator("#charts svg").count() == 2
     assert page.errors == []
 

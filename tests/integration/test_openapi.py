@@ -36,6 +36,19 @@ REQUESTS = [
     ("/movies?query=", 200),
     ("/movies?limit=0", 400),
 ]
+JSON = {"Content-Type": "application/json"}
+POSTS = [
+    # (body, headers, expected status)
+    ({"liked": [1, 2, 2, 424242], "k": 5, "explain": True}, JSON, 200),
+    ({"liked": [1], "disliked": [3], "genre": "Action"}, JSON, 200),
+    ({"liked": [424242]}, JSON, 200),
+    ({"liked": []}, JSON, 200),
+    ({"liked": list(range(501))}, JSON, 400),
+    ({"liked": [1], "k": 101}, JSON, 400),
+    ({"liked": "1"}, JSON, 400),
+    ({"liked": [1]}, {"Content-Type": "text/plain"}, 400),
+    ({"liked": [1], "genre": "Western"}, JSON, 404),
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +56,8 @@ def document() -> dict[str, Any]:
     return json.loads(openapi.DOCUMENT.read_text())
 
 
-def validate(document: dict[str, Any], route: str, status: int, body: Any) -> None:
-    responses = document["paths"][route]["get"]["responses"]
+def validate(document: dict[str, Any], route: str, status: int, body: Any, method: str = "get") -> None:
+    responses = document["paths"][route][method]["responses"]
     assert str(status) in responses, f"{route} answered an undocumented {status}"
     schema = responses[str(status)]["content"]["application/json"]["schema"]
     jsonschema.validate(body, {**schema, "components": document["components"]})
@@ -69,6 +82,13 @@ def test_every_answer_matches_the_document(model_store: Path, document: dict[str
         route = local.match("GET", target.split("?")[0])
         assert route is not None
         validate(document, route.path, status, json.loads(body))
+    for payload, headers, expected in POSTS:
+        status, _, body = local.handle("POST", "/recommendations", headers, json.dumps(payload).encode())
+        assert status == expected, (payload, status, body)
+        validate(document, "/recommendations", status, json.loads(body), "post")
+    request = document["paths"]["/recommendations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for payload, _, _ in POSTS[:4]:
+        jsonschema.validate(payload, {**request, "components": document["components"]})
 
 
 def test_503_matches_the_document(tmp_path: Path, document: dict[str, Any]) -> None:

@@ -41,9 +41,11 @@ def test_checkerboard_model_recommends_the_unseen_movie_of_the_users_group(model
 def test_metrics_and_report_are_published(model_store: Path) -> None:
     pointer, model = _latest(model_store)
     metrics = json.loads((model_store / f"models/{pointer['version']}/metrics.json").read_text())
-    assert metrics["split"] == "time" and metrics["k"] == 10
+    assert metrics["split"]["name"] == "per_user_latest_likes" and metrics["k"] == 10
+    assert metrics["split"]["evaluated_users"] == metrics["models"]["lightfm"]["users"] > 0
     names = {"precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10"}
-    assert names <= set(metrics["models"]["lightfm"]) and names <= set(metrics["models"]["popularity"])
+    assert all(names <= set(metrics["models"][m]) for m in ("lightfm", "popularity", "ease"))
+    assert f"{metrics['ease']['lambda']:g}" in metrics["ease"]["validation_ndcg@10"]
     assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
     assert model.provenance["data"]["fingerprint"] == metrics["data"]["fingerprint"]

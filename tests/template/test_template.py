@@ -69,11 +69,13 @@ def test_every_template_route_is_served_locally(model_store: Path) -> None:
     app = load_application()
     paths = {"/recommendations/{user_id}", "/model", "/users/{user_id}/history", "/users", "/movies/{movie_id}/similar",
              "/movies"}  # fmt: skip
-    assert {(r.method, r.path) for r in app.routes} == {(m, p) for p in paths for m in ("GET", "OPTIONS")}
+    posts = {("POST", "/recommendations"), ("OPTIONS", "/recommendations")}
+    assert {(r.method, r.path) for r in app.routes} == {(m, p) for p in paths for m in ("GET", "OPTIONS")} | posts
     local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"}), "*")
     for route in app.routes:
         path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1")
-        status, headers, _ = local.handle(route.method, path, {}, b"")
+        body = b'{"liked": [1]}' if route.method == "POST" else b""
+        status, headers, _ = local.handle(route.method, path, {"Content-Type": "application/json"}, body)
         assert status == (204 if route.method == "OPTIONS" else 200), (route, status)
         assert headers["Access-Control-Allow-Origin"] == "*"
     assert local.handle("GET", "/nowhere", {}, b"")[0] == 403  # as API Gateway answers

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from recsys.artifact import ModelArtifact, nearest_neighbours, similar_to
+from recsys import scoring
+from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
+from training.model import fold_in_projection
 
 pytestmark = pytest.mark.unit
 
 
 def tiny(**changes: object) -> ModelArtifact:
-    """3 users, 4 items in 2 dimensions; item 0 and 1 point the same way, 2 and 3 the other."""
+    """3 users, 4 items in 2 dimensions; item 0 and 1 point the same way, 2 and 3 the other.
+
+    User 10 liked item 0, user 20 liked item 2, user 30 liked nothing and rated item 3 low.
+    """
     items = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     users = np.array([[1, 0], [0, 1], [0.5, 0.5]], dtype=np.float32)
     unit = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
@@ -21,6 +27,8 @@ def tiny(**changes: object) -> ModelArtifact:
         popularity=np.array([2, 0, 1, 3], np.int32), like_counts=np.array([5, 3, 9, 1], np.int32),
         history_indptr=np.array([0, 1, 2, 2], np.int64), history_items=np.array([0, 2], np.int16),
         history_ratings=np.array([10, 8], np.uint8), history_days=np.array([10000, 10001], np.uint16),
+        unliked_indptr=np.array([0, 0, 0, 1], np.int64), unliked_items=np.array([3], np.int16),
+        fold_in_map=np.array([[1, 0], [0, 1], [0, 0]], np.float32),
         titles=("A", "B", "C", "D"), years=np.array([1990, 0, 2000, 1995], np.int16),
         genre_names=("Action", "Comedy"), item_genres=np.array([1, 1, 2, 3], np.uint32),
         provenance={"version": "v1"},
@@ -87,3 +95,67 @@ def test_similar_beyond_the_table_falls_back_to_the_full_computation() -> None:
     assert items.tolist()[0] == 1 and 0 not in items.tolist()
     small = tiny(neighbours=model.neighbours[:, :1], neighbour_sims=model.neighbour_sims[:, :1])
     assert small.similar(0, 3)[0].tolist() == items.tolist()
+
+
+def test_recommend_never_returns_a_movie_rated_low_even_when_it_would_rank_first() -> None:
+    # GIVEN user 10, who liked item 0 and rated item 1 (which points the same way) with one star
+    model = tiny(unliked_indptr=np.array([0, 1, 1, 1], np.int64), unliked_items=np.array([1], np.int16))
+    assert int(np.argsort(-model.score_user(0))[1]) == 1  # without the mask it would come right after item 0
+    # WHEN recommending THEN neither seen item appears
+    items, _ = model.recommend(0, 4)
+    assert 0 not in items.tolist() and 1 not in items.tolist()
+    assert sorted(model.seen(0).tolist()) == [0, 1]
+
+
+def test_similar_pads_short_rows_and_never_returns_padding() -> None:
+    model = tiny()
+    sims = model.neighbour_sims.copy()
+    sims[0, 1:] = -np.inf  # item 0 has a single eligible neighbour
+    items, values = tiny(neighbour_sims=sims).similar(0, 3)
+    assert items.tolist() == [1] and np.isfinite(values).all()
+
+
+def test_nearest_neighbours_lists_only_eligible_items() -> None:
+    unit = tiny().item_unit
+    eligible = np.array([True, False, True, True])
+    table, sims = nearest_neighbours(unit, eligible=eligible)
+    assert 1 not in table[sims > -np.inf].tolist()
+    assert table[0].tolist()[:2] == [3, 2]  # item 1 would be first; it is skipped
+
+
+def test_genre_neighbours_share_genres_and_skip_ineligible_items() -> None:
+    # GIVEN items with genres {A}, {A}, {B}, {A, B}; item 1 is never liked
+    genres = np.array([1, 1, 2, 3], np.uint32)
+    eligible = np.array([True, False, True, True])
+    table, sims = genre_neighbours(genres, np.array([2, 0, 1, 3]), eligible, np.array([1]), 3)
+    # THEN item 1's neighbours are item 0 (same genres, Jaccard 1), then item 3 (1/2); item 2 shares none
+    assert table[0, :2].tolist() == [0, 3] and sims[0, :2].tolist() == [1.0, 0.5] and sims[0, 2] == -np.inf
+
+
+def test_fold_in_with_the_identity_map_is_the_mean_of_the_liked_vectors() -> None:
+    model = tiny()
+    vector = scoring.fold_in(model.item_factors, np.array([0, 2]), model.fold_in_map)
+    np.testing.assert_allclose(vector, [0.5, 0.5])
+
+
+def test_recommend_for_a_visitor_never_returns_liked_or_excluded_items() -> None:
+    # GIVEN a visitor who likes item 2 and excludes item 3 (both point "up")
+    items, scores = tiny().recommend_for(np.array([2]), np.array([3]), 4)
+    # THEN the remaining items come back, none of those two
+    assert set(items.tolist()) == {0, 1} and np.all(np.diff(scores) <= 0)
+
+
+def test_fold_in_projection_recovers_a_linear_map() -> None:
+    # GIVEN users whose vectors are exactly A · (mean of their liked item vectors) + c
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(40, 4)).astype(np.float32)
+    likes = sp.random(300, 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    likes.data[:] = 1.0
+    counts = np.maximum(np.diff(likes.indptr), 1)[:, None]
+    a, c = rng.normal(size=(4, 4)), rng.normal(size=4)
+    users = ((likes @ items) / counts @ a + c).astype(np.float32)
+    # WHEN the ridge map is fitted with a tiny lambda THEN folding in reproduces each user's vector
+    w = fold_in_projection(items, users, likes, 1e-6)
+    u = int(np.flatnonzero(np.diff(likes.indptr) > 0)[0])
+    liked = likes.indices[likes.indptr[u] : likes.indptr[u + 1]]
+    np.testing.assert_allclose(scoring.fold_in(items, liked, w), users[u], atol=1e-3)

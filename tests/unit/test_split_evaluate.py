@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from training import ease
 from training.evaluate import evaluate, popularity_scorer
-from training.split import time_split, to_matrix
+from training.split import auto_split, global_split, per_user_split, time_split, to_matrix
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +49,71 @@ def test_popularity_scorer_ranks_by_count_then_index() -> None:
     train = to_matrix(np.array([0, 1, 1, 2]), np.array([2, 2, 1, 1]), (3, 4))
     scores = popularity_scorer(train)(np.array([0]))[0]
     assert np.argsort(-scores).tolist() == [1, 2, 0, 3]
+
+
+def test_evaluate_masks_a_seen_movie_that_was_not_liked() -> None:
+    # GIVEN a user who liked item 0, rated item 2 with one star, and whose held-out like is item 1;
+    # a ranker puts the seen item 2 first
+    scores = np.array([[9.0, 5.0, 7.0, 0.0]])
+    likes = to_matrix(np.array([0]), np.array([0]), (1, 4))
+    seen = to_matrix(np.array([0, 0]), np.array([0, 2]), (1, 4))
+    test = to_matrix(np.array([0]), np.array([1]), (1, 4))
+    # WHEN evaluated with only the likes masked THEN the held-out like ranks second
+    assert evaluate(lambda users: scores, likes, test)["mrr"] == 0.5
+    # WHEN evaluated with the seen set masked, as serving masks it, THEN it ranks first
+    assert evaluate(lambda users: scores, seen, test)["mrr"] == 1.0
+
+
+def _rows() -> tuple[np.ndarray, ...]:
+    # user 0: likes at t=1,2,3,4,5 and a one-star rating at t=4.5 (after its last training like, t=4);
+    # user 1: a one-star rating at t=0, likes at t=6 and t=7 (7 is the same second as user 2's row,
+    # and the line number breaks the tie); user 2: a single like at t=7
+    users = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])
+    ts = np.array([1, 2, 3, 4, 5, 4, 0, 6, 7, 7]) * 10
+    ts[5] = 45
+    order = np.arange(10)
+    liked = np.array([1, 1, 1, 1, 1, 0, 0, 1, 1, 1], dtype=bool)
+    return users, ts, order, liked
+
+
+def test_per_user_split_seen_is_every_rating_up_to_the_last_training_like() -> None:
+    users, ts, order, liked = _rows()
+    split = per_user_split(users, ts, order, liked, 0.2)
+    # THEN user 0 holds out its latest like (t=50); user 1 (2 likes) and user 2 keep all for training
+    assert np.flatnonzero(split.test).tolist() == [4]
+    assert np.flatnonzero(split.train).tolist() == [0, 1, 2, 3, 7, 8, 9]
+    # and the one-star rating at t=45 (after user 0's last training like at t=40) is not seen, user 1's is
+    assert np.flatnonzero(split.seen).tolist() == [0, 1, 2, 3, 6, 7, 8, 9]
+    assert split.name == "per_user_latest_likes"
+
+
+def test_global_split_holds_out_exactly_the_rows_after_the_cut() -> None:
+    users, ts, order, liked = _rows()
+    # WHEN the latest 40% of 10 ratings (4 rows) are after the cut
+    split = global_split(users, ts, order, liked, 0.4)
+    # THEN those rows, in (time, line) order t=50, 60, 70, 70, are exactly the unseen ones
+    after = np.lexsort((order, ts))[-4:]
+    assert sorted(after.tolist()) == [4, 7, 8, 9]
+    assert np.flatnonzero(~split.seen).tolist() == [4, 7, 8, 9]
+    # and held out are the likes after it of users with a like before it (not users 1 and 2)
+    assert np.flatnonzero(split.test).tolist() == [4]
+    assert np.flatnonzero(split.train).tolist() == [0, 1, 2, 3]
+    assert split.detail["cut_timestamp"] == 50
+    # WHEN only one row is after the cut THEN the line number breaks the tie at t=70
+    assert np.flatnonzero(~global_split(users, ts, order, liked, 0.1).seen).tolist() == [9]
+
+
+def test_auto_split_is_per_user_for_months_and_global_for_years() -> None:
+    day = 86400
+    assert auto_split(np.array([0, 200 * day]))[0] == "per-user"
+    assert auto_split(np.array([0, 5 * 365 * day]))[0] == "global"
+
+
+def test_ease_recommends_the_item_that_co_occurs() -> None:
+    # GIVEN users who like items 0 and 1 together, and others who like 2 and 3 together
+    x = to_matrix(np.array([0, 0, 1, 1, 2, 2, 3]), np.array([0, 1, 0, 1, 2, 3, 0]), (4, 4))
+    b = ease.weights(ease.gram(x), 1.0)
+    assert np.allclose(np.diag(b), 0.0)
+    # THEN user 3, who liked item 0, gets item 1 above items 2 and 3
+    scores = ease.scorer(sp.csr_matrix(x), b)(np.array([3]))[0]
+    assert scores[1] > scores[2] and scores[1] > scores[3]

@@ -57,6 +57,30 @@ RESPONSES: dict[int, dict[str, Any]] = {
 }
 
 
+POST_RESPONSES: dict[int, dict[str, Any]] = {
+    **RESPONSES,
+    400: {
+        "description": "The body is not JSON of the request schema, is over 32 KiB, or is not sent as "
+        "application/json; or a value is out of range",
+        "content": _ERROR_CONTENT,
+    },
+}
+MAX_BODY_BYTES = 32 * 1024
+
+
+def body_problem(event: dict[str, Any]) -> str | None:
+    """Why a request body must be refused before it is parsed (content type, size), or None."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        return f"the body must be sent as application/json, not {media_type or 'no content type'}"
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size > MAX_BODY_BYTES:
+        return f"the body is over {MAX_BODY_BYTES // 1024} KiB"
+    return None
+
+
 def create_app() -> APIGatewayRestResolver:
     """A REST resolver with validation on and every error mapped to the JSON error body."""
     app = APIGatewayRestResolver(enable_validation=True)
@@ -138,8 +162,12 @@ class Runtime:
 
     def resolve(self, app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Route the event (a CORS preflight is answered here), then add the CORS headers."""
-        if event.get("httpMethod") == "OPTIONS":
+        method = event.get("httpMethod")
+        problem = body_problem(event) if method == "POST" else None
+        if method == "OPTIONS":
             response = preflight()
+        elif problem is not None:
+            response = rejected(problem)
         else:
             response = app.resolve(event, context)
         add_cors(response, event, self._allowed_origin())
@@ -158,7 +186,7 @@ class Runtime:
 
 
 PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "GET,OPTIONS",
+    "Access-Control-Allow-Methods": "GET,POST,OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type",
     "Access-Control-Max-Age": "600",
 }
@@ -168,6 +196,13 @@ def preflight() -> dict[str, Any]:
     """The answer to a CORS preflight; `add_cors` then allows the origin only if it is the allowed one."""
     headers = {k: [v] for k, v in PREFLIGHT_HEADERS.items()}
     return {"statusCode": 204, "multiValueHeaders": headers, "body": "", "isBase64Encoded": False}
+
+
+def rejected(message: str) -> dict[str, Any]:
+    """A 400 answered before routing, in the usual error body."""
+    body = {"error": {"code": "invalid_request", "message": message}}
+    headers = {"Content-Type": ["application/json"]}
+    return {"statusCode": 400, "multiValueHeaders": headers, "body": json.dumps(body), "isBase64Encoded": False}
 
 
 def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | None) -> None:
@@ -184,4 +219,6 @@ def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | Non
     headers["Vary"] = ["Origin"]
 
 
-__all__ = ["RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error", "preflight"]
+__all__ = [
+    "POST_RESPONSES", "RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error", "preflight",
+]  # fmt: skip

@@ -23,7 +23,7 @@ import numpy as np
 
 from recsys import scoring
 
-SCHEMA_VERSION = 2  # 2: precomputed neighbour lists
+SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -53,9 +53,12 @@ class ModelArtifact:
         `item_factors` scaled to unit length (all-zero rows stay zero), for cosine similarity.
     neighbours : ndarray of uint16 (int32 above 65,535 items), shape (n_items, m)
     neighbour_sims : ndarray of float32, shape (n_items, m)
-        Each item's m = min(MAX_NEIGHBOURS, n_items - 1) most cosine-similar items, best first, and
-        their cosines: `similar` for k <= m is a slice (the API's k is at most 100). Built by
-        `nearest_neighbours`, which ranks exactly as `similar` does without the table.
+        Each item's m = min(MAX_NEIGHBOURS, n_items - 1) nearest items, best first, and their
+        similarities; a row with fewer than m is padded with ``-inf`` similarities. Only items
+        that somebody liked are ever listed. For a liked item the neighbours are the most
+        cosine-similar item vectors (`nearest_neighbours`, which ranks exactly as `similar_to`);
+        a never-liked item's vector was never pulled towards anything, so its row holds the liked
+        items sharing most of its genres (`genre_neighbours`) and `similar` says so.
     popularity : ndarray of int32, shape (n_items,)
         Item indices, most liked first (ties: lower index first).
     like_counts : ndarray of int32, shape (n_items,)
@@ -67,6 +70,12 @@ class ModelArtifact:
     history_days : ndarray of uint16, shape (n_likes,)
         Days since 1970-01-01. User u's likes are rows history_indptr[u]:history_indptr[u+1],
         newest first.
+    unliked_indptr : ndarray of int64, shape (n_users + 1,)
+    unliked_items : ndarray of int (as `history_items`), shape (n_unliked,)
+        The items each user rated below the like threshold, ascending per user. A user's *seen*
+        set is their likes plus these: every movie they rated, which no recommendation returns.
+        Kept apart from the likes (and without ratings or dates) because that is all serving
+        needs of them: 2 bytes a rating at the ML-10M shape.
     titles : tuple of str, length n_items
     years : ndarray of int16, shape (n_items,)
         Release year, 0 when unknown.
@@ -75,6 +84,9 @@ class ModelArtifact:
         Bit g is set when the movie has genre_names[g].
     provenance : dict
         version, created_at, params, data (summary and fingerprint), metrics, libraries.
+    fold_in_map : ndarray of float32, shape (d + 1, d)
+        Maps the mean vector of a visitor's liked items to a user vector (`scoring.fold_in`);
+        fitted by training on its own users' vectors.
     """
 
     user_ids: np.ndarray
@@ -92,6 +104,9 @@ class ModelArtifact:
     history_items: np.ndarray
     history_ratings: np.ndarray
     history_days: np.ndarray
+    unliked_indptr: np.ndarray
+    unliked_items: np.ndarray
+    fold_in_map: np.ndarray
     titles: tuple[str, ...]
     years: np.ndarray
     genre_names: tuple[str, ...]
@@ -141,6 +156,17 @@ class ModelArtifact:
         """Rows of the history arrays that hold user index `u`'s likes, newest first."""
         return slice(int(self.history_indptr[u]), int(self.history_indptr[u + 1]))
 
+    def unliked(self, u: int) -> slice:
+        """Rows of `unliked_items` that hold the items user index `u` rated below the like threshold."""
+        return slice(int(self.unliked_indptr[u]), int(self.unliked_indptr[u + 1]))
+
+    def has_likes(self, u: int) -> bool:
+        return bool(self.history_indptr[u + 1] > self.history_indptr[u])
+
+    def seen(self, u: int) -> np.ndarray:
+        """Every item user index `u` rated, liked or not (int64, liked first)."""
+        return np.concatenate((self.history_items[self.liked(u)], self.unliked_items[self.unliked(u)])).astype(np.int64)
+
     def genre_bit(self, name: str) -> int | None:
         """The bit mask of a genre, matched case-insensitively, or None if unknown."""
         folded = name.casefold()
@@ -179,12 +205,30 @@ class ModelArtifact:
         )
 
     def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The k best items for user index `u` among those the user has not liked.
+        """The k best items for user index `u` among those the user has not rated at all.
 
         Returns ``(items, scores)``: int64 indices best first, and their float32 scores.
         """
         scores = self.score_user(u)
         scores[self.history_items[self.liked(u)]] = -np.inf
+        scores[self.unliked_items[self.unliked(u)]] = -np.inf
+        return self._best(scores, k, genre_bit)
+
+    def recommend_for(
+        self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items for a visitor the model was not trained on, folded in from `liked`.
+
+        `liked` (unique item indices, at least one) and `exclude` (item indices) are never returned.
+        Returns ``(items, scores)`` as `recommend` does.
+        """
+        vector = scoring.fold_in(self.item_factors, liked, self.fold_in_map)
+        scores = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
+        scores[liked] = -np.inf
+        scores[exclude] = -np.inf
+        return self._best(scores, k, genre_bit)
+
+    def _best(self, scores: np.ndarray, k: int, genre_bit: int | None) -> tuple[np.ndarray, np.ndarray]:
         if genre_bit is not None:
             scores[(self.item_genres & genre_bit) == 0] = -np.inf
         items = scoring.top_k(scores, k)
@@ -201,17 +245,29 @@ class ModelArtifact:
         return ranked[:k]
 
     def similar(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k items most cosine-similar to item index `i`, itself excluded.
+        """Up to k items nearest to item index `i` (itself excluded), never a never-liked item.
 
-        Returns ``(items, similarities)``: int64 indices best first, float32 cosines in [-1, 1].
+        Returns ``(items, similarities)``: int64 indices best first and float32 similarities:
+        cosines of the item vectors in [-1, 1], or for a never-liked `i` (see `basis`) the share
+        of genres in common in [0, 1].
         """
-        if k <= self.neighbours.shape[1]:
-            return self.neighbours[i, :k].astype(np.int64), self.neighbour_sims[i, :k]
-        return similar_to(self.item_unit, i, k)
+        m = self.neighbours.shape[1]
+        if k > m and self.like_counts[i] > 0:
+            return similar_to(self.item_unit, i, k, self.like_counts > 0)
+        sims = self.neighbour_sims[i, :k]
+        n = int(np.count_nonzero(sims > -np.inf))  # padding sorts last
+        return self.neighbours[i, :n].astype(np.int64), sims[:n]
+
+    def basis(self, i: int) -> str:
+        """What `similar(i)` ranks by: "model" (item vectors) or "genres" (a never-liked item)."""
+        return "model" if self.like_counts[i] > 0 else "genres"
 
     def because(self, u: int, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
         """For each item, up to `n` of user `u`'s liked items most similar to it, best first."""
-        liked = self.history_items[self.liked(u)].astype(np.int64)
+        return self.because_liked(self.history_items[self.liked(u)].astype(np.int64), items, n)
+
+    def because_liked(self, liked: np.ndarray, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
+        """For each item, up to `n` of the `liked` item indices most similar to it, best first."""
         if liked.size == 0:
             return [np.empty(0, dtype=np.int64) for _ in items]
         sims = self.item_unit[items] @ self.item_unit[liked].T  # (len(items), n_liked)
@@ -238,6 +294,9 @@ class ModelArtifact:
             "history_indptr": ((n_u + 1,), np.int64),
             "history_ratings": ((int(self.history_items.shape[0]),), np.uint8),
             "history_days": ((int(self.history_items.shape[0]),), np.uint16),
+            "unliked_indptr": ((n_u + 1,), np.int64),
+            "unliked_items": ((int(self.unliked_items.shape[0]),), self.history_items.dtype),
+            "fold_in_map": ((d + 1, d), np.float32),
             "years": ((n_i,), np.int16),
             "item_genres": ((n_i,), np.uint32),
         }
@@ -254,8 +313,12 @@ class ModelArtifact:
             raise ValueError(f"titles: expected {n_i}, got {len(self.titles)}")
         if self.history_indptr[0] != 0 or self.history_indptr[-1] != self.history_items.shape[0]:
             raise ValueError("history_indptr does not span history_items")
-        if self.history_items.size and (self.history_items.min() < 0 or self.history_items.max() >= n_i):
-            raise ValueError("history_items: index out of range")
+        if self.unliked_indptr[0] != 0 or self.unliked_indptr[-1] != self.unliked_items.shape[0]:
+            raise ValueError("unliked_indptr does not span unliked_items")
+        for name in ("history_items", "unliked_items"):
+            arr = getattr(self, name)
+            if arr.size and (arr.min() < 0 or arr.max() >= n_i):
+                raise ValueError(f"{name}: index out of range")
         if self.neighbours.dtype.kind not in "iu" or (self.neighbours.size and self.neighbours.max() >= n_i):
             raise ValueError("neighbours: expected item indices")
 
@@ -263,22 +326,75 @@ class ModelArtifact:
 MAX_NEIGHBOURS = 100  # the API's largest k
 
 
-def similar_to(unit: np.ndarray, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k rows of `unit` most cosine-similar to row `i` (itself excluded), and their cosines."""
+def similar_to(unit: np.ndarray, i: int, k: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of `unit` most cosine-similar to row `i`, and their cosines.
+
+    Row `i` itself, and rows where the boolean `eligible` (shape (n,)) is False, are never returned.
+    """
     sims = unit @ unit[i]
+    if eligible is not None:
+        sims[~eligible] = -np.inf
     sims[i] = -np.inf
     items = scoring.top_k(sims, k)
     return items, sims[items]
 
 
-def nearest_neighbours(unit: np.ndarray, m: int = MAX_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """Every row's `m` most similar rows, as `similar_to` ranks them: (indices, cosines)."""
+def nearest_neighbours(
+    unit: np.ndarray, m: int = MAX_NEIGHBOURS, eligible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's `m` most similar eligible rows, as `similar_to` ranks them: (indices, cosines).
+
+    Rows with fewer than `m` candidates are padded with index 0 and similarity ``-inf``.
+    """
     n = unit.shape[0]
     m = min(m, n - 1)
     dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
     indices = np.zeros((n, m), dtype=dtype)
-    sims = np.zeros((n, m), dtype=np.float32)
+    sims = np.full((n, m), -np.inf, dtype=np.float32)
     for i in range(n):
-        items, values = similar_to(unit, i, m)
+        items, values = similar_to(unit, i, m, eligible)
         indices[i, : items.size], sims[i, : items.size] = items, values
+    return indices, sims
+
+
+def genre_neighbours(
+    item_genres: np.ndarray, popularity: np.ndarray, eligible: np.ndarray, rows: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each item index in `rows`, the `m` eligible items sharing most of its genres.
+
+    Similarity is the Jaccard index of the genre sets, in [0, 1]; ties go to the more popular item
+    (its place in `popularity`). Items with no genre in common are not listed (``-inf`` padding).
+
+    Parameters
+    ----------
+    item_genres : ndarray of uint32, shape (n_items,)
+        Genre bit masks.
+    popularity : ndarray of int, shape (n_items,)
+        Item indices, most liked first.
+    eligible : ndarray of bool, shape (n_items,)
+    rows : ndarray of int, shape (r,)
+    m : int
+
+    Returns
+    -------
+    (indices, similarities) of shapes (r, m): int as `nearest_neighbours`, float32.
+    """
+    n = item_genres.shape[0]
+    bits = ((item_genres[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(np.float32)  # (n, 32)
+    sizes = bits.sum(axis=1)
+    rank = np.empty(n, dtype=np.int64)
+    rank[popularity] = np.arange(n)
+    dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
+    indices = np.zeros((rows.size, m), dtype=dtype)
+    sims = np.full((rows.size, m), -np.inf, dtype=np.float32)
+    for r, i in enumerate(rows.tolist()):
+        common = bits @ bits[i]
+        union = sizes + sizes[i] - common
+        jaccard = np.divide(common, union, out=np.zeros(n, dtype=np.float32), where=union > 0)
+        ok = eligible & (common > 0)
+        ok[i] = False
+        candidates = np.flatnonzero(ok)
+        order = np.lexsort((rank[candidates], -jaccard[candidates]))[:m]
+        indices[r, : order.size] = candidates[order]
+        sims[r, : order.size] = jaccard[candidates[order]]
     return indices, sims

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 MAX_ID = 2**31 - 1
 
@@ -38,8 +38,46 @@ class Recommendations(BaseModel):
     model: Literal["personalized", "popularity"]
     k: int
     genre: str | None
-    fallback: Literal["unknown_user"] | None = None
+    fallback: Literal["unknown_user", "no_likes"] | None = Field(
+        None,
+        description="Why popularity answered a personalized request: the user is not in the model "
+        "(unknown_user), or rated movies but liked none (no_likes; their rated movies are still excluded)",
+    )
     items: list[Recommendation]
+
+
+MAX_TASTE_IDS = 500
+TasteId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
+
+
+class Taste(BaseModel):
+    """A visitor's taste: movies they like (and optionally dislike). Nothing is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    liked: list[TasteId] = Field(
+        max_length=MAX_TASTE_IDS,
+        description="Movie ids the visitor likes; duplicates count once, unknown ids are ignored",
+    )
+    disliked: list[TasteId] = Field(
+        default_factory=list, max_length=MAX_TASTE_IDS, description="Movie ids never to recommend"
+    )
+    k: StrictInt = Field(10, ge=1, le=100, description="How many items (1..100)")
+    genre: str | None = Field(None, max_length=64, description="Only movies of this genre")
+    explain: StrictBool = Field(False, description="List liked movies behind each personalized pick")
+
+
+class TasteRecommendations(BaseModel):
+    model_version: str
+    model: Literal["personalized", "popularity"]
+    k: int
+    genre: str | None
+    fallback: Literal["no_known_likes"] | None = Field(
+        None, description="No liked id is in the model: popularity answered, minus the liked and disliked movies"
+    )
+    liked: list[int] = Field(description="The liked ids the model knows, once each, in the order given")
+    ignored: list[int] = Field(description="Liked or disliked ids the model does not know")
+    items: list[Recommendation] = Field(description="Never one of the liked or disliked movies")
 
 
 class Liked(Movie):
@@ -72,14 +110,18 @@ class SimilarMovie(Movie):
     similarity: float
 
 
-class Similar(BaseModel):
-    model_version: str
-    movie: Movie
-    items: list[SimilarMovie]
-
-
 class PopularMovie(Movie):
     likes: int
+
+
+class Similar(BaseModel):
+    model_version: str
+    movie: PopularMovie = Field(description="The movie asked about, with how many users liked it in training")
+    basis: Literal["model", "genres"] = Field(
+        description="model: nearest LightFM item vectors (cosine). genres: nobody liked this movie in training, "
+        "so its vector carries no signal; the neighbours are liked movies sharing most of its genres (Jaccard)"
+    )
+    items: list[SimilarMovie] = Field(description="Never a movie that nobody liked in training")
 
 
 class Movies(BaseModel):

@@ -61,3 +61,29 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     candidates = candidates[np.isfinite(scores[candidates]) | (scores[candidates] > 0)]
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order[:k]].astype(np.int64, copy=False)
+
+
+def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """A user vector for someone the model was not trained on, from the items they like.
+
+    The mean of the liked items' vectors, mapped into the space of trained user vectors by
+    `projection`: a ridge regression that training fits from each trained user's mean liked-item
+    vector (plus a constant) to that user's own LightFM vector. The item vectors stay frozen, so
+    the visitor is scored exactly as a trained user would be: ``bias_i + u · v_i``.
+
+    Parameters
+    ----------
+    item_factors : ndarray of float32, shape (n_items, d)
+    liked : ndarray of int, shape (n,)
+        Item indices, at least one (callers pass unique ones).
+    projection : ndarray of float32, shape (d + 1, d)
+        Rows 0..d-1 map the mean vector; row d is the constant.
+
+    Returns
+    -------
+    ndarray of float32, shape (d,)
+    """
+    if liked.size == 0:
+        raise ValueError("fold_in needs at least one liked item")
+    mean = item_factors[liked].mean(axis=0, dtype=np.float32)
+    return mean @ projection[:-1] + projection[-1]

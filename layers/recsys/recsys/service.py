@@ -36,19 +36,63 @@ def recommendations(
         items = model.popular(k, genre_bit=bit)
         answer.update(model="popularity", fallback="unknown_user", items=_popular_items(model, items))
         return answer
-    if kind == "popularity":
-        items = model.popular(k, exclude=model.history_items[model.liked(u)], genre_bit=bit)
+    if kind == "popularity" or not model.has_likes(u):
+        # popularity never returns a seen movie either; a user who liked nothing has a vector
+        # that training never moved, so they get popularity and are told why
+        items = model.popular(k, exclude=model.seen(u), genre_bit=bit)
         answer.update(model="popularity", items=_popular_items(model, items))
+        if kind != "popularity":
+            answer["fallback"] = "no_likes"
         return answer
     items, scores = model.recommend(u, k, bit)
-    out = [
-        {**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)
-    ]
+    out = _scored_items(model, items, scores)
     if explain:
         for entry, reasons in zip(out, model.because(u, items), strict=True):
             entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
     answer.update(model="personalized", items=out)
     return answer
+
+
+def recommendations_for(
+    model: ModelArtifact, liked_ids: list[int], disliked_ids: list[int], k: int, genre: str | None, explain: bool
+) -> dict[str, object]:
+    """Picks for a visitor the model was not trained on, folded in from the movies they like."""
+    bit = _genre_bit(model, genre)
+    liked, unknown_liked = _known_items(model, liked_ids)
+    disliked, unknown_disliked = _known_items(model, disliked_ids)
+    answer: dict[str, object] = {
+        "model_version": model.version,
+        "k": k,
+        "genre": genre,
+        "liked": [int(model.item_ids[i]) for i in liked.tolist()],
+        "ignored": sorted(set(unknown_liked) | set(unknown_disliked)),
+    }
+    if liked.size == 0:
+        items = model.popular(k, exclude=disliked, genre_bit=bit)
+        answer.update(model="popularity", fallback="no_known_likes", items=_popular_items(model, items))
+        return answer
+    items, scores = model.recommend_for(liked, disliked, k, bit)
+    out = _scored_items(model, items, scores)
+    if explain:
+        for entry, reasons in zip(out, model.because_liked(liked, items), strict=True):
+            entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
+    answer.update(model="personalized", items=out)
+    return answer
+
+
+def _known_items(model: ModelArtifact, ids: list[int]) -> tuple[np.ndarray, list[int]]:
+    """Unique item indices of the known ids (first occurrence order), and the unknown ids."""
+    known, unknown = [], []
+    for movie_id in dict.fromkeys(ids):
+        i = model.item_index(movie_id)
+        (unknown if i is None else known).append(movie_id if i is None else i)
+    return np.asarray(known, dtype=np.int64), unknown
+
+
+def _scored_items(model: ModelArtifact, items: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
+    return [
+        {**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)
+    ]
 
 
 def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str, object]:
@@ -100,7 +144,8 @@ def similar(model: ModelArtifact, movie_id: int, k: int) -> dict[str, object]:
     items, sims = model.similar(i, k)
     return {
         "model_version": model.version,
-        "movie": movie(model, i),
+        "movie": {**movie(model, i), "likes": int(model.like_counts[i])},
+        "basis": model.basis(i),
         "items": [
             {**movie(model, j), "similarity": round(float(s), 5)}
             for j, s in zip(items.tolist(), sims.tolist(), strict=True)

@@ -1,0 +1,73 @@
+"""LightFM settings compared on the validation split only (never the test split).
+
+``python -m bench.tune [--ratings data/ml-100k]`` fits each candidate on the validation split's
+training side with early stopping, as the training job does, and prints the best smoothed
+validation ndcg@10 of each, with its epoch count. The test split is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from training import model as lfm
+from training.cleaning import clean
+from training.datasets import read_ratings
+from training.split import auto_split, make_split, to_matrix
+
+CANDIDATES: dict[str, dict[str, object]] = {
+    "default (64, lr 0.02, max_sampled 10)": {},
+    "lr 0.01": {"learning_rate": 0.01},
+    "lr 0.05": {"learning_rate": 0.05},
+    "32 components": {"components": 32},
+    "128 components": {"components": 128},
+    "max_sampled 30": {"max_sampled": 30},
+    "item_alpha 1e-6": {"item_alpha": 1e-6},
+    "item_alpha 1e-5": {"item_alpha": 1e-5},
+    "item features: genres": {"item_features": "genres"},
+    "item features: genres+decade": {"item_features": "genres+decade"},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ratings", type=Path, default=Path("data/ml-100k"))
+    p.add_argument("--out", type=Path, default=Path("bench/tuning.json"))
+    args = p.parse_args()
+    raw = read_ratings(args.ratings)
+    data = clean(raw, 4.0, 0.01)
+    base = lfm.TrainParams(threads=2)
+    liked = data.positives(base.min_rating)
+    kind, _ = auto_split(data.timestamps)
+    split = make_split(kind, data.users, data.timestamps, data.order, liked, base.test_fraction)
+    period = np.flatnonzero(split.seen)  # only what the test split leaves for training
+    val = make_split(kind, data.users[period], data.timestamps[period], data.order[period], liked[period],
+                     base.validation_fraction)  # fmt: skip
+    shape = (data.user_ids.size, data.item_ids.size)
+
+    def matrix(rows: np.ndarray):  # type: ignore[no-untyped-def]
+        return to_matrix(data.users[rows], data.items[rows], shape)
+
+    fit_m, seen_m, rel_m = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
+    cat = lfm.catalogue(data.item_ids, raw.movies)
+    results = {}
+    for name, change in CANDIDATES.items():
+        params = lfm.resolve_epochs(replace(base, **change), int(fit_m.nnz))  # type: ignore[arg-type]
+        features = lfm.item_features(params.item_features, cat)
+        started = time.perf_counter()
+        _, epochs, history = lfm.fit(params, fit_m.tocoo(), features, params.epochs or 1, (seen_m, rel_m),
+                                     name, progress=False)  # fmt: skip
+        smoothed = float(np.mean(history[max(0, epochs - params.smoothing) : epochs]))
+        results[name] = {"val_ndcg@10_smoothed": round(smoothed, 4), "epochs": epochs,
+                         "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        print(f"{name:<34} validation ndcg@10 {smoothed:.4f} at {epochs} epochs", flush=True)
+    args.out.write_text(json.dumps({"split": val.name, "ratings": str(args.ratings), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
