@@ -31,6 +31,9 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "item_alpha 1e-5": {"item_alpha": 1e-5},
     "item features: genres": {"item_features": "genres"},
     "item features: genres+decade": {"item_features": "genres+decade"},
+    "128 components, max_sampled 30": {"components": 128, "max_sampled": 30},
+    "128 components, max_sampled 30, lr 0.03": {"components": 128, "max_sampled": 30, "learning_rate": 0.03},
+    "96 components, max_sampled 20": {"components": 96, "max_sampled": 20},
 }
 
 
@@ -38,6 +41,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ratings", type=Path, default=Path("data/ml-100k"))
     p.add_argument("--out", type=Path, default=Path("bench/tuning.json"))
+    p.add_argument("--only", nargs="*", help="run only the candidates whose name contains one of these")
+    p.add_argument("--seeds", type=int, default=1, help="repeat each candidate with this many seeds")
     args = p.parse_args()
     raw = read_ratings(args.ratings)
     data = clean(raw, 4.0, 0.01)
@@ -55,18 +60,26 @@ def main() -> None:
 
     fit_m, seen_m, rel_m = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
     cat = lfm.catalogue(data.item_ids, raw.movies)
-    results = {}
+    results = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
     for name, change in CANDIDATES.items():
-        params = lfm.resolve_epochs(replace(base, **change), int(fit_m.nnz))  # type: ignore[arg-type]
-        features = lfm.item_features(params.item_features, cat)
-        started = time.perf_counter()
-        _, epochs, history = lfm.fit(params, fit_m.tocoo(), features, params.epochs or 1, (seen_m, rel_m),
-                                     name, progress=False)  # fmt: skip
-        smoothed = float(np.mean(history[max(0, epochs - params.smoothing) : epochs]))
-        results[name] = {"val_ndcg@10_smoothed": round(smoothed, 4), "epochs": epochs,
-                         "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-        print(f"{name:<34} validation ndcg@10 {smoothed:.4f} at {epochs} epochs", flush=True)
-    args.out.write_text(json.dumps({"split": val.name, "ratings": str(args.ratings), "results": results}, indent=2))
+        if args.only and not any(word in name for word in args.only):
+            continue
+        runs = []
+        for seed in range(args.seeds):
+            params = lfm.resolve_epochs(replace(base, seed=base.seed + seed, **change), int(fit_m.nnz))  # type: ignore[arg-type]
+            features = lfm.item_features(params.item_features, cat)
+            started = time.perf_counter()
+            _, epochs, history = lfm.fit(params, fit_m.tocoo(), features, params.epochs or 1, (seen_m, rel_m),
+                                         name, progress=False)  # fmt: skip
+            smoothed = float(np.mean(history[max(0, epochs - params.smoothing) : epochs]))
+            runs.append({"val_ndcg@10_smoothed": round(smoothed, 4), "epochs": epochs,
+                         "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+            print(f"{name:<42} seed {params.seed}: validation ndcg@10 {smoothed:.4f} at {epochs} epochs", flush=True)
+        results[name] = runs[0] if len(runs) == 1 else {
+            "val_ndcg@10_smoothed": round(float(np.mean([r["val_ndcg@10_smoothed"] for r in runs])), 4),
+            "runs": runs,
+        }  # fmt: skip
+        args.out.write_text(json.dumps({"split": val.name, "ratings": str(args.ratings), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

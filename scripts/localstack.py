@@ -443,9 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(invoker.invoke(args.function, json.loads(args.event.read_text())), indent=2))
         return 0
     if args.command == "serve":
-        servers = serve(args.model_uri, args.api_port, args.web_port, args.allowed_origin)
-        print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)
-        try:
+        try:  # a signal may come the moment READY is read, while print is still flushing
+            servers = serve(args.model_uri, args.api_port, args.web_port, args.allowed_origin)
+            print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

@@ -15,9 +15,22 @@ export async function get(path, params = {}) {
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
+  return request(url, { headers: { Accept: "application/json" } });
+}
+
+export async function post(path, body) {
+  const url = new URL(API_URL.replace(/\/$/, "") + path);
+  return request(url, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+async function request(url, init) {
   let response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/json" } });
+    response = await fetch(url, init);
   } catch {
     throw new ApiError(`The recommendation API at ${API_URL} cannot be reached. Is it running?`);
   }

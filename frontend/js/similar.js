@@ -1,5 +1,6 @@
 // The similar-movies page: search with suggestions, the chosen movie, and a grid to pivot through.
 import { get } from "./api.js";
+import { likeButton } from "./likes.js";
 import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -54,6 +55,7 @@ async function choose(movieId) {
       el("h2", { text: movieTitle(m) }),
       el("div", { class: "genres", text: m.genres.join(" · ") }),
       el("div", { class: "meta-line", text: `Movie ${m.movie_id} · liked by ${m.likes} · model ${found.model_version}` }),
+      likeButton(m, el),
     );
     if (found.basis === "genres") {
       $("chosen").append(el("p", { class: "meta-line", text: "Nobody liked this movie in the training data, so the model learned nothing about it: these are liked movies that share most of its genres." }));
@@ -63,7 +65,7 @@ async function choose(movieId) {
       const pct = Math.max(0, Math.round(s.similarity * 100));
       const bar = el("div", { class: "bar", role: "img", "aria-label": `similarity ${s.similarity.toFixed(2)}` }, el("span"));
       bar.firstChild.style.width = `${pct}%`;
-      const card = movieCard(s, { extra: [el("div", { class: "meta-line score", text: `similarity ${s.similarity.toFixed(3)}` }), bar] });
+      const card = movieCard(s, { extra: [el("div", { class: "meta-line score", text: `similarity ${s.similarity.toFixed(3)}` }), bar, likeButton(s, el)] });
       const link = card.querySelector("a");
       link.addEventListener("click", (event) => { event.preventDefault(); choose(s.movie_id); });
       return card;

@@ -122,3 +122,67 @@ def test_api_down_shows_a_message_not_a_blank_page(stack: dict[str, str], page) 
     page.wait_for_selector("#status.status-error")
     assert "cannot be reached" in page.locator("#status").inner_text()
     assert page.locator("#results").is_hidden()
+
+
+def _picks(page) -> list[int]:  # type: ignore[no-untyped-def]
+    return page.locator("#picks-list li.movie").evaluate_all("els => els.map(e => Number(e.dataset.movieId))")
+
+
+def test_taste_page_picks_follow_the_visitors_likes(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a visitor the model never saw, on the taste page
+    page.goto(stack["web"] + "/taste.html")
+    page.wait_for_selector("#picks-list li.movie")
+    assert page.locator("#picks-note").inner_text() == "popular, until you like a movie"
+    # WHEN they search and like five movies of group 1 (13..17)
+    liked = list(range(13, 18))
+    for movie_id in liked:
+        page.fill("#query", f"movie {movie_id}")
+        page.locator(f'#results button[data-like="{movie_id}"]').click()
+    page.wait_for_selector('#picks-list[data-liked="13,14,15,16,17"]')
+    # THEN the picks are personalized, lead with the rest of group 1, and never a liked movie
+    picks = _picks(page)
+    assert page.locator("#picks-note").inner_text() == "personalized"
+    assert set(picks[:7]) == set(range(18, 25)) and not set(picks) & set(liked)
+    assert page.locator("#picks-list .because").count() > 0
+    assert "liked=13%2C14%2C15%2C16%2C17" in page.url or "liked=13,14,15,16,17" in page.url
+    # WHEN one like is removed THEN the picks change and may include it again
+    page.locator('#likes-list li[data-movie-id="17"] button.remove').click()
+    page.wait_for_selector('#picks-list[data-liked="13,14,15,16"]')
+    assert _picks(page) != picks and 17 in _picks(page)
+    # AND the likes outlive a reload (this browser only) and travel in the share link
+    page.reload()
+    page.wait_for_selector('#picks-list[data-liked="13,14,15,16"]')
+    assert page.locator("#likes-list li.movie").count() == 4
+    assert "liked=13%2C14%2C15%2C16" in page.locator("#share").input_value()
+    page.locator("#clear").click()
+    page.wait_for_selector('#picks-list[data-liked=""]')
+    assert page.errors == []
+
+
+def test_taste_page_from_a_shared_link_on_a_phone(stack: dict[str, str], browser) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(stack["web"] + "/taste.html?liked=1,2,3,999999")
+    page.wait_for_selector('#picks-list[data-liked="1,2,3"]')
+    page.wait_for_function("document.querySelectorAll('#likes-list li.movie a')[0].textContent.startsWith('Movie 1 ')")
+    assert "not in the model" in page.locator("#status").inner_text()
+    assert not {1, 2, 3} & set(_picks(page))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "taste-phone.png"), full_page=True)
+    context.close()
+    assert errors == []
+
+
+def test_similar_cards_have_like_toggles_that_feed_the_taste_page(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/similar.html?movie=1")
+    page.wait_for_selector("#similar-list li.movie")
+    first = page.locator("#similar-list li.movie").first
+    movie_id = first.get_attribute("data-movie-id")
+    first.locator("button.like").click()
+    assert first.locator("button.like").get_attribute("aria-pressed") == "true"
+    page.goto(stack["web"] + "/taste.html")
+    page.wait_for_selector(f'#picks-list[data-liked="{movie_id}"]')
+    assert page.errors == []

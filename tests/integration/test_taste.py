@@ -104,6 +104,19 @@ def test_a_bad_body_is_a_400_that_says_what_is_wrong(
     assert needle in answer["error"]["message"]
 
 
+def test_a_body_that_is_not_utf8_is_a_400(served: None, lambda_context: Any) -> None:
+    event = load_event("taste")
+    event.update(body=base64.b64encode(b'{"liked": [1\x9a]}').decode(), isBase64Encoded=True)
+    event["headers"] = {"Origin": ORIGIN, "Content-Type": "application/json"}
+    response = recommend_app.lambda_handler(event, lambda_context)
+    assert response["statusCode"] == 400 and "UTF-8" in json.loads(response["body"])["error"]["message"]
+
+
+def test_a_whole_number_written_as_a_float_is_an_id(served: None, lambda_context: Any) -> None:
+    # JSON Schema's integer admits 13.0; strings and booleans stay refused (see the 400 cases above)
+    assert post(lambda_context, {"liked": [13.0], "k": 3.0}) == post(lambda_context, {"liked": [13], "k": 3})
+
+
 def test_the_preflight_allows_post(served: None, lambda_context: Any) -> None:
     event = load_event("taste", httpMethod="OPTIONS", body=None)
     event["headers"] = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}

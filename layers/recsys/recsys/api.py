@@ -17,6 +17,7 @@ anything else                      500     internal (logged with its trace)
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import warnings
@@ -78,6 +79,11 @@ def body_problem(event: dict[str, Any]) -> str | None:
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
     if size > MAX_BODY_BYTES:
         return f"the body is over {MAX_BODY_BYTES // 1024} KiB"
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(body, validate=True).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError both are
+            return "the body is not UTF-8 JSON text"
     return None
 
 

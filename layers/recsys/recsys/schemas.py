@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from annotated_types import Interval
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 MAX_ID = 2**31 - 1
 
@@ -47,7 +48,18 @@ class Recommendations(BaseModel):
 
 
 MAX_TASTE_IDS = 500
-TasteId = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
+
+
+def _json_integer(value: object) -> object:
+    """JSON integers only: 7 and 7.0 pass on to int validation; "7" and true do not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a whole number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+# the bounds before the validator, or pydantic writes them as "ge"/"le" instead of minimum/maximum
+TasteId = Annotated[int, Interval(ge=0, le=MAX_ID), BeforeValidator(_json_integer)]
 
 
 class Taste(BaseModel):
@@ -62,7 +74,7 @@ class Taste(BaseModel):
     disliked: list[TasteId] = Field(
         default_factory=list, max_length=MAX_TASTE_IDS, description="Movie ids never to recommend"
     )
-    k: StrictInt = Field(10, ge=1, le=100, description="How many items (1..100)")
+    k: JsonInt = Field(10, ge=1, le=100, description="How many items (1..100)")
     genre: str | None = Field(None, max_length=64, description="Only movies of this genre")
     explain: StrictBool = Field(False, description="List liked movies behind each personalized pick")
 

@@ -1,0 +1,87 @@
+// A visitor's liked movies: kept in this browser only (localStorage), never on a server, and
+// carried in a shareable link (?liked=1,50,100). Titles are cached beside the ids for display.
+const KEY = "movie-recommender.likes";
+const MAX = 500; // what the API accepts
+const listeners = new Set();
+
+function read() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(KEY) || "[]");
+    return Array.isArray(saved) ? saved.filter((m) => Number.isInteger(m?.movie_id)) : [];
+  } catch {
+    return [];
+  }
+}
+
+function write(movies) {
+  localStorage.setItem(KEY, JSON.stringify(movies.slice(0, MAX)));
+  for (const button of document.querySelectorAll("button[data-like]")) paint(button);
+  for (const listener of listeners) listener(movies);
+}
+
+function paint(button) {
+  const on = isLiked(button.dataset.like);
+  button.textContent = on ? "♥ Liked" : "♡ Like";
+  button.setAttribute("aria-pressed", String(on));
+  button.setAttribute("aria-label", `${on ? "Unlike" : "Like"} ${button.dataset.title}`);
+}
+
+export function likes() {
+  return read();
+}
+
+export function isLiked(movieId) {
+  return read().some((m) => m.movie_id === Number(movieId));
+}
+
+export function like(movie) {
+  if (!isLiked(movie.movie_id)) write([...read(), { movie_id: movie.movie_id, title: movie.title, year: movie.year ?? null, genres: movie.genres ?? [] }]);
+}
+
+export function unlike(movieId) {
+  write(read().filter((m) => m.movie_id !== Number(movieId)));
+}
+
+// Cache titles (and years, genres) for liked ids, without counting as a change of likes.
+export function describe(movies) {
+  const byId = new Map(movies.map((m) => [m.movie_id, m]));
+  const described = read().map((m) => {
+    const d = byId.get(m.movie_id);
+    return d ? { movie_id: d.movie_id, title: d.title, year: d.year ?? null, genres: d.genres ?? [] } : m;
+  });
+  localStorage.setItem(KEY, JSON.stringify(described));
+}
+
+export function clear() {
+  write([]);
+}
+
+export function onChange(listener) {
+  listeners.add(listener);
+}
+
+// Ids from a shared link replace what is stored; those without a cached title get a placeholder.
+export function adoptFromUrl(search = location.search) {
+  const raw = new URLSearchParams(search).get("liked");
+  if (raw === null) return false;
+  const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => /^\d{1,10}$/.test(s)).map(Number))];
+  const known = new Map(read().map((m) => [m.movie_id, m]));
+  write(ids.map((id) => known.get(id) ?? { movie_id: id, title: null, year: null, genres: [] }));
+  return true;
+}
+
+export function shareUrl() {
+  const url = new URL(location.href);
+  url.search = "";
+  const ids = read().map((m) => m.movie_id);
+  if (ids.length) url.searchParams.set("liked", ids.join(","));
+  return url.toString();
+}
+
+// A like toggle for any movie card; every toggle on the page repaints when the likes change.
+export function likeButton(movie, el) {
+  const button = el("button", { type: "button", class: "like", "data-like": movie.movie_id, "data-title": movie.title });
+  button.addEventListener("click", () => { if (isLiked(movie.movie_id)) unlike(movie.movie_id); else like(movie); });
+  paint(button);
+  return button;
+}
