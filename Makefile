@@ -43,8 +43,8 @@ train: data
 demo: data
 	$(PY) -m scripts.localstack demo
 
+# Reads the model store (or its latest.json) as it is; it never trains or publishes: `make train` does.
 invoke: $(VENV)/.installed
-	@test -f $(MODEL_URI)/latest.json || test "$${MODEL_URI#s3://}" != "$(MODEL_URI)" || $(MAKE) train
 	$(PY) -m scripts.localstack invoke $(FN) $(EVENT) --model-uri $(MODEL_URI)
 
 openapi: $(VENV)/.installed

@@ -38,6 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 FRONTEND = ROOT / "frontend"
+POINTER = "latest.json"  # recsys.uri.POINTER; this script runs before the layer is on the path
+
 #: Security headers the CloudFront response-headers policy adds; served locally too so that the
 #: browser tests catch a page that would break under them.
 SITE_HEADERS = {
@@ -279,7 +281,9 @@ class LocalApi:
         return int(response["statusCode"]), out, data
 
 
-def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | None) -> type[BaseHTTPRequestHandler]:
+def _http_handler(
+    api: LocalApi | None, site: Path | None, config_js: bytes | None, site_headers: dict[str, str] = SITE_HEADERS
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -296,7 +300,7 @@ def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | No
             if api is not None:
                 status, headers, data = api.handle(self.command, self.path, dict(self.headers.items()), body)
             else:
-                status, headers, data = _static(site, config_js, self.path)  # type: ignore[arg-type]
+                status, headers, data = _static(site, config_js, self.path, site_headers)  # type: ignore[arg-type]
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
@@ -312,19 +316,38 @@ def _http_handler(api: LocalApi | None, site: Path | None, config_js: bytes | No
     return Handler
 
 
-def _static(site: Path, config_js: bytes | None, target: str) -> tuple[int, dict[str, str], bytes]:
+def _static(
+    site: Path, config_js: bytes | None, target: str, headers: dict[str, str] = SITE_HEADERS
+) -> tuple[int, dict[str, str], bytes]:
     path = urlsplit(target).path
     if path.endswith("/"):
         path += "index.html"
     if path == "/config.js" and config_js is not None:
-        return 200, {"Content-Type": "text/javascript; charset=utf-8", **SITE_HEADERS}, config_js
+        return 200, {"Content-Type": "text/javascript; charset=utf-8", **headers}, config_js
     file = (site / path.lstrip("/")).resolve()
     if site.resolve() not in file.parents or not file.is_file():
-        return 404, {"Content-Type": "text/plain", **SITE_HEADERS}, b"not found"
+        return 404, {"Content-Type": "text/plain", **headers}, b"not found"
     kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     if kind.startswith("text/") or kind.endswith("javascript"):
         kind += "; charset=utf-8"
-    return 200, {"Content-Type": kind, "Cache-Control": "no-cache", **SITE_HEADERS}, file.read_bytes()
+    return 200, {"Content-Type": kind, "Cache-Control": "no-cache", **headers}, file.read_bytes()
+
+
+def store_uri(raw: str) -> str:
+    """A model store's URI, given the store or its pointer (``.../latest.json``)."""
+    trimmed = raw.rstrip("/")
+    return trimmed[: -len(POINTER)].rstrip("/") or "." if trimmed.endswith(POINTER) else trimmed
+
+
+def site_csp(api_url: str, template: Path = TEMPLATE) -> str:
+    """The Content-Security-Policy CloudFront serves (template.yaml), with the local API to connect to."""
+    doc = yaml.load(template.read_text(), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    for res in doc["Resources"].values():
+        config = res.get("Properties", {}).get("ResponseHeadersPolicyConfig", {})
+        policy = config.get("SecurityHeadersConfig", {}).get("ContentSecurityPolicy", {}).get("ContentSecurityPolicy")
+        if policy is not None:
+            return re.sub(r"https://\*\.execute-api\.\S+\.amazonaws\.com", api_url, _ref(policy))
+    raise ValueError(f"{template}: no ContentSecurityPolicy in a response headers policy")
 
 
 def config_js(api_url: str) -> bytes:
@@ -358,7 +381,8 @@ def serve(model_uri: str, api_port: int, web_port: int | None, allowed_origin: s
         api_url = f"http://127.0.0.1:{servers[0].server_port}"
         script = config_js(api_url)
         (FRONTEND / "config.js").write_bytes(script)
-        servers.append(start_server(_http_handler(None, FRONTEND, script), web_port))
+        headers = {**SITE_HEADERS, "Content-Security-Policy": site_csp(api_url)}
+        servers.append(start_server(_http_handler(None, FRONTEND, script, headers), web_port))
     return servers
 
 
@@ -439,7 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         app = load_application()
         if args.function not in app.functions:
             parser.error(f"no function {args.function!r} in template.yaml; there are {', '.join(app.functions)}")
-        invoker = Invoker(app, {"MODEL_URI": args.model_uri, "ALLOWED_ORIGIN": "*"})
+        store = store_uri(args.model_uri)
+        if "://" not in store and not (Path(store) / POINTER).is_file():
+            print(f"error: no model at {store} (no {POINTER}); `make train` publishes one there", file=sys.stderr)
+            return 2
+        invoker = Invoker(app, {"MODEL_URI": store, "ALLOWED_ORIGIN": "*"})
         print(json.dumps(invoker.invoke(args.function, json.loads(args.event.read_text())), indent=2))
         return 0
     if args.command == "serve":

@@ -165,15 +165,36 @@ class S3Writer:
         self.client = client
 
     def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The pointer and its ETag, or (None, None) when there is none yet.
+
+        S3 answers a GET of a missing key with 404 only to a caller allowed to list the bucket
+        there. `ModelPublisherPolicy` grants ListBucket only with an ``s3:prefix`` condition, which
+        a GET does not carry, so a fresh store answers 403: a listing of exactly that key (which
+        the condition does allow) then tells "absent" from "denied".
+        """
+        from botocore.exceptions import ClientError
+
+        key = self.uri.key(POINTER)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code in ("NoSuchKey", "404"):
+                return None, None
+            if code in ("AccessDenied", "403") and not self._exists(key):
+                return None, None
+            raise PublishError(f"cannot read s3://{self.bucket}/{key}: {code}") from exc
+        return json.loads(response["Body"].read()), response["ETag"]
+
+    def _exists(self, key: str) -> bool:
+        """Whether `key` exists, by listing that one key (allowed where a GET of a missing key is not)."""
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.uri.key(POINTER))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                return None, None
-            raise PublishError(f"cannot read s3://{self.bucket}/{self.uri.key(POINTER)}: {exc}") from exc
-        return json.loads(response["Body"].read()), response["ETag"]
+            listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except ClientError:
+            return True  # cannot tell: report the GET's own denial
+        return any(o["Key"] == key for o in listing.get("Contents", []))
 
     def put_new(self, relative: str, data: bytes) -> None:
         self._put(relative, data, IfNoneMatch="*")

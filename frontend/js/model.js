@@ -62,7 +62,7 @@ async function main() {
     ...fact("Version", model.model_version),
     ...fact("Created", model.created_at ?? "unknown"),
     ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
-    ...fact("Source", `${d.source} (${d.format})`),
+    ...fact("Format", d.format),
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),
     ...fact("Split", `${split.name}: ${split.description}`),
     ...fact("Masked", split.seen_masked),
@@ -75,6 +75,14 @@ async function main() {
       el("td", { text: base.toFixed(4) }), el("td", { text: yardstick === undefined ? "–" : yardstick.toFixed(4) }),
       el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
   }));
+  const folded = model.metrics.fold_in;
+  if (folded) {
+    const names = { fold_in: "fold-in (the visitor's likes, no retraining)", popularity: "popularity", trained_in: "trained on them (upper bound)" };
+    $("fold-in-note").textContent = `${folded.users} users were left out of a separate fit; their earlier likes were folded in (${folded.method}) and their later likes had to be found, seen movies masked.`;
+    $("fold-in").tBodies[0].replaceChildren(...Object.entries(folded.models).map(([name, m]) =>
+      el("tr", {}, el("th", { scope: "row", text: names[name] ?? name }),
+        ...["precision@10", "recall@10", "ndcg@10"].map((k) => el("td", { text: m[k].toFixed(4) })))));
+  }
   const c = model.metrics.curves;
   $("charts").replaceChildren(
     chart("precision@k", c.k, series(c, "precision")),

@@ -112,6 +112,7 @@ def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> Non
     assert "EASE" in page.locator("#metrics thead").inner_text()
     assert page.locator("#metrics tbody tr").first.locator("td").count() == 4  # LightFM, popularity, EASE, ratio
     assert "per_user_latest_likes" in page.locator("#facts").inner_text()
+    assert page.locator("#fold-in tbody tr").count() == 3  # fold-in, popularity, trained in
     assert page.locator("#charts svg").count() == 2
     assert page.errors == []
 
@@ -186,3 +187,19 @@ def test_similar_cards_have_like_toggles_that_feed_the_taste_page(stack: dict[st
     page.goto(stack["web"] + "/taste.html")
     page.wait_for_selector(f'#picks-list[data-liked="{movie_id}"]')
     assert page.errors == []
+
+
+def test_the_site_is_served_under_the_production_csp(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN the CSP CloudFront serves, with the local API as the one place to connect to
+    with urllib.request.urlopen(stack["web"] + "/taste.html", timeout=10) as response:
+        csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and f"connect-src 'self' {stack['api']}" in csp
+    # WHEN a page calls the API THEN it works, and the browser reports no violation
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(stack["web"] + "/taste.html?liked=1")
+    page.wait_for_selector('#picks-list[data-liked="1"]')
+    assert violations == [] and page.errors == []
+    # AND a request the policy does not allow is blocked (the policy really is enforced)
+    blocked = page.evaluate("fetch('http://127.0.0.2:9/').then(() => 'allowed', () => 'blocked')")
+    assert blocked == "blocked" and any("connect-src" in v for v in violations)

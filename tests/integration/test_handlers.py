@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import socket
 import threading
 import time
@@ -9,12 +11,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from functions.history import app as history_app
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
-from recsys import api
+from recsys import api, store
 from tests import data
 from tests.conftest import free_port, load_event
 
@@ -142,10 +145,27 @@ def _break(s3, how: str) -> None:  # type: ignore[no-untyped-def]
         tampered = bytearray(blob)
         tampered[len(tampered) // 2] ^= 1  # one bit of one byte
         s3.put_object(Bucket=s3.bucket, Key=f"recommender/{broken['key']}", Body=bytes(tampered))
+    elif how in HOSTILE:
+        # a pickle that passes size, sha256 and the allow-list, with a state made to do harm
+        model = pickle.loads(blob)  # noqa: S301 - our own artifact, to tamper with
+        HOSTILE[how](vars(model))
+        hostile = pickle.dumps(model, protocol=5)
+        broken.update(sha256=hashlib.sha256(hostile).hexdigest(), size=len(hostile))
+        s3.put_object(Bucket=s3.bucket, Key=f"recommender/{broken['key']}", Body=hostile)
     s3.put_object(Bucket=s3.bucket, Key=key, Body=json.dumps(broken))  # "missing_key": the key was never written
 
 
-BROKEN = ["missing_key", "truncated", "wrong_sha256"]
+HOSTILE: dict[str, Any] = {  # what a crafted pickle can put in the artifact's __dict__
+    "preset_private_cache": lambda state: state.update(_item_positions={1: 10**9}, _user_positions={1: 10**9}),
+    "shadowed_validate": lambda state: state.update(validate=np.dtype),
+    "wrong_attribute_type": lambda state: state.update(titles=list(state["titles"])),
+    "array_where_tuple": lambda state: state.update(genre_names=np.zeros(2)),
+    "nan_factors": lambda state: state["item_factors"].__setitem__((0, 0), np.nan),
+    "inf_bias": lambda state: state["user_biases"].__setitem__(0, np.inf),
+    "extra_field": lambda state: state.update(extra=1),
+    "missing_field": lambda state: state.pop("popularity"),
+}
+BROKEN = ["missing_key", "truncated", "wrong_sha256", *HOSTILE]
 
 
 @pytest.mark.parametrize("how", BROKEN)
@@ -153,7 +173,10 @@ def test_a_broken_model_is_503_on_a_cold_container(served: str, s3, lambda_conte
     _break(s3, how)
     started = time.monotonic()
     status, body, headers = call(recommend_app, lambda_context, "recommend")
-    assert status == 503 and body["error"]["code"] in ("model_unavailable", "model_integrity"), body
+    assert status == 503 and body["error"] == {
+        "code": "model_unavailable", "message": api.UNAVAILABLE_MESSAGE, "request_id": body["error"]["request_id"]
+    }  # fmt: skip
+    assert body["error"]["request_id"] not in ("", "unknown")
     assert headers["Retry-After"] == str(api.RETRY_AFTER_SECONDS)
     assert headers["Access-Control-Allow-Origin"] == "https://site.example"
     assert time.monotonic() - started < 3
@@ -168,11 +191,14 @@ def test_a_broken_model_never_replaces_the_one_a_warm_container_serves(
 ) -> None:
     os.environ["MODEL_REFRESH_SECONDS"] = "0"
     _, before, _ = call(recommend_app, lambda_context, "recommend")
+    assert call(similar_app, lambda_context, "similar", "/movies/1/similar")[0] == 200
     _break(s3, how)
     for _ in range(3):  # each request checks the pointer again, and keeps refusing
         status, after, _ = call(recommend_app, lambda_context, "recommend")
         assert status == 200 and after["model_version"] == before["model_version"]
         assert after["items"] == before["items"]
+        status, similar, _ = call(similar_app, lambda_context, "similar", "/movies/1/similar")
+        assert status == 200 and similar["model_version"] == before["model_version"]
 
 
 def _black_hole() -> tuple[socket.socket, int]:
@@ -198,6 +224,8 @@ def test_s3_down_at_cold_start_is_503_within_3s_then_recovers(
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", MODEL_URI="s3://down/recommender", ALLOWED_ORIGIN="*"
     )
     monkeypatch.setattr(recommend_app, "runtime", api.Runtime())
+    # no backoff here: it delays the recovery by design (tests/unit/test_store.py covers it)
+    monkeypatch.setattr(store, "FAILED_LOAD_BACKOFF_S", 0.0)
     started = time.monotonic()
     status, body, headers = call(recommend_app, lambda_context, "model")
     assert status == 503 and time.monotonic() - started < 3.0

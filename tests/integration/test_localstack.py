@@ -100,3 +100,19 @@ def test_ctrl_c_stops_the_local_api_even_when_started_in_the_background(model_st
         proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_invoke_reads_a_store_given_by_its_pointer_and_never_publishes(
+    model_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scripts.localstack import main
+
+    event = str(ROOT / "events" / "model.json")
+    # GIVEN the pointer's own path (what `ls` shows) WHEN invoking THEN the store behind it answers
+    assert main(["invoke", "RecommendFunction", event, "--model-uri", str(model_store / "latest.json")]) == 0
+    assert '"statusCode": 200' in capsys.readouterr().out
+    # GIVEN an empty folder THEN it says so and writes nothing (no training, no publishing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["invoke", "RecommendFunction", event, "--model-uri", str(empty)]) == 2
+    assert "make train" in capsys.readouterr().err and list(empty.iterdir()) == []

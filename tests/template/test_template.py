@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -38,11 +39,15 @@ WEAKENINGS = [  # (rule, text in template.yaml, replaced by; the first occurrenc
         'Action: "s3:*"\n              Resource: !Sub "arn:',
     ),
     ("E9004", '/${ModelPrefix}/latest.json"', '/*"'),
-    ("E9005", "Default: 30\n", "Default: 10\n"),
+    ("E9005", "    Default: 0\n    MinValue: 0\n", "    Default: 30\n    MinValue: 0\n"),  # 30 < 6 methods x 30
+    ("E9005", "    Default: 0\n    MinValue: 0\n", "    Default: 0\n    MinValue: 1\n"),  # cannot be turned off
+    ("E9006", '      OpenApiVersion: "3.0.1"\n', ""),
+    ("E9007", 'POWERTOOLS_TRACER_CAPTURE_RESPONSE: "false"', 'POWERTOOLS_TRACER_CAPTURE_RESPONSE: "true"'),
+    ("E9008", '{"Null": {"s3:if-none-match": "true"}}', '{"Null": {"s3:if-none-match": "false"}}'),
 ]
 
 
-@pytest.mark.parametrize(("rule", "old", "new"), WEAKENINGS, ids=[w[0] for w in WEAKENINGS])
+@pytest.mark.parametrize(("rule", "old", "new"), WEAKENINGS, ids=[f"{w[0]}-{i}" for i, w in enumerate(WEAKENINGS)])
 def test_each_hardening_rule_catches_its_weakening(tmp_path: Path, rule: str, old: str, new: str) -> None:
     text = (ROOT / "template.yaml").read_text()
     assert old in text, f"the {rule} fixture no longer matches template.yaml"
@@ -50,6 +55,21 @@ def test_each_hardening_rule_catches_its_weakening(tmp_path: Path, rule: str, ol
     weakened.write_text(text.replace(old, new, 1))
     result = run(str(ROOT / ".venv/bin/cfn-lint"), str(weakened), "-a", str(RULES))
     assert result.returncode != 0 and rule in result.stdout, result.stdout + result.stderr
+
+
+def _deployed_stages(template: Path) -> list[str]:
+    """Stage names the template deploys after the real SAM transform (SAM CLI's translator)."""
+    result = run(str(ROOT / ".venv-sam/bin/python"), str(ROOT / "tests/template/sam_stages.py"), str(template))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_after_the_sam_transform_only_the_throttled_stage_is_deployed(tmp_path: Path) -> None:
+    assert _deployed_stages(ROOT / "template.yaml") == ["Prod"]
+    # without OpenApiVersion, the transform adds SAM's default "Stage" stage (what E9006 prevents)
+    weakened = tmp_path / "template.yaml"
+    weakened.write_text((ROOT / "template.yaml").read_text().replace('      OpenApiVersion: "3.0.1"\n', ""))
+    assert _deployed_stages(weakened) == ["Prod", "Stage"]
 
 
 def test_sam_validate_lint_passes() -> None:

@@ -10,8 +10,10 @@ InvalidRequestError                400     invalid_request
 UnknownUser/Movie/GenreError      404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
-ConfigurationError                 503     misconfigured (+ Retry-After)
+ConfigurationError                 503     model_unavailable (+ Retry-After)
 anything else                      500     internal (logged with its trace)
+
+A 5xx body is a fixed text and the request id; the cause is logged under that id, never sent.
 =================================  ======  =====================================
 """
 
@@ -94,9 +96,17 @@ def create_app() -> APIGatewayRestResolver:
     return app
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"error": {"code": code, "message": message}}
-    return Response(status, "application/json", json.dumps(body), headers=headers)
+def error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, request_id: str | None = None
+) -> Response:
+    detail = {"code": code, "message": message, **({"request_id": request_id} if request_id else {})}
+    return Response(status, "application/json", json.dumps({"error": detail}), headers=headers)
+
+
+# What a 5xx tells the caller: a fixed text and the request id. What went wrong (paths, bucket
+# keys, AWS error codes, digests, the refused pickle global) goes to the log under that id.
+UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-After seconds"
+INTERNAL_MESSAGE = "internal error; it has been logged"
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
@@ -115,8 +125,10 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(ModelUnavailableError)
     @app.exception_handler(ConfigurationError)
     def _unavailable(exc: ModelUnavailableError | ConfigurationError) -> Response:
-        logger.error("serving unavailable: %s", exc)
-        return error(503, exc.code, f"no model is available: {exc}", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        request_id = _request_id(app)
+        logger.error("serving unavailable (request %s): %s: %s", request_id, exc.code, exc)
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error(503, "model_unavailable", UNAVAILABLE_MESSAGE, retry, request_id)
 
     @app.not_found
     def _no_route(exc: Exception) -> Response:
@@ -124,8 +136,17 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response:
-        logger.exception("unhandled error")
-        return error(500, "internal", "internal error; it has been logged")
+        request_id = _request_id(app)
+        logger.exception("unhandled error (request %s)", request_id)
+        return error(500, "internal", INTERNAL_MESSAGE, request_id=request_id)
+
+
+def _request_id(app: APIGatewayRestResolver) -> str:
+    """API Gateway's id of the request (what its own access log and x-amzn-RequestId carry)."""
+    try:
+        return str(app.current_event.request_context.request_id or "unknown")
+    except (AttributeError, KeyError, TypeError):
+        return "unknown"
 
 
 def describe_validation(errors: Any) -> str:

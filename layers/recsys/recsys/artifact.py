@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -276,7 +276,31 @@ class ModelArtifact:
     # -- integrity --------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field whose dtype or shape is inconsistent."""
+        """Raise ValueError naming the first field whose type, dtype, shape or values are wrong.
+
+        An unpickled object's state is whatever the pickle put there, so this checks that it holds
+        exactly the dataclass fields (no preset cache such as ``_item_positions``, no attribute
+        shadowing a method), each of its declared type, with finite factors. Call it as
+        ``ModelArtifact.validate(obj)``: the instance's own ``validate`` may be shadowed.
+        """
+        state = vars(self)
+        names = [f.name for f in fields(ModelArtifact)]
+        if set(state) != set(names):
+            extra, missing = sorted(set(state) - set(names)), sorted(set(names) - set(state))
+            raise ValueError(f"unexpected state: extra {extra}, missing {missing}")
+        for name in names:
+            value, kind = state[name], _FIELD_TYPES.get(name, np.ndarray)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+            if isinstance(value, np.ndarray) and value.dtype.hasobject:
+                raise ValueError(f"{name}: object arrays are not allowed")
+            if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name}: expected a tuple of str")
+        for name in ("user_factors", "user_biases", "item_factors", "item_biases", "item_unit", "fold_in_map"):
+            if not np.isfinite(state[name]).all():
+                raise ValueError(f"{name}: not every value is finite")
+        if np.isnan(self.neighbour_sims).any() or np.isposinf(self.neighbour_sims).any():
+            raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
         if self.schema != SCHEMA_VERSION:
             raise ValueError(f"artifact schema {self.schema}, this code reads {SCHEMA_VERSION}")
         n_u, n_i = self.n_users, self.n_items
@@ -324,6 +348,7 @@ class ModelArtifact:
 
 
 MAX_NEIGHBOURS = 100  # the API's largest k
+_FIELD_TYPES: dict[str, type] = {"titles": tuple, "genre_names": tuple, "provenance": dict, "schema": int}
 
 
 def similar_to(unit: np.ndarray, i: int, k: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -157,6 +157,7 @@ class ModelInfo(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    request_id: str | None = Field(None, description="On a 5xx: quote it to find the cause in the logs")
 
 
 class ErrorBody(BaseModel):

@@ -45,11 +45,8 @@ def recommendations(
             answer["fallback"] = "no_likes"
         return answer
     items, scores = model.recommend(u, k, bit)
-    out = _scored_items(model, items, scores)
-    if explain:
-        for entry, reasons in zip(out, model.because(u, items), strict=True):
-            entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
-    answer.update(model="personalized", items=out)
+    reasons = model.because(u, items) if explain else None
+    answer.update(model="personalized", items=_personalized(model, items, scores, reasons))
     return answer
 
 
@@ -72,11 +69,8 @@ def recommendations_for(
         answer.update(model="popularity", fallback="no_known_likes", items=_popular_items(model, items))
         return answer
     items, scores = model.recommend_for(liked, disliked, k, bit)
-    out = _scored_items(model, items, scores)
-    if explain:
-        for entry, reasons in zip(out, model.because_liked(liked, items), strict=True):
-            entry["because_you_liked"] = [movie(model, j) for j in reasons.tolist()]
-    answer.update(model="personalized", items=out)
+    reasons = model.because_liked(liked, items) if explain else None
+    answer.update(model="personalized", items=_personalized(model, items, scores, reasons))
     return answer
 
 
@@ -89,10 +83,16 @@ def _known_items(model: ModelArtifact, ids: list[int]) -> tuple[np.ndarray, list
     return np.asarray(known, dtype=np.int64), unknown
 
 
-def _scored_items(model: ModelArtifact, items: np.ndarray, scores: np.ndarray) -> list[dict[str, object]]:
-    return [
+def _personalized(
+    model: ModelArtifact, items: np.ndarray, scores: np.ndarray, reasons: list[np.ndarray] | None
+) -> list[dict[str, object]]:
+    """Scored picks, each with the liked movies behind it when `reasons` are given."""
+    out: list[dict[str, object]] = [
         {**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)
     ]
+    for entry, liked in zip(out, reasons or [], strict=False):
+        entry["because_you_liked"] = [movie(model, j) for j in liked.tolist()]
+    return out
 
 
 def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str, object]:
@@ -185,6 +185,10 @@ def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, obj
     return {"model_version": model.version, "query": query, "items": items}
 
 
+#: What training recorded but the public card leaves out: where the ratings were read from.
+PRIVATE_DATA = frozenset({"source"})
+
+
 def model_info(model: ModelArtifact) -> dict[str, object]:
     p = model.provenance
     return {
@@ -193,7 +197,7 @@ def model_info(model: ModelArtifact) -> dict[str, object]:
         "users": model.n_users,
         "movies": model.n_items,
         "genres": list(model.genre_names),
-        "data": p.get("data", {}),
+        "data": {k: v for k, v in p.get("data", {}).items() if k not in PRIVATE_DATA},
         "params": p.get("params", {}),
         "metrics": p.get("metrics", {}),
         "libraries": p.get("libraries", {}),

@@ -4,7 +4,10 @@ A function keeps one `ModelStore` per container. The first request loads the mod
 ``latest.json``; at most every `Settings.refresh_seconds` one request checks the pointer's ETag and,
 when it changed, loads the new model beside the old one and swaps it in whole. A load that fails
 on a warm container is logged and the old model keeps serving; on a cold container it raises
-`ModelUnavailableError` (a 503), and the next request tries again.
+`ModelUnavailableError` (a 503). A failed cold load is not retried for `FAILED_LOAD_BACKOFF_S`
+(requests meanwhile get the same 503 at once, without touching S3), and a pointer whose model
+failed its integrity check is remembered until the pointer changes, so a bad model is downloaded
+once per container, not at every refresh.
 
 The bytes are checked against the pointer's size and sha256 *before* unpickling, and the
 unpickler resolves only the globals in `ALLOWED_GLOBALS`, so a tampered or foreign pickle is
@@ -45,6 +48,8 @@ ALLOWED_GLOBALS = frozenset(
     }
 )
 
+#: After a failed cold load, requests get the same 503 for this long before the next attempt.
+FAILED_LOAD_BACKOFF_S = 5.0
 #: Bounded so that a cold start against an unreachable S3 fails within about three seconds.
 S3_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_attempts": 2}
 
@@ -71,12 +76,12 @@ def load_artifact(data: bytes, *, sha256: str, size: int) -> ModelArtifact:
         raise
     except Exception as exc:  # any malformed pickle: report it, never let it crash the function
         raise ModelIntegrityError(f"model pickle does not load: {exc}") from exc
-    if not isinstance(model, ModelArtifact):
+    if type(model) is not ModelArtifact:
         raise ModelIntegrityError(f"model pickle holds a {type(model).__name__}, not a ModelArtifact")
     try:
-        model.validate()
-    except ValueError as exc:
-        raise ModelIntegrityError(f"model is inconsistent: {exc}") from exc
+        ModelArtifact.validate(model)  # the class's own check: the instance's attribute may be shadowed
+    except Exception as exc:  # whatever a hostile state makes the check raise, it is a bad model
+        raise ModelIntegrityError(f"model is inconsistent: {type(exc).__name__}: {exc}") from exc
     return model
 
 
@@ -171,6 +176,8 @@ class ModelStore:
         self._model: ModelArtifact | None = None
         self._tag: str | None = None
         self._checked_at = 0.0
+        self._rejected_tag: str | None = None  # a pointer whose model failed its integrity check
+        self._failure: tuple[float, ModelUnavailableError] | None = None  # the last failed cold load
         self._load_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
 
@@ -185,10 +192,22 @@ class ModelStore:
         model = self._model
         if model is None:
             with self._load_lock:
-                return self._model or self._load()
+                return self._model or self._cold_load()
         if self._clock() - self._checked_at >= self.settings.refresh_seconds:
             self._refresh()
         return self._model if self._model is not None else model
+
+    def _cold_load(self) -> ModelArtifact:
+        if self._failure is not None and self._clock() - self._failure[0] < FAILED_LOAD_BACKOFF_S:
+            raise self._failure[1]
+        try:
+            tag = self.reader.tag()
+            if tag == self._rejected_tag:
+                raise ModelIntegrityError("the pointer still names the model that failed its integrity check")
+            return self._load(tag)
+        except ModelUnavailableError as exc:
+            self._failure = (self._clock(), exc)
+            raise
 
     def _refresh(self) -> None:
         # One request checks; concurrent ones keep serving the current model meanwhile.
@@ -196,16 +215,24 @@ class ModelStore:
             return
         try:
             self._checked_at = self._clock()
-            if self.reader.tag() != self._tag:
-                self._load()
+            tag = self.reader.tag()
+            if tag not in (self._tag, self._rejected_tag):
+                self._load(tag)
         except ModelUnavailableError as exc:
             logger.warning("model refresh failed, still serving %s: %s", self._model and self._model.version, exc)
         finally:
             self._refresh_lock.release()
 
-    def _load(self) -> ModelArtifact:
+    def _load(self, tag: str) -> ModelArtifact:
+        """Load the model the pointer (read with change tag `tag`) names; remember `tag` if it is bad."""
+        try:
+            return self._load_pointer(tag)
+        except ModelIntegrityError:
+            self._rejected_tag = tag
+            raise
+
+    def _load_pointer(self, tag: str) -> ModelArtifact:
         started = time.perf_counter()
-        tag = self.reader.tag()
         raw = self.reader.read(POINTER)
         pointer = _parse_pointer(raw)
         data = self.reader.read(pointer["key"])
@@ -214,6 +241,7 @@ class ModelStore:
         del data
         seconds = time.perf_counter() - started
         self._model, self._tag, self._checked_at = model, tag, self._clock()
+        self._failure = None
         # The model and the modules loaded so far live as long as the container: move them out of
         # the cyclic collector's generations, so a full collection during a request no longer walks
         # them. freeze() is free; a gc.collect() first would cost 40-60 ms of cold start here. A

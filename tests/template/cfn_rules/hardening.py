@@ -15,8 +15,9 @@ from typing import Any
 from cfnlint.rules import CloudFormationLintRule, RuleMatch
 
 PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
-# A function that runs longer than this is a bug; the throttling budget below assumes it.
-EXPECTED_DURATION_S = 0.1
+# How long one call may hold a concurrency slot in the worst common case: a cold start
+# (0.7-0.9 s measured); the throttling budget below assumes it.
+COLD_START_S = 1.0
 
 
 def _text(value: Any) -> str:
@@ -186,10 +187,12 @@ class PublisherWritesOnlyVersionsAndPointer(CloudFormationLintRule):
 
 class GatewayThrottlesBeforeLambda(CloudFormationLintRule):
     id = "E9005"
-    shortdesc = "API Gateway throttles before Lambda does"
+    shortdesc = "Stages throttle; reserved concurrency is optional and, when set, covers every method"
     description = (
-        "Every stage sets rate and burst limits; every function reserves concurrency of at least "
-        f"burst + rate x {EXPECTED_DURATION_S} s, so callers get 429 from API Gateway, not a Lambda throttle"
+        "Every stage sets rate and burst limits. Reserved concurrency defaults to none (0 must stay "
+        "allowed, or the stack cannot deploy on a small account); a function that reserves some "
+        "reserves at least, for each API method it serves, burst + rate x "
+        f"{COLD_START_S} s (a cold start), since stage limits apply per method"
     )
     tags = ["apigateway", "lambda", "reliability"]
 
@@ -209,15 +212,104 @@ class GatewayThrottlesBeforeLambda(CloudFormationLintRule):
             limits.append((rate, burst))
         if not limits:
             matches.append(RuleMatch(["Resources"], "no API stage with throttling found"))
-        need = max((burst + rate * EXPECTED_DURATION_S for rate, burst in limits), default=0)
+        per_method = max((burst + rate * COLD_START_S for rate, burst in limits), default=0)
         functions = cfn.get_resources(["AWS::Serverless::Function", "AWS::Lambda::Function"])
         for name, res in functions.items():
-            reserved = _number(cfn, res.get("Properties", {}).get("ReservedConcurrentExecutions"))
-            if reserved is None:
-                matches.append(RuleMatch(["Resources", name], f"{name}: no ReservedConcurrentExecutions"))
-            elif reserved < need:
+            props = res.get("Properties", {})
+            value = props.get("ReservedConcurrentExecutions")
+            parameter = _parameter_of(value)
+            if parameter is not None:
+                minimum = _number(cfn, cfn.template.get("Parameters", {}).get(parameter, {}).get("MinValue", 0))
+                if minimum and minimum > 0:
+                    matches.append(
+                        RuleMatch(["Parameters", parameter], f"{parameter}: MinValue {minimum:g} forbids 0 (none)")
+                    )
+            reserved = _number(cfn, _true_branch(value)) if value is not None else 0.0
+            if not reserved:
+                continue  # no reservation: the account's unreserved pool serves the function
+            methods = sum(1 for e in props.get("Events", {}).values() if e.get("Type") == "Api")
+            need = methods * per_method
+            if reserved < need:
                 message = (
-                    f"{name}: reserved concurrency {reserved:g} < burst + rate x {EXPECTED_DURATION_S} s = {need:g}"
+                    f"{name}: reserved concurrency {reserved:g} < {methods} methods x (burst + rate x "
+                    f"{COLD_START_S} s) = {need:g}; a burst would meet Lambda's throttle before API Gateway's 429"
                 )
                 matches.append(RuleMatch(["Resources", name], message))
         return matches
+
+
+class OneStage(CloudFormationLintRule):
+    id = "E9006"
+    shortdesc = "The API deploys one stage, the throttled one"
+    description = (
+        "Every AWS::Serverless::Api sets OpenApiVersion (without it SAM also deploys a default 'Stage' "
+        "stage that serves the same functions without MethodSettings); no Deployment names a stage"
+    )
+    tags = ["apigateway", "security"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        for name, res in cfn.get_resources(["AWS::Serverless::Api"]).items():
+            if not res.get("Properties", {}).get("OpenApiVersion"):
+                matches.append(
+                    RuleMatch(["Resources", name], f"{name}: no OpenApiVersion, so SAM adds a 'Stage' stage")
+                )
+        for name, res in cfn.get_resources(["AWS::ApiGateway::Deployment"]).items():
+            if res.get("Properties", {}).get("StageName"):
+                matches.append(
+                    RuleMatch(["Resources", name], f"{name}: a Deployment with StageName makes a second stage")
+                )
+        return matches
+
+
+class TracesKeepNoResponses(CloudFormationLintRule):
+    id = "E9007"
+    shortdesc = "Traced functions do not store responses in X-Ray"
+    description = "A function with active tracing sets POWERTOOLS_TRACER_CAPTURE_RESPONSE to false"
+    tags = ["lambda", "privacy"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        for name, res in cfn.get_resources(["AWS::Serverless::Function"]).items():
+            props = res.get("Properties", {})
+            if props.get("Tracing") != "Active":
+                continue
+            env = props.get("Environment", {}).get("Variables", {})
+            if str(env.get("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "true")).lower() != "false":
+                matches.append(RuleMatch(["Resources", name], f"{name}: traces would capture every response"))
+        return matches
+
+
+class PublishedVersionsAreNeverOverwritten(CloudFormationLintRule):
+    id = "E9008"
+    shortdesc = "The model bucket refuses unconditional writes under models/"
+    description = (
+        "ModelBucketPolicy denies s3:PutObject on models/* to everyone when the request has no "
+        "If-None-Match (Null s3:if-none-match true), so no identity can replace a published version"
+    )
+    tags = ["s3", "integrity"]
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        policy = cfn.template["Resources"].get("ModelBucketPolicy", {}).get("Properties", {})
+        for st in _statements(policy):
+            condition = st.get("Condition", {}).get("Null", {})
+            if (
+                st.get("Effect") == "Deny"
+                and "s3:PutObject" in {str(a) for a in _as_list(st.get("Action", []))}
+                and any("/models/*" in _text(r) for r in _as_list(st.get("Resource", [])))
+                and str(condition.get("s3:if-none-match", "")).lower() == "true"
+            ):
+                return []
+        return [RuleMatch(["Resources", "ModelBucketPolicy"], "no statement denies overwriting models/*")]
+
+
+def _parameter_of(value: Any) -> str | None:
+    """The parameter a property takes its value from, directly or as an Fn::If's true branch."""
+    value = _true_branch(value)
+    return str(value["Ref"]) if isinstance(value, dict) and "Ref" in value else None
+
+
+def _true_branch(value: Any) -> Any:
+    if isinstance(value, dict) and "Fn::If" in value:
+        return value["Fn::If"][1]
+    return value
