@@ -34,7 +34,24 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "128 components, max_sampled 30": {"components": 128, "max_sampled": 30},
     "128 components, max_sampled 30, lr 0.03": {"components": 128, "max_sampled": 30, "learning_rate": 0.03},
     "96 components, max_sampled 20": {"components": 96, "max_sampled": 20},
+    # recency: a like weighs 0.5 ** (days before the user's latest training like / half-life)
+    "recency half-life 30 days": {"recency_days": 30.0},
+    "recency half-life 90 days": {"recency_days": 90.0},
 }
+
+
+def recency_weights(likes, rows: np.ndarray, data, half_life_days: float):  # type: ignore[no-untyped-def]
+    """Weights in the order of `likes.tocoo()`: 0.5 ** (days before the user's latest like / half-life)."""
+    import scipy.sparse as sp
+
+    users, items, ts = data.users[rows], data.items[rows], data.timestamps[rows]
+    latest = np.zeros(likes.shape[0], dtype=np.int64)
+    np.maximum.at(latest, users, ts)
+    w = 0.5 ** ((latest[users] - ts) / 86400 / half_life_days)
+    weighted = sp.csr_matrix((w.astype(np.float32), (users, items)), shape=likes.shape)
+    weighted.sum_duplicates()
+    assert np.array_equal(weighted.indices, likes.indices) and np.array_equal(weighted.indptr, likes.indptr)
+    return weighted.tocoo()
 
 
 def main() -> None:
@@ -65,12 +82,15 @@ def main() -> None:
         if args.only and not any(word in name for word in args.only):
             continue
         runs = []
+        change = dict(change)
+        half_life = change.pop("recency_days", None)
+        weights = None if half_life is None else recency_weights(fit_m, period[val.train], data, float(half_life))  # type: ignore[arg-type]
         for seed in range(args.seeds):
             params = lfm.resolve_epochs(replace(base, seed=base.seed + seed, **change), int(fit_m.nnz))  # type: ignore[arg-type]
             features = lfm.item_features(params.item_features, cat)
             started = time.perf_counter()
             _, epochs, history = lfm.fit(params, fit_m.tocoo(), features, params.epochs or 1, (seen_m, rel_m),
-                                         name, progress=False)  # fmt: skip
+                                         name, progress=False, sample_weight=weights)  # fmt: skip
             smoothed = float(np.mean(history[max(0, epochs - params.smoothing) : epochs]))
             runs.append({"val_ndcg@10_smoothed": round(smoothed, 4), "epochs": epochs,
                          "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip

@@ -6,6 +6,7 @@ Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publish
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -13,12 +14,14 @@ import pickle
 import secrets
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import recsys
 from recsys.artifact import SCHEMA_VERSION
 from recsys.uri import ModelUri
 from training import ease, foldin
@@ -64,7 +67,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("auto", *SPLITS), default=d.split,
                    help="per-user: each user's latest likes held out; global: one time cut for everybody; "
                    "auto: per-user where the ratings span under two years, else global")  # fmt: skip
-    e.add_argument("--no-ease", dest="ease", action="store_false", help="skip the EASE baseline")
+    e.add_argument(
+        "--ease",
+        dest="ease",
+        action="store_const",
+        const="on",
+        default=d.ease,
+        help=f"score the EASE baseline even above {ease.AUTO_MAX_ITEMS:,} movies (default: up to that)",
+    )
+    e.add_argument("--no-ease", dest="ease", action="store_const", const="off", help="skip the EASE baseline")
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
     e.add_argument("--keep", type=_positive, help="keep only the N newest published versions")
     e.add_argument("--cache-dir", type=Path, help="reuse a model trained on the same data and settings")
@@ -106,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     ingest_s = time.perf_counter() - clock
     _report_cleaning(raw.bad_rows, data.summary, ingest_s)
 
-    cache = _cache_folder(args.cache_dir, data, params)
+    cache = _cache_folder(args.cache_dir, data, params, raw.movies)
     if cache is not None and (cache / "model.pkl").exists():
         files = {name: (cache / name).read_bytes() for name in ("model.pkl", "metrics.json", "report.html")}
         version = json.loads(files["metrics.json"])["version"]
@@ -154,39 +165,44 @@ def train_and_evaluate(
                      params.validation_fraction)  # fmt: skip
     val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
     history: list[float] = []
+    phases = Phases()
     if params.early_stopping:
         params = lfm.resolve_epochs(params, int(val_train.nnz))
-        _, epochs, history = lfm.fit(
-            params, val_train.tocoo(), features, params.epochs, (val_seen, val_test), "validate", progress
-        )
+        with phases("validation fit"):
+            _, epochs, history = lfm.fit(
+                params, val_train.tocoo(), features, params.epochs, (val_seen, val_test), "validate", progress
+            )
         print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
     else:
         params = lfm.resolve_epochs(params, int(split.train.sum()))
         epochs = params.epochs or 1
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
-    model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
-    sample = _sample_users(test_m, args.eval_users, params.seed)
-    results = {
-        "lightfm": evaluate(lfm.lightfm_scorer(model, features), seen_m, test_m, users=sample),
-        "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
-    }
+    with phases("evaluation fit and scores"):
+        model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
+        sample = _sample_users(test_m, args.eval_users, params.seed)
+        results = {
+            "lightfm": evaluate(lfm.lightfm_scorer(model, features), seen_m, test_m, users=sample),
+            "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
+        }
     baseline: dict[str, Any]
-    if not params.ease:
-        baseline = {"skipped": "--no-ease"}
-    elif not ease.fits(shape[1]):
-        baseline = {"skipped": f"{shape[1]:,} movies, above EASE's limit of {ease.MAX_ITEMS:,}"}
-        print(f"note: EASE baseline skipped, {baseline['skipped']}")
+    reason = ease.skipped(shape[1], params.ease)
+    if reason is not None:
+        baseline = {"skipped": reason}
+        print(f"note: EASE baseline not scored: {reason}")
     else:
-        val_sample = _sample_users(val_test, args.eval_users, params.seed)
-        lam, grid = ease.choose_lambda(val_train, val_seen, val_test, val_sample)
-        weights = ease.weights(ease.gram(train_m), lam)
-        results["ease"] = evaluate(ease.scorer(train_m, weights), seen_m, test_m, users=sample)
-        baseline = {"lambda": lam, "validation_ndcg@10": grid}
-        del weights
-    folded = foldin.evaluate_fold_in(
-        params, features, epochs, train_m, seen_m, test_m, lfm.lightfm_scorer(model, features), progress
-    )
-    final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
+        with phases("EASE"):
+            val_sample = _sample_users(val_test, args.eval_users, params.seed)
+            lam, grid = ease.choose_lambda(val_train, val_seen, val_test, val_sample)
+            weights = ease.weights(ease.gram(train_m), lam)
+            results["ease"] = evaluate(ease.scorer(train_m, weights), seen_m, test_m, users=sample)
+            baseline = {"lambda": lam, "validation_ndcg@10": grid}
+            del weights
+    with phases("fold-in fit and scores"):
+        folded = foldin.evaluate_fold_in(
+            params, features, epochs, train_m, seen_m, test_m, lfm.lightfm_scorer(model, features), progress
+        )
+    with phases("final fit"):
+        final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     train_s = time.perf_counter() - started
 
     fingerprint = data.fingerprint()
@@ -212,6 +228,7 @@ def train_and_evaluate(
                  "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz)},
         "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
         "training_seconds": round(train_s, 2),
+        "seconds_by_phase": phases.seconds,
         "created_at": created.isoformat().replace("+00:00", "Z"),
     }  # fmt: skip
     provenance = json.loads(json.dumps({  # plain JSON types only: the serving unpickler admits no numpy scalar
@@ -222,7 +239,8 @@ def train_and_evaluate(
         "metrics": {key: metrics[key] for key in ("split", "k", "models", "curves", "ease", "fold_in")},
         "libraries": lfm.library_versions(),
     }))  # fmt: skip
-    artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
+    with phases("artifact"):
+        artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
     blob = pickle.dumps(artifact, protocol=5)
     metrics["artifact_bytes"] = len(blob)
     return {
@@ -232,6 +250,20 @@ def train_and_evaluate(
     }
 
 
+class Phases:
+    """Times named phases of a run; each is printed as it ends and kept in `seconds`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {self.seconds[name]:.1f} s", flush=True)
+
+
 def _sample_users(test: Any, limit: int, seed: int) -> np.ndarray | None:
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     if users.size <= limit:
@@ -239,13 +271,40 @@ def _sample_users(test: Any, limit: int, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
 
 
-def _cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams) -> Path | None:
+def _cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams, movies: Any) -> Path | None:
+    """Where a model trained on exactly this data, metadata, settings and code is cached."""
     if root is None:
         return None
-    # the artifact's schema too: a model cached by older code must not be served by newer code
-    identity = f"{data.fingerprint()}{replace(params, threads=0)!r}schema={SCHEMA_VERSION}"
+    # The artifact's schema, the code and the titles too: a model (its metrics, its titles) cached
+    # by older code or from other metadata must not be served as if this run had made it.
+    identity = (
+        f"{data.fingerprint()}{replace(params, threads=0)!r}schema={SCHEMA_VERSION}"
+        f"code={code_fingerprint()}movies={movies_fingerprint(movies)}"
+    )
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return root / key
+
+
+def code_fingerprint() -> str:
+    """sha256 of the training job's and the serving package's source, which make what is cached."""
+    h = hashlib.sha256()
+    for folder in (Path(__file__).parent, Path(recsys.__file__).parent):
+        for path in sorted(folder.glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def movies_fingerprint(movies: Any) -> str:
+    """sha256 of the movie metadata (ids, titles, years, genres), or "none"."""
+    if movies is None:
+        return "none"
+    fields = (
+        movies.ids.tolist(),
+        list(movies.titles),
+        np.asarray(movies.years).tolist(),
+        [list(g) for g in movies.genres],
+    )
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) -> None:

@@ -41,7 +41,7 @@ class TrainParams:
     test_fraction: float = 0.2
     validation_fraction: float = 0.2
     split: str = "auto"  # "per-user" or "global" once chosen (see training.split)
-    ease: bool = True  # score the EASE baseline beside LightFM
+    ease: str = "auto"  # score the EASE baseline beside LightFM: "auto" (small catalogues), "on", "off"
 
 
 @dataclass
@@ -132,6 +132,7 @@ def fit(
     validation: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
     desc: str = "train",
     progress: bool = True,
+    sample_weight: sp.coo_matrix | None = None,
 ) -> tuple[LightFM, int, list[float]]:
     """Train for up to `epochs`; with `validation` (seen, relevant), stop after `patience` epochs
     without progress.
@@ -149,7 +150,9 @@ def fit(
     best, best_epoch = -1.0, epochs
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, file=sys.stderr)
     for epoch in bar:
-        model.fit_partial(interactions, item_features=features, epochs=1, num_threads=p.threads)
+        model.fit_partial(
+            interactions, item_features=features, sample_weight=sample_weight, epochs=1, num_threads=p.threads
+        )
         if validation is None:
             continue
         seen, relevant = validation

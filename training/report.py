@@ -45,6 +45,15 @@ def render(metrics: dict[str, Any]) -> bytes:
         + f"<td>{_ratio(models, name)}</td></tr>"
         for name in METRICS
     )
+    folded = metrics.get("fold_in")
+    fold_rows = (
+        "".join(
+            f"<tr><th>{name}</th>" + "".join(f"<td>{m[k]:.4f}</td>" for k in FOLD_IN_METRICS) + "</tr>"
+            for name, m in folded["models"].items()
+        )
+        if folded
+        else ""
+    )
     split = metrics["split"]
     ease = metrics.get("ease", {})
     baseline = (
@@ -66,6 +75,12 @@ img{{max-width:100%}}</style></head><body>
 <p>{html.escape(baseline)}</p>
 <table><thead><tr><th>metric</th>{heads}<th>LightFM ÷ popularity</th></tr></thead>
 <tbody>{rows}</tbody></table>
+<h2>Visitors the model never saw (fold-in)</h2>
+<p>{folded["users"] if folded else 0} held-out users, left out of a separate fit; their training-side likes
+are folded in ({html.escape(folded["method"]) if folded else "-"}) and their held-out likes scored, seen movies masked.
+<i>trained_in</i> is the main model on the same users and likes.</p>
+<table><thead><tr><th>model</th>{"".join(f"<th>{k}</th>" for k in FOLD_IN_METRICS)}</tr></thead>
+<tbody>{fold_rows}</tbody></table>
 <h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
 <h2>Data</h2><ul>{data}</ul><h2>Parameters</h2><ul>{params}</ul>
 </body></html>
@@ -73,6 +88,7 @@ img{{max-width:100%}}</style></head><body>
     return page.encode()
 
 
+FOLD_IN_METRICS = ("precision@10", "recall@10", "ndcg@10")
 LABELS = {"lightfm": "LightFM", "popularity": "popularity", "ease": "EASE"}
 
 

@@ -15,7 +15,9 @@ from functions.similar import app as similar_app
 from recsys import api, service
 from recsys.artifact import ModelArtifact
 from recsys.store import load_artifact
+from scripts.localstack import Invoker, LocalApi, load_application
 from tests import data
+from tests.conftest import ROOT
 from tests.integration.test_handlers import call
 
 pytestmark = pytest.mark.integration
@@ -98,3 +100,23 @@ def test_a_never_liked_movie_is_nobodys_neighbour_and_answers_by_genre(twisted, 
     assert status == 200 and body["basis"] == "genres" and body["movie"]["likes"] == 0
     assert len(body["items"]) == 5 and all("Action" in m["genres"] for m in body["items"])
     assert all(data.group_of_item(m) == 0 for m in _ids(body))
+
+
+def test_no_ml100k_user_is_recommended_a_movie_they_rated(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # GIVEN the real ML-100K, trained by the real job (quick settings) and served by the local API
+    ratings = ROOT / "data" / "ml-100k"
+    rated: dict[int, set[int]] = {}
+    for line in next(ratings.glob("*.inter")).read_text().splitlines()[1:]:
+        user, movie = (int(v) for v in line.split("\t")[:2])
+        rated.setdefault(user, set()).add(movie)
+    store = tmp_path_factory.mktemp("ml100k-store")
+    assert data.train(ratings, str(store), "--no-ease") == 0
+    app = load_application()
+    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(store), "ALLOWED_ORIGIN": "*"}), "*")
+    # WHEN every user asks both models for 100 movies THEN none of them is one they rated
+    for user, seen in rated.items():
+        for kind in ("personalized", "popularity"):
+            status, _, body = local.handle("GET", f"/recommendations/{user}?k=100&model={kind}", {}, b"")
+            answer = json.loads(body)
+            assert status == 200 and len(answer["items"]) == 100, (user, kind)
+            assert not set(_ids(answer)) & seen, (user, kind, sorted(set(_ids(answer)) & seen))

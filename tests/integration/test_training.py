@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import pickle
@@ -46,6 +47,9 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     names = {"precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10"}
     assert all(names <= set(metrics["models"][m]) for m in ("lightfm", "popularity", "ease"))
     assert f"{metrics['ease']['lambda']:g}" in metrics["ease"]["validation_ndcg@10"]
+    folded = metrics["fold_in"]
+    assert set(folded["models"]) == {"fold_in", "popularity", "trained_in"} and folded["users"] > 0
+    assert folded["method"] and "fold-in" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
     assert model.provenance["data"]["fingerprint"] == metrics["data"]["fingerprint"]
@@ -116,3 +120,44 @@ def test_keep_prunes_old_versions_but_not_the_current(tmp_path: Path, checkerboa
     pointer = json.loads((store / "latest.json").read_text())
     assert len(versions) == 2 and pointer["version"] in versions
     assert LocalReader(ModelUri.parse(str(store))).read("latest.json")
+
+
+def test_first_publish_under_the_publisher_policy_treats_a_403_pointer_as_absent(tmp_path: Path) -> None:
+    # moto does not enforce IAM, so S3's behaviour under ModelPublisherPolicy is stubbed here: a
+    # GET of the missing latest.json is denied (ListBucket is granted only with an s3:prefix
+    # condition, which a GET lacks), while a listing of that exact prefix is allowed and empty.
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1")
+    writer = S3Writer(ModelUri.parse("s3://models/recommender"), client)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        stub.add_response(
+            "list_objects_v2", {"KeyCount": 0}, {"Bucket": "models", "Prefix": "recommender/latest.json", "MaxKeys": 1}
+        )
+        assert writer.pointer() == (None, None)
+        # AND a denial for a pointer that does exist is an error, not "no model yet"
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        stub.add_response("list_objects_v2", {"KeyCount": 1, "Contents": [{"Key": "recommender/latest.json"}]},
+                          {"Bucket": "models", "Prefix": "recommender/latest.json", "MaxKeys": 1})  # fmt: skip
+        with pytest.raises(PublishError, match="AccessDenied"):
+            writer.pointer()
+
+
+def test_the_model_cache_key_follows_the_code_and_the_titles(
+    tmp_path: Path, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import cli
+
+    raw = read_ratings(checkerboard_dir)
+    clean_data, params = clean(raw, 4.0, 0.01), lfm.TrainParams()
+    key = cli._cache_folder(tmp_path, clean_data, params, raw.movies)
+    assert cli._cache_folder(tmp_path, clean_data, params, raw.movies) == key  # stable
+    # WHEN a title changes THEN a cached model (with the old titles in it) is not reused
+    renamed = dataclasses.replace(raw.movies, titles=[*raw.movies.titles[:-1], "Renamed (1999)"])
+    assert cli._cache_folder(tmp_path, clean_data, params, renamed) != key
+    # WHEN the training or serving code changes THEN neither is it
+    assert len(cli.code_fingerprint()) == 64
+    monkeypatch.setattr(cli, "code_fingerprint", lambda: "other code")
+    assert cli._cache_folder(tmp_path, clean_data, params, raw.movies) != key

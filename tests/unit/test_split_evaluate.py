@@ -117,3 +117,15 @@ def test_ease_recommends_the_item_that_co_occurs() -> None:
     # THEN user 3, who liked item 0, gets item 1 above items 2 and 3
     scores = ease.scorer(sp.csr_matrix(x), b)(np.array([3]))[0]
     assert scores[1] > scores[2] and scores[1] > scores[3]
+
+
+def test_ease_weights_equal_the_closed_form() -> None:
+    # GIVEN a random binary user-item matrix WHEN B comes from the Cholesky path in float32
+    rng = np.random.default_rng(5)
+    x = sp.csr_matrix((rng.random((60, 25)) < 0.3).astype(np.float32))
+    b = ease.weights(ease.gram(x), 7.0)
+    # THEN it is Steck's B = I - P diag(1 / diag(P)) with P = (XᵀX + λI)⁻¹, computed in float64
+    dense = x.toarray().astype(np.float64)
+    p = np.linalg.inv(dense.T @ dense + 7.0 * np.eye(25))
+    expected = np.eye(25) - p / np.diag(p)[None, :]
+    np.testing.assert_allclose(b, expected, atol=1e-5)
