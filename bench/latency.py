@@ -23,7 +23,8 @@ from scripts.localstack import Invoker, LambdaContext, LocalApi, api_event, load
 
 # What each route sends is `targets`; which function and template route answer it comes from
 # template.yaml, as in the local API.
-ROUTES = ("recommend", "recommend_explain", "popularity", "history", "similar", "search", "bad_request")
+ROUTES = ("recommend", "recommend_explain", "fold_in_50", "popularity", "history", "similar", "search", "bad_request")
+FOLD_IN_LIKES = 50  # liked ids per fold-in request
 
 
 @dataclass
@@ -58,7 +59,18 @@ def targets(route: str, users: np.ndarray, movies: np.ndarray, titles: tuple[str
     if route == "search":
         word = titles[i % len(titles)].split()[0][:5]
         return "/movies", f"query={word}&limit=10"
+    if route == "fold_in_50":
+        return "/recommendations", ""
     return f"/recommendations/{u}", "k=0"  # bad_request: a 400 with the error body
+
+
+def body(route: str, movies: np.ndarray, i: int) -> bytes:
+    """The POST body of the i-th request of a route (empty for GET routes): 50 varied liked ids."""
+    if route != "fold_in_50":
+        return b""
+    start = (i * FOLD_IN_LIKES) % max(movies.size - FOLD_IN_LIKES, 1)
+    liked = movies[start : start + FOLD_IN_LIKES].tolist()
+    return json.dumps({"liked": liked, "k": 10}).encode()
 
 
 def measure(model_uri: str, requests: int, routes: list[str] | None = None, seed: int = 0) -> dict[str, Any]:
@@ -76,11 +88,13 @@ def measure(model_uri: str, requests: int, routes: list[str] | None = None, seed
     results: dict[str, Any] = {}
     for route in routes or ROUTES:
         events = []
+        method = "POST" if route == "fold_in_50" else "GET"
+        headers = {"Content-Type": "application/json"} if method == "POST" else {}
         for i in range(requests):
             path, query = targets(route, users, movies, artifact.titles, i)
-            template = local.match("GET", path)
+            template = local.match(method, path)
             assert template is not None, path
-            events.append(api_event(template, "GET", path, query, {}, b""))
+            events.append(api_event(template, method, path, query, headers, body(route, movies, i)))
         handler = invoker.handler(template.function)
         context = LambdaContext(template.function)
         for event in events[: min(200, requests)]:  # warm: first touches, caches, branch predictors

@@ -44,7 +44,8 @@ TARGETS = {  # name: (target, unit, "max" when lower is better / "min" when high
     "similar_p99_ms": (1.0, "ms", "max"),
     "speedup_vs_original_p50": (3.0, "x", "min"),
     "cold_start_s": (1.5, "s", "max"),
-    "artifact_mb": (64.0, "MB", "max"),
+    "fold_in_p99_ms": (2.0, "ms", "max"),
+    "artifact_mb": (72.0, "MB", "max"),
     "ingest_s": (10.0, "s", "max"),
     "train_s": (300.0, "s", "max"),
     "http_errors": (0, "count", "max"),
@@ -329,6 +330,7 @@ def headline(big: dict[str, Any]) -> dict[str, dict[str, Any]]:
     values = {
         "recommend_p99_ms": big["latency"]["recommend"]["p99_ms"],
         "similar_p99_ms": big["latency"]["similar"]["p99_ms"],
+        "fold_in_p99_ms": big["latency"]["fold_in_50"]["p99_ms"],
         "speedup_vs_original_p50": min(side["original_recommend"]["p50_ms"] / side["ours_recommend"]["p50_ms"],
                                        side["original_similar"]["p50_ms"] / side["ours_similar"]["p50_ms"]),
         "cold_start_s": cold["imports"]["median"] + cold["s3"]["median"] + cold["verify"]["median"]
