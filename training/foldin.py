@@ -28,7 +28,7 @@ LAMBDAS = (0.01, 0.1, 1.0, 10.0)
 SHARE = 0.1  # of the evaluated users, reported (and as many again to choose the ridge λ)
 MAX_USERS = 2000  # each
 #: The separate fit is the cost: at most this many positives, from a seeded sample of the other
-#: users (ML-100K's 44k all stay; ML-10M keeps about a quarter of its users, which makes its
+#: users (ML-100K's 44k all stay; ML-10M keeps about a fifth of its users, which makes its
 #: fold-in figure conservative: the trained-in model learned from all of them).
 MAX_FIT_POSITIVES = 1_000_000
 
