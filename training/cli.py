@@ -179,9 +179,10 @@ def train_and_evaluate(
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
     with phases("evaluation fit and scores"):
         model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
+        trained = lfm.lightfm_scorer(model, features)  # also the fold-in's trained-in yardstick
         sample = _sample_users(test_m, args.eval_users, params.seed)
         results = {
-            "lightfm": evaluate(lfm.lightfm_scorer(model, features), seen_m, test_m, users=sample),
+            "lightfm": evaluate(trained, seen_m, test_m, users=sample),
             "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
         }
     baseline: dict[str, Any]
@@ -198,9 +199,7 @@ def train_and_evaluate(
             baseline = {"lambda": lam, "validation_ndcg@10": grid}
             del weights
     with phases("fold-in fit and scores"):
-        folded = foldin.evaluate_fold_in(
-            params, features, epochs, train_m, seen_m, test_m, lfm.lightfm_scorer(model, features), progress
-        )
+        folded = foldin.evaluate_fold_in(params, features, epochs, train_m, seen_m, test_m, trained, progress)
     with phases("final fit"):
         final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     train_s = time.perf_counter() - started

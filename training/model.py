@@ -17,6 +17,7 @@ from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours
 from training.cleaning import Interactions
 from training.datasets import Movies
 from training.evaluate import evaluate
+from training.split import to_matrix
 
 ITEM_FEATURES = ("none", "genres", "genres+decade")
 
@@ -242,7 +243,7 @@ def build_artifact(
         genre_names=tuple(cat.genre_names),
         item_genres=cat.item_genres,
         provenance=provenance,
-        fold_in_map=fold_in_projection(vf, uf, _likes_matrix(users, items, uf.shape[0], vf.shape[0]), fold_in_lambda),
+        fold_in_map=fold_in_projection(vf, uf, to_matrix(users, items, (n_users, vf.shape[0])), fold_in_lambda),
     )
 
 
@@ -261,12 +262,6 @@ def fold_in_projection(
     y = user_factors[active].astype(np.float64)
     w = np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
     return w.astype(np.float32)
-
-
-def _likes_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
-    m = sp.csr_matrix((np.ones(users.size, dtype=np.float32), (users, items)), shape=(n_users, n_items))
-    m.sum_duplicates()
-    return m
 
 
 def _indptr(users: np.ndarray, n_users: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 // The API client: one fetch wrapper that turns every failure into an ApiError with a message a
 // person can read (the API's own error body when there is one).
 import { API_URL } from "../config.js";
+import { el, setStatus } from "./ui.js";
 
 export class ApiError extends Error {
   constructor(message, { status = 0, code = "unreachable" } = {}) {
@@ -45,4 +46,14 @@ async function request(url, init) {
     throw new ApiError(detail.message, { status: response.status, code: detail.code });
   }
   return body;
+}
+
+// The model's genres as options of a <select>; a failure is shown in `status`.
+export async function loadGenres(select, status) {
+  try {
+    const model = await get("/model");
+    for (const genre of model.genres) select.append(el("option", { value: genre, text: genre }));
+  } catch (error) {
+    setStatus(status, error.message, "error");
+  }
 }

@@ -1,19 +1,10 @@
 // The recommender page: a user's likes, LightFM's picks and popularity's picks side by side.
-import { get } from "./api.js";
+import { get, loadGenres } from "./api.js";
 import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("controls");
 const status = $("status");
-
-async function loadGenres() {
-  try {
-    const model = await get("/model");
-    for (const genre of model.genres) $("genre").append(el("option", { value: genre, text: genre }));
-  } catch (error) {
-    setStatus(status, error.message, "error");
-  }
-}
 
 async function loadPicker() {
   try {
@@ -93,7 +84,7 @@ $("k").addEventListener("change", () => { if ($("user").value) show(); });
 $("genre").addEventListener("change", () => { if ($("user").value) show(); });
 
 const initial = new URLSearchParams(location.search).get("user");
-await Promise.all([loadGenres(), loadPicker()]);
+await Promise.all([loadGenres($("genre"), status), loadPicker()]);
 if (initial) {
   $("user").value = initial;
   show();

@@ -1,5 +1,5 @@
 // "Your taste": search and like movies; picks for you refresh as your likes change (POST /recommendations).
-import { get, post } from "./api.js";
+import { get, loadGenres, post } from "./api.js";
 import * as store from "./likes.js";
 import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
 
@@ -74,15 +74,6 @@ async function nameUnknownTitles(unknown) {
   renderLikes();
 }
 
-async function loadGenres() {
-  try {
-    const model = await get("/model");
-    for (const genre of model.genres) $("genre").append(el("option", { value: genre, text: genre }));
-  } catch (error) {
-    setStatus(status, error.message, "error");
-  }
-}
-
 let searchTimer = 0;
 let picksTimer = 0;
 $("query").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); });
@@ -101,5 +92,5 @@ store.onChange(() => {
 
 history.replaceState(null, "", store.shareUrl());
 renderLikes();
-loadGenres();
+loadGenres($("genre"), status);
 refreshPicks();

@@ -13,12 +13,11 @@ import pytest
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
 from recsys import api, service
-from recsys.artifact import ModelArtifact
-from recsys.store import load_artifact
 from scripts.localstack import Invoker, LocalApi, load_application
 from tests import data
 from tests.conftest import ROOT
 from tests.integration.test_handlers import call
+from tests.integration.test_training import _latest
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +49,13 @@ def twisted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, s
     return store, rated
 
 
-def _model(store: Path) -> ModelArtifact:
-    pointer = json.loads((store / "latest.json").read_text())
-    return load_artifact((store / pointer["key"]).read_bytes(), sha256=pointer["sha256"], size=pointer["size"])
-
-
 def _ids(answer: dict[str, Any]) -> list[int]:
     return [item["movie_id"] for item in answer["items"]]
 
 
 def test_a_one_star_movie_that_would_rank_first_is_never_recommended(twisted) -> None:  # type: ignore[no-untyped-def]
     store, rated = twisted
-    model = _model(store)
+    _, model = _latest(store)
     u = model.user_index(DISLIKER)
     # GIVEN a model whose scores would put the disliked movie first among the user's unliked ones
     ranked = [int(model.item_ids[i]) for i in np.argsort(-model.score_user(u)).tolist()]
@@ -89,7 +83,7 @@ def test_a_user_with_only_low_ratings_gets_popularity_minus_their_movies(twisted
 
 def test_a_never_liked_movie_is_nobodys_neighbour_and_answers_by_genre(twisted, lambda_context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     store, _ = twisted
-    model = _model(store)
+    _, model = _latest(store)
     for movie_id in model.item_ids.tolist():
         if movie_id != NEVER_LIKED:
             answer = service.similar(model, movie_id, 100)
