@@ -90,8 +90,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "- **Ingest**: `read_ratings` + `clean` in process (pandas C engine; parse, scale check, dedup).",
         "- **Training**: `python -m training --ratings … --model-uri …` as a child process with its defaults and "
-        "all cores: ingest, time split, validation fit with early stopping, evaluation fit, final fit on all data, "
-        "artifact, publish. Peak RSS from `wait4`. Run once (minutes per run).",
+        "all cores: ingest, split (per-user or global, by the data's span), validation fit with early stopping, "
+        "evaluation fit, EASE where the catalogue is small enough, the fold-in's separate fit, final fit on all "
+        "data, artifact, publish. Peak RSS from `wait4`. Run once (minutes per run).",
         "- **Artifact**: the published pickle; verify (size + sha256) + allow-list unpickle + checks, in process; "
         "resident memory of a fresh process before and after loading it.",
         "- **Cold start**: `bench/coldstart.py` in a fresh process per run: importing the handler module (the layer "
@@ -130,11 +131,11 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         f"- Artifact: {a['mb']:.1f} MB; verify + unpickle {_spread(a['verify_unpickle_s'], 3)} s; resident memory "
         f"{a['rss_before_mb']:.0f} MB before load, {a['rss_after_load_mb']:.0f} MB after.",
     ]
-    q = t["metrics"]["models"]
+    q, split = t["metrics"]["models"], t["metrics"]["split"]["name"]
     lines += [
-        f"- Quality (time split, k=10): LightFM precision@10 {q['lightfm']['precision@10']:.4f}, ndcg@10 "
-        f"{q['lightfm']['ndcg@10']:.4f}; popularity {q['popularity']['precision@10']:.4f} / "
-        f"{q['popularity']['ndcg@10']:.4f}.",
+        f"- Quality ({split} split, seen movies masked, k=10): LightFM precision@10 "
+        f"{q['lightfm']['precision@10']:.4f}, ndcg@10 {q['lightfm']['ndcg@10']:.4f}; popularity "
+        f"{q['popularity']['precision@10']:.4f} / {q['popularity']['ndcg@10']:.4f}.",
         "",
         "Cold start, seconds, median (min–max):",
         "",

@@ -167,7 +167,8 @@ class Invoker:
     module would read each other's parameters.
     """
 
-    def __init__(self, app: Application, overrides: dict[str, str]) -> None:
+    def __init__(self, app: Application, overrides: dict[str, str], functions: list[str] | None = None) -> None:
+        """`functions`: which to import (all by default; one, as Lambda's init does, for a cold start)."""
         self.app = app
         self.overrides = overrides
         self.modules: dict[str, ModuleType] = {}
@@ -180,8 +181,8 @@ class Invoker:
         # what every function declares alike (the template's Globals) holds between imports too
         shared = set.intersection(*(set(f.environment.items()) for f in app.functions.values()))
         os.environ.update({k: v for k, v in shared if k not in os.environ})
-        for name, fn in app.functions.items():
-            self.modules[name] = self._import(fn)
+        for name in app.functions if functions is None else functions:
+            self.modules[name] = self._import(app.functions[name])
 
     def handler(self, name: str) -> Any:
         fn = self.app.functions[name]
@@ -467,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         if "://" not in store and not (Path(store) / POINTER).is_file():
             print(f"error: no model at {store} (no {POINTER}); `make train` publishes one there", file=sys.stderr)
             return 2
-        invoker = Invoker(app, {"MODEL_URI": store, "ALLOWED_ORIGIN": "*"})
+        invoker = Invoker(app, {"MODEL_URI": store, "ALLOWED_ORIGIN": "*"}, functions=[args.function])
         print(json.dumps(invoker.invoke(args.function, json.loads(args.event.read_text())), indent=2))
         return 0
     if args.command == "serve":
