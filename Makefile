@@ -1,7 +1,14 @@
 # The two commands that matter: `make demo` and `make test`. Everything they need installs itself.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The Lambda runtime is python3.13: the venvs use the same minor version. `python3.13` on PATH wins;
+# otherwise a pyenv-installed 3.13 is used even when pyenv's global version is another one.
+ifndef PYTHON
+PYTHON := $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+  $(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 && command -v $(p))))
+endif
 VENV := .venv
+# The stamps name the Python version, so that a venv of another version is rebuilt, not reused.
+STAMP := .installed-py313
 PY := $(VENV)/bin/python
 SAM := .venv-sam/bin/sam
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/recsys
@@ -20,21 +27,21 @@ help:
 	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
 	@echo "make data | train | invoke FN=.. EVENT=.. | openapi | lint | build | deploy | publish-model"
 
-$(VENV)/.installed: requirements-dev.txt layers/recsys/requirements.txt training/requirements.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed (the Lambda runtime is python3.11)"'
-	$(PYTHON) -m venv $(VENV)
+$(VENV)/$(STAMP): requirements-dev.txt layers/recsys/requirements.txt training/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (the Lambda runtime is python3.13)"; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools cython
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-.venv-sam/.installed: requirements-sam.txt
-	$(PYTHON) -m venv .venv-sam
+.venv-sam/$(STAMP): requirements-sam.txt
+	$(PYTHON) -m venv --clear .venv-sam
 	.venv-sam/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/$(STAMP)
 
-data: $(VENV)/.installed
+data: $(VENV)/$(STAMP)
 	$(PY) -m scripts.fetch_ml100k
 
 train: data
@@ -44,13 +51,13 @@ demo: data
 	$(PY) -m scripts.localstack demo
 
 # Reads the model store (or its latest.json) as it is; it never trains or publishes: `make train` does.
-invoke: $(VENV)/.installed
+invoke: $(VENV)/$(STAMP)
 	$(PY) -m scripts.localstack invoke $(FN) $(EVENT) --model-uri $(MODEL_URI)
 
-openapi: $(VENV)/.installed
+openapi: $(VENV)/$(STAMP)
 	$(PY) -m scripts.openapi
 
-bench: $(VENV)/.installed data /usr/bin/wrk
+bench: $(VENV)/$(STAMP) data /usr/bin/wrk
 	$(PY) -m bench.run
 
 /usr/bin/wrk:
@@ -59,35 +66,36 @@ bench: $(VENV)/.installed data /usr/bin/wrk
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: $(VENV)/.installed .venv-sam/.installed /usr/bin/chromium data
+test: $(VENV)/$(STAMP) .venv-sam/$(STAMP) /usr/bin/chromium data
 	$(PY) -m pytest -m "not soak"
 
-test-soak: $(VENV)/.installed data
+test-soak: $(VENV)/$(STAMP) data
 	$(PY) -m pytest -m soak -s
 
-test-unit: $(VENV)/.installed
+test-unit: $(VENV)/$(STAMP)
 	$(PY) -m pytest -m unit
 
-test-integration: $(VENV)/.installed data
+test-integration: $(VENV)/$(STAMP) data
 	$(PY) -m pytest -m integration
 
-test-template: $(VENV)/.installed .venv-sam/.installed
+test-template: $(VENV)/$(STAMP) .venv-sam/$(STAMP)
 	$(PY) -m pytest -m template
 
-test-e2e: $(VENV)/.installed /usr/bin/chromium data
+test-e2e: $(VENV)/$(STAMP) /usr/bin/chromium data
 	$(PY) -m pytest -m e2e
 
-lint: $(VENV)/.installed
+lint: $(VENV)/$(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/cfn-lint template.yaml
 
-build: .venv-sam/.installed
-	$(SAM) build
+# sam build finds the runtime's python3.13 on PATH: the SAM venv's comes first.
+build: .venv-sam/$(STAMP)
+	PATH=$(CURDIR)/.venv-sam/bin:$$PATH $(SAM) build
 
-validate: .venv-sam/.installed
+validate: .venv-sam/$(STAMP)
 	$(SAM) validate --lint
 
-deploy: build $(VENV)/.installed
+deploy: build $(VENV)/$(STAMP)
 	$(SAM) deploy
 	$(PY) -m scripts.deploy_site
 
