@@ -1,78 +1,117 @@
-"""One cold start of one function, in a fresh process: prints its phases as JSON.
+"""Cold starts as a visitor meets them: process start to a function's first 200, against a floor.
 
-Phases: ``imports`` (the handler module with the layer, as Lambda's init), ``s3`` (pointer and
-pickle reads through the store's boto3 client), ``verify`` (size + sha256), ``unpickle`` (the
-allow-list unpickler and the artifact's own checks), ``first_response`` (the whole first
-invocation, which includes the three before it), and ``total`` = imports + first_response.
+A Lambda cold start is a fresh interpreter that imports the handler module (init) and then runs the
+first invocation, which loads the model from S3. `child` does exactly that in a fresh process, with
+the environment the template deploys (tracing on, as `Tracing: Active` makes it on Lambda), and
+prints one JSON line; `measure` times it from the parent, process start to that line. The floor is
+the same measurement of ``import boto3, numpy; boto3.client("s3")``, which any numpy function that
+reads S3 pays; the headline is the ratio of the two, so that the machine's speed cancels out.
 
-    python -m bench.coldstart RecommendFunction s3://bucket/prefix   # AWS_ENDPOINT_URL for moto
+    python -m bench.coldstart child functions.similar.app events/similar.json   # one cold start
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-STARTED = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "COLD-START-DONE "  # the child's answer line; powertools' logger writes to stdout too
+FLOOR = f"import boto3, numpy; boto3.client('s3'); print('{MARK}{{}}', flush=True)"
+
+#: What Lambda sets in a function's environment that the code under test reacts to: the function's
+#: name (powertools turns tracing on inside Lambda only), the task root (the X-Ray SDK's Lambda
+#: mode), the trace header of the invocation and the daemon address (UDP on loopback, nobody listens).
+LAMBDA_ENV = {
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+}
 
 
-def main(function: str, model_uri: str) -> dict[str, float]:
-    from scripts.localstack import Invoker, LambdaContext, api_event, load_application
+class Context:
+    """The attributes of Lambda's context object that powertools reads."""
 
-    app = load_application()
-    setup = time.perf_counter()  # Lambda's init: this one function's module, with the layer
-    invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": "*"}, functions=[function])
-    imports = time.perf_counter() - setup
-    handler = invoker.handler(function)
+    function_name = "bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench-cold-start"
 
-    from recsys import store
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
 
-    phases = {"s3": 0.0, "load": 0.0}
-    read, load = store.S3Reader.read, store.load_artifact
 
-    def timed_read(self, relative):  # type: ignore[no-untyped-def]
-        t = time.perf_counter()
-        try:
-            return read(self, relative)
-        finally:
-            phases["s3"] += time.perf_counter() - t
+def child(module: str, event_file: str) -> None:
+    """Import the handler module and answer one event, as a cold Lambda container does."""
+    import importlib
 
-    blobs: list[bytes] = []
+    handler = importlib.import_module(module).lambda_handler
+    response = handler(json.loads(Path(event_file).read_text()), Context())
+    store = getattr(getattr(sys.modules[module], "runtime", None), "store", None)
+    print(
+        MARK + json.dumps({"status": response["statusCode"], "bytes_read": getattr(store, "bytes_read", None)}),
+        flush=True,
+    )
 
-    def timed_load(data, **kwargs):  # type: ignore[no-untyped-def]
-        blobs.append(data)
-        t = time.perf_counter()
-        try:
-            return load(data, **kwargs)
-        finally:
-            phases["load"] += time.perf_counter() - t
 
-    store.S3Reader.read = timed_read  # type: ignore[method-assign]
-    store.load_artifact = timed_load  # type: ignore[assignment]
-    route = next(r for r in app.routes if r.function == function and "{" in r.path)
-    path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1")
-    t = time.perf_counter()
-    response = handler(api_event(route, "GET", path, "", {}, b""), LambdaContext(function))
-    first = time.perf_counter() - t
-    if response["statusCode"] not in (200, 404):  # id 1 may not exist in generated data: 404 is an answer
-        raise SystemExit(f"{function}: first response {response['statusCode']}: {response['body'][:300]}")
-    t = time.perf_counter()
-    hashlib.sha256(blobs[0]).hexdigest()
-    verify = time.perf_counter() - t
-    return {
-        "imports": imports,
-        "s3": phases["s3"],
-        "verify": verify,
-        "unpickle": max(phases["load"] - verify, 0.0),
-        "first_response": first,
-        "total": imports + first,
-        "process_to_first_response": time.perf_counter() - STARTED,
-        "status": response["statusCode"],
-        "bytes": len(blobs[0]),
-    }
+def run_once(cmd: list[str], env: Mapping[str, str]) -> tuple[float, dict[str, Any]]:
+    """Seconds from starting `cmd` to the JSON line it prints, and that line."""
+    import subprocess  # here, not at the top: the child imports this module too, and needs neither
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = ""
+    for line in proc.stdout:  # noqa: B007 - the loop stops at the answer line
+        if line.startswith(MARK):
+            break
+    seconds = time.perf_counter() - started
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode != 0 or not line.startswith(MARK):
+        raise RuntimeError(f"{' '.join(cmd[-3:])} failed ({proc.returncode}): {err[-2000:]}")
+    return seconds, json.loads(line.removeprefix(MARK))
+
+
+def measure(
+    python: str, functions: Mapping[str, tuple[str, str, Mapping[str, str]]], repeats: int = 5
+) -> dict[str, Any]:
+    """Median of `repeats` cold starts of each function and of the floor, interleaved.
+
+    `functions` maps a name to (handler module, event file, environment). Runs alternate between
+    the floor and the functions, so that a busy spell of the machine touches both alike.
+    """
+    import statistics
+
+    floor_env = next(iter(functions.values()))[2]
+    floors: list[float] = []
+    runs: dict[str, list[tuple[float, dict[str, Any]]]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        floors.append(run_once([python, "-c", FLOOR], floor_env)[0])
+        for name, (module, event, env) in functions.items():
+            runs[name].append(run_once([python, "-m", "bench.coldstart", "child", module, event], env))
+    floor = statistics.median(floors)
+    out: dict[str, Any] = {"floor_s": {"median": floor, "min": min(floors), "max": max(floors), "n": repeats}}
+    for name, results in runs.items():
+        seconds = [s for s, _ in results]
+        statuses = sorted({r["status"] for _, r in results})
+        median = statistics.median(seconds)
+        out[name] = {
+            "first_200_s": {"median": median, "min": min(seconds), "max": max(seconds), "n": repeats},
+            "vs_floor": median / floor,
+            "statuses": statuses,
+            "bytes_read": results[0][1]["bytes_read"],
+        }
+    return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    if len(sys.argv) != 4 or sys.argv[1] != "child":
+        raise SystemExit(__doc__)
+    child(sys.argv[2], sys.argv[3])

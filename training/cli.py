@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
 import secrets
 import sys
 import time
@@ -22,7 +21,8 @@ from typing import Any
 import numpy as np
 
 import recsys
-from recsys.artifact import SCHEMA_VERSION
+from recsys.artifact import PARTS, SCHEMA_VERSION
+from recsys.store import dump_parts
 from recsys.uri import ModelUri
 from training import ease, foldin
 from training import model as lfm
@@ -118,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     _report_cleaning(raw.bad_rows, data.summary, ingest_s)
 
     cache = _cache_folder(args.cache_dir, data, params, raw.movies)
-    if cache is not None and (cache / "model.pkl").exists():
-        files = {name: (cache / name).read_bytes() for name in ("model.pkl", "metrics.json", "report.html")}
+    if cache is not None and (cache / "metrics.json").exists():
+        files = {path.name: path.read_bytes() for path in sorted(cache.iterdir()) if path.is_file()}
         version = json.loads(files["metrics.json"])["version"]
         print(f"reusing model {version} trained on the same data and settings ({cache})")
         if current is not None and current.get("version") == version:
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 (cache / name).write_bytes(blob)
     metrics = json.loads(files["metrics.json"])
     done = publish(
-        writer, metrics["version"], files["model.pkl"],
+        writer, metrics["version"], {name: files[f"{name}.pkl"] for name in PARTS},
         {"metrics.json": files["metrics.json"], "report.html": files["report.html"]},
         expected_tag=tag, created_at=lfm.utc_now(), keep=args.keep, location=str(uri),
     )  # fmt: skip
@@ -240,10 +240,11 @@ def train_and_evaluate(
     }))  # fmt: skip
     with phases("artifact"):
         artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
-    blob = pickle.dumps(artifact, protocol=5)
-    metrics["artifact_bytes"] = len(blob)
+    parts = dump_parts(artifact)
+    metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
+    metrics["part_bytes"] = {name: len(blob) for name, blob in parts.items()}
     return {
-        "model.pkl": blob,
+        **{f"{name}.pkl": blob for name, blob in parts.items()},
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "report.html": render(metrics),
     }
@@ -318,7 +319,8 @@ def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) ->
 
 
 def _report_published(done: Published, metrics: dict[str, Any]) -> None:
-    print(f"published {done.version} to {done.location} ({done.size / 1e6:.1f} MB, sha256 {done.sha256[:12]}…)")
+    sizes = ", ".join(f"{name} {entry['size'] / 1e6:.1f}" for name, entry in done.parts.items())
+    print(f"published {done.version} to {done.location} ({done.size / 1e6:.1f} MB in parts: {sizes} MB)")
     print(f"  {metrics['split']['name']} split, {metrics['split']['evaluated_users']:,} users, seen movies masked:")
     for name, m in metrics["models"].items():
         print(f"  {name:<11} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")

@@ -42,37 +42,42 @@ class Writer(Protocol):
 @dataclass(frozen=True)
 class Published:
     version: str
-    key: str
-    sha256: str
-    size: int
+    parts: dict[str, dict[str, Any]]  # name: {key, sha256, size}, as in the pointer
     created_at: str
     location: str
     pruned: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(int(entry["size"]) for entry in self.parts.values())
 
 
 def publish(
     writer: Writer,
     version: str,
-    model: bytes,
+    parts: dict[str, bytes],
     extras: dict[str, bytes],
     expected_tag: str | None,
     created_at: dt.datetime,
     keep: int | None = None,
     location: str = "",
 ) -> Published:
-    """Write the version's files, then swing the pointer to it if nobody else did meanwhile."""
-    key = model_key(version)
+    """Write the version's files (the model's `parts`, then `extras`), then swing the pointer to it
+    if nobody else did meanwhile. The pointer names every part with its size and sha256."""
+    entries = {
+        name: {"key": model_key(version, f"{name}.pkl"), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for name, data in parts.items()
+    }
     pointer = {
         "version": version,
-        "key": key,
-        "sha256": hashlib.sha256(model).hexdigest(),
-        "size": len(model),
+        "parts": entries,
         "created_at": created_at.isoformat().replace("+00:00", "Z"),
     }
     written: list[str] = []
     try:
-        writer.put_new(key, model)
-        written.append(key)
+        for name, data in parts.items():
+            writer.put_new(entries[name]["key"], data)
+            written.append(entries[name]["key"])
         for name, data in extras.items():
             writer.put_new(model_key(version, name), data)
             written.append(model_key(version, name))

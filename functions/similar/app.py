@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
+from recsys.artifact import FUNCTION_PARTS
 from recsys.schemas import K, MovieId, Movies, SearchQuery, Similar
 
 logger = Logger()
-tracer = Tracer()
+tracer = api.create_tracer()
 metrics = Metrics(namespace=api.NAMESPACE)
 app = api.create_app()
-runtime = api.Runtime(metrics)
+runtime = api.Runtime(metrics, parts=FUNCTION_PARTS["SimilarFunction"])
+api.register_snapstart(runtime)
 
 Limit = Annotated[int, Query(ge=1, le=100, description="How many movies (1..100)")]
 

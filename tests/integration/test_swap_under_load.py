@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.store import load_artifact
+from recsys.artifact import PARTS, ModelArtifact
+from recsys.store import load_part
 from tests import data
 from tests.load import drive, local_api
 
@@ -23,11 +24,15 @@ SECONDS = float(os.environ.get("SWAP_SECONDS", "60"))
 
 
 def _artifacts(store: Path) -> dict[str, object]:
+    """Every version in the store, whole (each part checked against its own file)."""
     out = {}
-    for pkl in (store / "models").glob("*/model.pkl"):
-        blob = pkl.read_bytes()
-        model = load_artifact(blob, sha256=hashlib.sha256(blob).hexdigest(), size=len(blob))
-        out[model.version] = model
+    for folder in (store / "models").iterdir():
+        parts = {}
+        for name in PARTS:
+            blob = (folder / f"{name}.pkl").read_bytes()
+            digest = hashlib.sha256(blob).hexdigest()
+            parts[name] = load_part(blob, name=name, version=folder.name, sha256=digest, size=len(blob))
+        out[folder.name] = ModelArtifact.from_parts(parts)
     return out
 
 

@@ -23,7 +23,7 @@ ORIGIN = "https://site.example"
 @pytest.fixture
 def served(model_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.update(MODEL_URI=str(model_store), ALLOWED_ORIGIN=ORIGIN)
-    monkeypatch.setattr(recommend_app, "runtime", api.Runtime())
+    monkeypatch.setattr(recommend_app, "runtime", api.Runtime(parts=recommend_app.runtime.parts))
 
 
 def post(ctx: Any, body: Any, content_type: str | None = "application/json", encode: bool = False) -> tuple[int, dict]:

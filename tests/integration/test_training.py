@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recsys.config import Settings
-from recsys.store import LocalReader, ModelStore, load_artifact
+from recsys.store import LocalReader, ModelStore, open_model
 from recsys.uri import ModelUri
 from tests import data
 from training import model as lfm
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _latest(store: Path):  # type: ignore[no-untyped-def]
-    pointer = json.loads((store / "latest.json").read_text())
-    blob = (store / pointer["key"]).read_bytes()
-    return pointer, load_artifact(blob, sha256=pointer["sha256"], size=pointer["size"])
+    return json.loads((store / "latest.json").read_text()), open_model(str(store))
 
 
 def test_checkerboard_model_recommends_the_unseen_movie_of_the_users_group(model_store: Path) -> None:
@@ -90,9 +88,9 @@ def test_publish_to_moto_server_and_refuse_a_racing_publisher(s3, checkerboard_d
     first, tag = writer.pointer()
     # WHEN two publishers both started from that pointer
     now = dt.datetime.now(dt.UTC)
-    publish(writer, "v-winner", b"model-a", {}, expected_tag=tag, created_at=now)
+    publish(writer, "v-winner", {"catalog": b"model-a"}, {}, expected_tag=tag, created_at=now)
     with pytest.raises(PublishError, match="another publisher"):
-        publish(writer, "v-loser", b"model-b", {}, expected_tag=tag, created_at=now)
+        publish(writer, "v-loser", {"catalog": b"model-b"}, {}, expected_tag=tag, created_at=now)
     # THEN the pointer names the winner and the loser left no files
     current, _ = writer.pointer()
     assert current["version"] == "v-winner" and first["version"] != "v-winner"
@@ -107,7 +105,7 @@ def test_publisher_killed_before_pointer_leaves_old_model_serving(s3, checkerboa
     old = store.get().version
     # GIVEN a model file uploaded whose pointer write never happened
     writer = S3Writer(ModelUri.parse(uri), s3)
-    writer.put_new("models/zzz-orphan/model.pkl", pickle.dumps("half-published"))
+    writer.put_new("models/zzz-orphan/catalog.pkl", pickle.dumps("half-published"))
     # THEN a new container still loads the old model
     assert ModelStore(Settings(ModelUri.parse(uri))).get().version == old
 

@@ -39,7 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, checkerboard_dir: Path) -> P
 @pytest.mark.timeout(SECONDS + 600)
 def test_ten_minutes_of_mixed_traffic(store: Path) -> None:
     pointer = json.loads((store / "latest.json").read_text())
-    model = json.loads((store / pointer["key"]).with_name("metrics.json").read_text())
+    model = json.loads((store / "models" / pointer["version"] / "metrics.json").read_text())
     users, movies = model["data"]["users"], model["data"]["movies"]
     rng = np.random.default_rng(0)
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from recsys import scoring
-from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
+from recsys.artifact import FUNCTION_PARTS, PARTS, ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
 from training.model import fold_in_projection
 
 pytestmark = pytest.mark.unit
@@ -159,3 +161,35 @@ def test_fold_in_projection_recovers_a_linear_map() -> None:
     u = int(np.flatnonzero(np.diff(likes.indptr) > 0)[0])
     liked = likes.indices[likes.indptr[u] : likes.indptr[u + 1]]
     np.testing.assert_allclose(scoring.fold_in(items, liked, w), users[u], atol=1e-3)
+
+
+def test_parts_reassemble_the_whole_model() -> None:
+    model = tiny()
+    whole = ModelArtifact.from_parts({name: model.part(name) for name in PARTS})
+    assert whole.parts == tuple(PARTS)
+    assert whole.recommend(0, 3)[0].tolist() == model.recommend(0, 3)[0].tolist()
+    assert whole.similar(0, 2)[0].tolist() == model.similar(0, 2)[0].tolist()
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_PARTS))
+def test_a_functions_parts_hold_only_its_fields(function: str) -> None:
+    model = tiny()
+    some = ModelArtifact.from_parts({name: model.part(name) for name in FUNCTION_PARTS[function]})
+    held = {field for name in FUNCTION_PARTS[function] for field in PARTS[name]}
+    assert set(vars(some)) == held
+    assert some.n_items == model.n_items
+
+
+@pytest.mark.parametrize(("parts", "message"), [
+    (lambda m: {"catalog": m.part("catalog"), "extra": {}}, "unknown part"),
+    (lambda m: {"item_vectors": m.part("item_vectors")}, "no catalog"),
+    (lambda m: {"catalog": {**m.part("catalog"), "x": 1}}, "part catalog: expected fields"),
+    (lambda m: {"catalog": m.part("catalog"), "ratings": m.part("ratings")}, "needs the histories part"),
+    (lambda m: {"catalog": m.part("catalog"), "histories": m.part("histories"),
+                "user_vectors": {k: v[:-1] for k, v in m.part("user_vectors").items()}}, "user_factors: expected"),
+    (lambda m: {"catalog": m.part("catalog"), "histories": m.part("histories"),
+                "ratings": {k: v[:-1] for k, v in m.part("ratings").items()}}, "history_ratings: expected"),
+])  # fmt: skip
+def test_parts_that_do_not_fit_are_refused(parts: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelArtifact.from_parts(parts(tiny()))

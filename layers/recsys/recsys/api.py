@@ -20,14 +20,19 @@ A 5xx body is a fixed text and the request id; the cause is logged under that id
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import os
 import warnings
+from collections.abc import Generator, Mapping
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from recsys.artifact import ModelArtifact
 from recsys.config import Settings
@@ -42,6 +47,10 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 NAMESPACE = "MovieRecommender"
+#: What X-Ray traces besides the handler (when tracing is on): http.client, which carries the S3
+#: reads of `recsys.s3` (and boto3's, through urllib3). Patching everything (powertools' default)
+#: imports botocore, requests and more at cold start for calls these functions never make.
+TRACED_MODULES = ("httplib",)
 RETRY_AFTER_SECONDS = 5
 _ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
 # What every route documents (docs/openapi.json is generated from these). 200 takes its schema
@@ -87,6 +96,49 @@ def body_problem(event: dict[str, Any]) -> str | None:
         except ValueError:  # binascii.Error and UnicodeDecodeError both are
             return "the body is not UTF-8 JSON text"
     return None
+
+
+def tracing_on(env: Mapping[str, str] | None = None) -> bool:
+    """Whether powertools traces: inside Lambda (or its emulators but SAM's), unless turned off."""
+    env = os.environ if env is None else env
+    if env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "y", "yes", "t", "true", "on"):
+        return False
+    return bool(env.get("LAMBDA_TASK_ROOT")) and not env.get("AWS_SAM_LOCAL") and not env.get("AWS_CHALICE_CLI_MODE")
+
+
+def create_tracer() -> Tracer:
+    """Powertools' X-Ray tracer, patching only `TRACED_MODULES`, when tracing is on; else a tracer
+    whose provider does nothing, so that the X-Ray SDK is never imported (powertools imports it for
+    a disabled tracer too)."""
+    if tracing_on():
+        return Tracer(patch_modules=TRACED_MODULES)
+    return Tracer(disabled=True, provider=Untraced())
+
+
+class _NoSegment(BaseSegment):
+    def close(self, end_time: int | None = None) -> None: ...
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+
+class Untraced(BaseProvider):
+    """A tracing provider that records nothing (tracing off)."""
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
+        yield _NoSegment()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> Any:
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Any) -> None: ...
+    def patch_all(self) -> None: ...
 
 
 def create_app() -> APIGatewayRestResolver:
@@ -163,12 +215,14 @@ def describe_validation(errors: Any) -> str:
 class Runtime:
     """What one container keeps between requests: its settings and its model store.
 
-    Nothing is read at construction; the first request reads the settings and loads the model, so
-    a bad setting or an unreachable S3 becomes a 503 instead of a crashed init.
+    Nothing is read at construction; the first request reads the settings and loads the model (only
+    `parts` of it: see `recsys.artifact.FUNCTION_PARTS`), so a bad setting or an unreachable S3
+    becomes a 503 instead of a crashed init.
     """
 
-    def __init__(self, metrics: Any = None) -> None:
+    def __init__(self, metrics: Any = None, parts: tuple[str, ...] | None = None) -> None:
         self.metrics = metrics
+        self.parts = parts
         self._settings: Settings | None = None
         self._store: ModelStore | None = None
 
@@ -181,7 +235,7 @@ class Runtime:
     @property
     def store(self) -> ModelStore:
         if self._store is None:
-            self._store = ModelStore(self.settings, on_load=self._loaded)
+            self._store = ModelStore(self.settings, on_load=self._loaded, parts=self.parts)
         return self._store
 
     def model(self) -> ModelArtifact:
@@ -206,10 +260,43 @@ class Runtime:
         except ConfigurationError:
             return None
 
+    # -- SnapStart (see `register_snapstart`) ------------------------------------------------
+
+    def before_snapshot(self) -> None:
+        """Load the model during init, so that the snapshot holds it.
+
+        A failure is logged, never raised: the init goes on, and the first request after a restore
+        loads the model lazily, as it does without SnapStart.
+        """
+        try:
+            self.model()
+        except Exception:  # a crashed init would fail every restore of this version
+            logger.warning("no model before the snapshot; the first request will load it", exc_info=True)
+
+    def after_restore(self) -> None:
+        """Start fresh from a snapshot: the next request checks the pointer (the snapshot may be
+        days old), on a new S3 client, with no failure remembered from before the snapshot."""
+        if self._store is not None:
+            self._store.restored()
+
     def _loaded(self, model: ModelArtifact, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=seconds * 1000)
             self.metrics.add_metadata(key="model_version", value=model.version)
+
+
+def register_snapstart(runtime: Runtime) -> None:
+    """Register `runtime`'s SnapStart hooks with Lambda's runtime module, where there is one.
+
+    Lambda's Python runtimes from 3.12 ship ``snapshot_restore_py``; it exists nowhere else, so it
+    is imported optionally. The hooks run only for a function with SnapStart on.
+    """
+    try:
+        from snapshot_restore_py import register_after_restore, register_before_snapshot  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    register_before_snapshot(runtime.before_snapshot)
+    register_after_restore(runtime.after_restore)
 
 
 PREFLIGHT_HEADERS = {
@@ -247,5 +334,6 @@ def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | Non
 
 
 __all__ = [
-    "POST_RESPONSES", "RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "error", "preflight",
+    "POST_RESPONSES", "RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "create_tracer",
+    "error", "preflight", "register_snapstart",
 ]  # fmt: skip

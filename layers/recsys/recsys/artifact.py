@@ -1,9 +1,12 @@
 """The serving model: everything the API reads, in compact numpy arrays.
 
 Training builds a `ModelArtifact` from LightFM's user and item representations (so item features
-are already folded in) and pickles it; the Lambda functions unpickle it with `recsys.store`, whose
-allow-list admits this class and numpy's array reconstruction only. The LightFM object itself is
-never pickled, and nothing here imports lightfm or scipy.
+are already folded in) and publishes it in `PARTS`, each a pickled dict of plain arrays, so that a
+function downloads only what its routes read (`FUNCTION_PARTS`). The functions unpickle the parts
+with `recsys.store`, whose allow-list admits numpy's array reconstruction only, and assemble a
+`ModelArtifact` holding those parts' fields and no others: a method that needs a part the function
+did not load fails loudly (AttributeError) instead of answering from something else. The LightFM
+object itself is never pickled, and nothing here imports lightfm or scipy.
 
 Indices versus ids: arrays are indexed by *index* (0..n-1). External ids (the dataset's own user
 and movie ids) are kept sorted ascending in `user_ids` / `item_ids`; the first lookup builds an
@@ -25,6 +28,26 @@ from recsys import scoring
 
 SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
 _EPOCH = dt.date(1970, 1, 1)
+
+#: The parts a model is published in, and the fields of each. Every function loads "catalog".
+PARTS: dict[str, tuple[str, ...]] = {
+    "catalog": (
+        "item_ids", "popularity", "like_counts", "titles", "years", "genre_names", "item_genres", "provenance",
+        "schema",
+    ),
+    "item_vectors": ("item_factors", "item_biases", "item_unit", "fold_in_map"),
+    "neighbours": ("neighbours", "neighbour_sims"),
+    "user_vectors": ("user_factors", "user_biases"),
+    "histories": ("user_ids", "history_indptr", "history_items", "unliked_indptr", "unliked_items"),
+    "ratings": ("history_ratings", "history_days"),
+}  # fmt: skip
+
+#: What each function's routes read (ML-10M shape: similar 12 MB, recommend 45 MB, history 41 MB).
+FUNCTION_PARTS: dict[str, tuple[str, ...]] = {
+    "RecommendFunction": ("catalog", "item_vectors", "user_vectors", "histories"),
+    "HistoryFunction": ("catalog", "histories", "ratings"),
+    "SimilarFunction": ("catalog", "item_vectors", "neighbours"),
+}
 
 
 class SearchIndex(NamedTuple):
@@ -128,11 +151,40 @@ class ModelArtifact:
     def n_items(self) -> int:
         return int(self.item_ids.shape[0])
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts this instance holds (all of them, unless it was assembled from some)."""
+        state = vars(self)
+        return tuple(name for name, names in PARTS.items() if names[0] in state)
+
     def __repr__(self) -> str:
-        return (
-            f"ModelArtifact(version={self.version!r}, users={self.n_users}, items={self.n_items}, "
-            f"dim={self.item_factors.shape[1]})"
-        )
+        return f"ModelArtifact(version={self.version!r}, items={self.n_items}, parts={','.join(self.parts)})"
+
+    # -- parts ------------------------------------------------------------------------------
+
+    def part(self, name: str) -> dict[str, Any]:
+        """The fields of part `name`, as published (see `PARTS`)."""
+        return {field_name: getattr(self, field_name) for field_name in PARTS[name]}
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, dict[str, Any]]) -> ModelArtifact:
+        """An instance holding exactly the fields of `parts` (which must include "catalog"), validated.
+
+        Raises ValueError when a part is unknown, a part's fields are not exactly its `PARTS` entry,
+        or the fields are inconsistent (see `validate`).
+        """
+        state: dict[str, Any] = {}
+        for name, values in parts.items():
+            if name not in PARTS:
+                raise ValueError(f"unknown part {name!r}")
+            if not isinstance(values, dict) or set(values) != set(PARTS[name]):
+                got = sorted(values) if isinstance(values, dict) else type(values).__name__
+                raise ValueError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
+            state.update(values)
+        model = cls.__new__(cls)
+        vars(model).update(state)
+        ModelArtifact.validate(model)
+        return model
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -279,15 +331,21 @@ class ModelArtifact:
         """Raise ValueError naming the first field whose type, dtype, shape or values are wrong.
 
         An unpickled object's state is whatever the pickle put there, so this checks that it holds
-        exactly the dataclass fields (no preset cache such as ``_item_positions``, no attribute
-        shadowing a method), each of its declared type, with finite factors. Call it as
-        ``ModelArtifact.validate(obj)``: the instance's own ``validate`` may be shadowed.
+        the fields of whole parts, "catalog" among them (no preset cache such as ``_item_positions``,
+        no attribute shadowing a method), each of its declared type, with finite factors, and that
+        the parts agree with each other. Call it as ``ModelArtifact.validate(obj)``: the instance's
+        own ``validate`` may be shadowed.
         """
         state = vars(self)
         names = [f.name for f in fields(ModelArtifact)]
-        if set(state) != set(names):
-            extra, missing = sorted(set(state) - set(names)), sorted(set(names) - set(state))
-            raise ValueError(f"unexpected state: extra {extra}, missing {missing}")
+        held = [part for part, part_fields in PARTS.items() if set(part_fields) <= set(state)]
+        expected = {name for part in held for name in PARTS[part]}
+        if set(state) != expected or "catalog" not in held:
+            extra, missing = sorted(set(state) - expected), sorted(set(names) - set(state))
+            raise ValueError(f"unexpected state: extra {extra}, missing {missing} (or no catalog)")
+        if "ratings" in held and "histories" not in held:
+            raise ValueError("the ratings part needs the histories part")
+        names = [name for name in names if name in state]
         for name in names:
             value, kind = state[name], _FIELD_TYPES.get(name, np.ndarray)
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -297,54 +355,74 @@ class ModelArtifact:
             if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{name}: expected a tuple of str")
         for name in ("user_factors", "user_biases", "item_factors", "item_biases", "item_unit", "fold_in_map"):
-            if not np.isfinite(state[name]).all():
+            if name in state and not np.isfinite(state[name]).all():
                 raise ValueError(f"{name}: not every value is finite")
-        if np.isnan(self.neighbour_sims).any() or np.isposinf(self.neighbour_sims).any():
+        if "neighbour_sims" in state and (
+            np.isnan(self.neighbour_sims).any() or np.isposinf(self.neighbour_sims).any()
+        ):
             raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
         if self.schema != SCHEMA_VERSION:
             raise ValueError(f"artifact schema {self.schema}, this code reads {SCHEMA_VERSION}")
-        n_u, n_i = self.n_users, self.n_items
-        d = self.item_factors.shape[1] if self.item_factors.ndim == 2 else -1
+        n_i = self.n_items
+        n_u = self.n_users if "user_ids" in state else _rows(state.get("user_factors"))
+        vectors = state.get("item_factors", state.get("user_factors"))
+        d = vectors.shape[1] if isinstance(vectors, np.ndarray) and vectors.ndim == 2 else -1
+        m = min(MAX_NEIGHBOURS, n_i - 1)
+        likes = _rows(state.get("history_items"))
         expect = {
             "user_factors": ((n_u, d), np.float32),
             "user_biases": ((n_u,), np.float32),
             "item_factors": ((n_i, d), np.float32),
             "item_biases": ((n_i,), np.float32),
             "item_unit": ((n_i, d), np.float32),
-            "neighbours": ((n_i, min(MAX_NEIGHBOURS, n_i - 1)), self.neighbours.dtype),
-            "neighbour_sims": ((n_i, min(MAX_NEIGHBOURS, n_i - 1)), np.float32),
+            "neighbours": ((n_i, m), state["neighbours"].dtype if "neighbours" in state else None),
+            "neighbour_sims": ((n_i, m), np.float32),
             "popularity": ((n_i,), np.int32),
             "like_counts": ((n_i,), np.int32),
             "history_indptr": ((n_u + 1,), np.int64),
-            "history_ratings": ((int(self.history_items.shape[0]),), np.uint8),
-            "history_days": ((int(self.history_items.shape[0]),), np.uint16),
+            "history_ratings": ((likes,), np.uint8),
+            "history_days": ((likes,), np.uint16),
             "unliked_indptr": ((n_u + 1,), np.int64),
-            "unliked_items": ((int(self.unliked_items.shape[0]),), self.history_items.dtype),
+            "unliked_items": (
+                (_rows(state.get("unliked_items")),),
+                state["history_items"].dtype if likes >= 0 else None,
+            ),
             "fold_in_map": ((d + 1, d), np.float32),
             "years": ((n_i,), np.int16),
             "item_genres": ((n_i,), np.uint32),
         }
         for name, (shape, dtype) in expect.items():
-            arr = getattr(self, name)
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
-                got = f"{arr.dtype}{arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
-                raise ValueError(f"{name}: expected {np.dtype(dtype)}{shape}, got {got}")
+            if name not in state:
+                continue
+            arr = state[name]
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"{name}: expected {np.dtype(dtype)}{shape}, got {arr.dtype}{arr.shape}")
         for name in ("user_ids", "item_ids"):
-            ids = getattr(self, name)
-            if ids.ndim != 1 or ids.dtype.kind != "i" or (ids.size > 1 and np.any(np.diff(ids) <= 0)):
+            ids = state.get(name)
+            if ids is not None and (
+                ids.ndim != 1 or ids.dtype.kind != "i" or (ids.size > 1 and np.any(np.diff(ids) <= 0))
+            ):
                 raise ValueError(f"{name}: expected strictly ascending integers")
         if len(self.titles) != n_i:
             raise ValueError(f"titles: expected {n_i}, got {len(self.titles)}")
-        if self.history_indptr[0] != 0 or self.history_indptr[-1] != self.history_items.shape[0]:
-            raise ValueError("history_indptr does not span history_items")
-        if self.unliked_indptr[0] != 0 or self.unliked_indptr[-1] != self.unliked_items.shape[0]:
-            raise ValueError("unliked_indptr does not span unliked_items")
-        for name in ("history_items", "unliked_items"):
-            arr = getattr(self, name)
-            if arr.size and (arr.min() < 0 or arr.max() >= n_i):
-                raise ValueError(f"{name}: index out of range")
-        if self.neighbours.dtype.kind not in "iu" or (self.neighbours.size and self.neighbours.max() >= n_i):
+        if "histories" in held:
+            if self.history_indptr[0] != 0 or self.history_indptr[-1] != self.history_items.shape[0]:
+                raise ValueError("history_indptr does not span history_items")
+            if self.unliked_indptr[0] != 0 or self.unliked_indptr[-1] != self.unliked_items.shape[0]:
+                raise ValueError("unliked_indptr does not span unliked_items")
+            for name in ("history_items", "unliked_items"):
+                arr = state[name]
+                if arr.ndim != 1 or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= n_i)):
+                    raise ValueError(f"{name}: index out of range")
+        if "neighbours" in held and (
+            self.neighbours.dtype.kind not in "iu" or (self.neighbours.size and self.neighbours.max() >= n_i)
+        ):
             raise ValueError("neighbours: expected item indices")
+
+
+def _rows(arr: Any) -> int:
+    """The length of a 1-d or 2-d array, or -1 when there is none (its part is not held)."""
+    return int(arr.shape[0]) if isinstance(arr, np.ndarray) and arr.ndim >= 1 else -1
 
 
 MAX_NEIGHBOURS = 100  # the API's largest k

@@ -1,6 +1,7 @@
 """Loading the serving model: pointer, download, verify, restricted unpickle, cache, refresh.
 
-A function keeps one `ModelStore` per container. The first request loads the model named by
+A function keeps one `ModelStore` per container, which loads only the parts of the model that the
+function serves (`recsys.artifact.FUNCTION_PARTS`). The first request loads the parts named by
 ``latest.json``; at most every `Settings.refresh_seconds` one request checks the pointer's ETag and,
 when it changed, loads the new model beside the old one and swaps it in whole. A load that fails
 on a warm container is logged and the old model keeps serving; on a cold container it raises
@@ -9,9 +10,11 @@ on a warm container is logged and the old model keeps serving; on a cold contain
 failed its integrity check is remembered until the pointer changes, so a bad model is downloaded
 once per container, not at every refresh.
 
-The bytes are checked against the pointer's size and sha256 *before* unpickling, and the
-unpickler resolves only the globals in `ALLOWED_GLOBALS`, so a tampered or foreign pickle is
-refused before any of its code can run.
+Every part's bytes are checked against the pointer's size and sha256 *before* unpickling, and the
+unpickler resolves only numpy's array reconstruction (`ARRAY_GLOBALS`), so a tampered or foreign
+pickle is refused before any of its code can run. All parts come from the one pointer read, and
+each part names its version inside too, so a model never mixes two versions. A pointer of the
+older single-file layout (``key``, ``sha256``, ``size``) still loads, whole.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import pickle
 import threading
 import time
@@ -28,15 +32,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys.artifact import ModelArtifact
+from recsys.artifact import PARTS, ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
+from recsys.s3 import S3Client, S3Error
 from recsys.uri import POINTER, ModelUri
 
 logger = logging.getLogger(__name__)
 
-#: Every global a model pickle may name: numpy's array and dtype reconstruction, and the artifact.
-ALLOWED_GLOBALS = frozenset(
+#: Every global a part's pickle may name: numpy's array and dtype reconstruction.
+ARRAY_GLOBALS = frozenset(
     {
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
@@ -44,9 +49,10 @@ ALLOWED_GLOBALS = frozenset(
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy.core.numeric", "_frombuffer"),
-        ("recsys.artifact", "ModelArtifact"),
     }
 )
+#: A whole-model pickle of the single-file layout may also name the artifact class.
+ALLOWED_GLOBALS = ARRAY_GLOBALS | {("recsys.artifact", "ModelArtifact")}
 
 #: After a failed cold load, requests get the same 503 for this long before the next attempt.
 FAILED_LOAD_BACKOFF_S = 5.0
@@ -55,27 +61,56 @@ S3_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_attempts": 2}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only `ALLOWED_GLOBALS`."""
+    """An unpickler that resolves only the globals in `allowed` (by default `ARRAY_GLOBALS`)."""
+
+    def __init__(self, file: io.BytesIO, allowed: frozenset[tuple[str, str]] = ARRAY_GLOBALS) -> None:
+        super().__init__(file)
+        self.allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ALLOWED_GLOBALS:
+        if (module, name) not in self.allowed:
             raise ModelIntegrityError(f"model pickle refers to {module}.{name}, which is not allowed")
         return super().find_class(module, name)
 
 
-def load_artifact(data: bytes, *, sha256: str, size: int) -> ModelArtifact:
-    """Verify `data` against the pointer's size and sha256, then unpickle it safely."""
+def _verified_unpickle(data: bytes, sha256: str, size: int, what: str, allowed: frozenset[tuple[str, str]]) -> Any:
     if len(data) != size:
-        raise ModelIntegrityError(f"model is {len(data)} bytes, the pointer says {size}")
+        raise ModelIntegrityError(f"{what} is {len(data)} bytes, the pointer says {size}")
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise ModelIntegrityError(f"model sha256 is {digest}, the pointer says {sha256}")
+        raise ModelIntegrityError(f"{what} sha256 is {digest}, the pointer says {sha256}")
     try:
-        model = RestrictedUnpickler(io.BytesIO(data)).load()
+        return RestrictedUnpickler(io.BytesIO(data), allowed).load()
     except ModelIntegrityError:
         raise
     except Exception as exc:  # any malformed pickle: report it, never let it crash the function
-        raise ModelIntegrityError(f"model pickle does not load: {exc}") from exc
+        raise ModelIntegrityError(f"{what} pickle does not load: {exc}") from exc
+
+
+def dump_parts(model: ModelArtifact) -> dict[str, bytes]:
+    """Every part of `model`, pickled with its name and the model's version (see `load_part`)."""
+    return {
+        name: pickle.dumps({"part": name, "version": model.version, "fields": model.part(name)}, protocol=5)
+        for name in PARTS
+    }
+
+
+def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -> dict[str, Any]:
+    """Verify one part's bytes against the pointer, unpickle them safely: the part's fields.
+
+    The part must say it is part `name` of model `version`, so that parts of two versions never mix.
+    """
+    obj = _verified_unpickle(data, sha256, size, f"part {name}", ARRAY_GLOBALS)
+    if not isinstance(obj, dict) or set(obj) != {"part", "version", "fields"}:
+        raise ModelIntegrityError(f"part {name} is not a model part")
+    if obj["part"] != name or obj["version"] != version:
+        raise ModelIntegrityError(f"part {name} of {version} holds part {obj['part']!r} of {obj['version']!r}")
+    return obj["fields"]  # type: ignore[no-any-return]
+
+
+def load_artifact(data: bytes, *, sha256: str, size: int) -> ModelArtifact:
+    """Verify a whole-model pickle (the single-file layout) against the pointer, then unpickle it safely."""
+    model = _verified_unpickle(data, sha256, size, "model", ALLOWED_GLOBALS)
     if type(model) is not ModelArtifact:
         raise ModelIntegrityError(f"model pickle holds a {type(model).__name__}, not a ModelArtifact")
     try:
@@ -110,39 +145,59 @@ class LocalReader:
 
 
 class S3Reader:
+    """Reads a store under an S3 prefix through a client with ``head(bucket, key)`` and ``get(bucket, key)``:
+    `recsys.s3.S3Client`, or `Boto3Objects`."""
+
     def __init__(self, uri: ModelUri, client: Any) -> None:
         self.uri = uri
         self.client = client
 
     def tag(self) -> str:
-        return str(self._call("head_object", POINTER)["ETag"])
+        return str(self._call("head", POINTER)["etag"])
 
     def read(self, relative: str) -> bytes:
-        body = self._call("get_object", relative)["Body"]
-        try:
-            return bytes(body.read())
-        except Exception as exc:
-            raise ModelUnavailableError(f"reading s3://{self.uri.bucket}/{self.uri.key(relative)}: {exc}") from exc
+        return bytes(self._call("get", relative))
 
-    def _call(self, operation: str, relative: str) -> dict[str, Any]:
+    def _call(self, operation: str, relative: str) -> Any:
         key = self.uri.key(relative)
         try:
-            return getattr(self.client, operation)(Bucket=self.uri.bucket, Key=key)  # type: ignore[no-any-return]
+            return getattr(self.client, operation)(self.uri.bucket, key)
         except Exception as exc:  # botocore raises a zoo of types; all of them mean "unavailable"
             raise ModelUnavailableError(f"s3://{self.uri.bucket}/{key}: {_describe(exc)}") from exc
 
 
+class Boto3Objects:
+    """boto3's S3 client behind the interface of `recsys.s3.S3Client` (``head``, ``get``)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def head(self, bucket: str, key: str) -> dict[str, str]:
+        return {"etag": self.client.head_object(Bucket=bucket, Key=key)["ETag"]}
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
 def s3_client() -> Any:
-    """A boto3 S3 client with bounded timeouts and retries (boto3 is imported only here)."""
+    """The S3 client of serving, with bounded timeouts and attempts (`S3_TIMEOUTS`).
+
+    `recsys.s3.S3Client` when the environment holds credentials, as Lambda's does: it needs no
+    botocore, whose import and client set-up are most of a cold start's fixed cost. Otherwise a
+    boto3 client, which finds a developer's profile or SSO session (boto3 is imported only then).
+    """
+    client = S3Client.from_env(os.environ, timeout=S3_TIMEOUTS["read_timeout"], attempts=S3_TIMEOUTS["max_attempts"])
+    if client is not None:
+        return client
     import boto3
     from botocore.config import Config
 
     config = Config(
         connect_timeout=S3_TIMEOUTS["connect_timeout"],
         read_timeout=S3_TIMEOUTS["read_timeout"],
-        retries={"total_max_attempts": S3_TIMEOUTS["max_attempts"], "mode": "standard"},
+        retries={"total_max_attempts": int(S3_TIMEOUTS["max_attempts"]), "mode": "standard"},
     )
-    return boto3.client("s3", config=config)
+    return Boto3Objects(boto3.client("s3", config=config))
 
 
 def reader_for(uri: ModelUri, client_factory: Callable[[], Any] = s3_client) -> Reader:
@@ -160,6 +215,13 @@ class ModelStore:
     clock : callable returning seconds
     on_load : callable(model, seconds), optional
         Told of every model loaded (for metrics).
+    parts : tuple of str, optional
+        The parts to load (`recsys.artifact.PARTS`); all of them when None.
+
+    Attributes
+    ----------
+    bytes_read : int
+        Model bytes this store has read (pointers aside), over all loads.
     """
 
     def __init__(
@@ -168,8 +230,12 @@ class ModelStore:
         reader: Reader | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_load: Callable[[ModelArtifact, float], None] | None = None,
+        parts: tuple[str, ...] | None = None,
     ) -> None:
         self.settings = settings
+        self.parts = parts
+        self.bytes_read = 0
+        self._own_reader = reader is None
         self._reader = reader
         self._clock = clock
         self._on_load = on_load
@@ -186,6 +252,14 @@ class ModelStore:
         if self._reader is None:
             self._reader = reader_for(self.settings.model_uri)
         return self._reader
+
+    def restored(self) -> None:
+        """After a SnapStart restore: a new S3 client on the next read (the snapshot's connections
+        and credentials are stale), no remembered failure, and the next request checks the pointer."""
+        if self._own_reader:
+            self._reader = None
+        self._failure = None
+        self._checked_at = float("-inf")
 
     def get(self) -> ModelArtifact:
         """The current model; loads it on first use, and checks for a newer one when due."""
@@ -233,13 +307,9 @@ class ModelStore:
 
     def _load_pointer(self, tag: str) -> ModelArtifact:
         started = time.perf_counter()
-        raw = self.reader.read(POINTER)
-        pointer = _parse_pointer(raw)
-        data = self.reader.read(pointer["key"])
-        model = load_artifact(data, sha256=pointer["sha256"], size=pointer["size"])
-        size = len(data)
-        del data
+        model, size = read_model(self.reader, self.parts)
         seconds = time.perf_counter() - started
+        self.bytes_read += size
         self._model, self._tag, self._checked_at = model, tag, self._clock()
         self._failure = None
         # The model and the modules loaded so far live as long as the container: move them out of
@@ -247,29 +317,75 @@ class ModelStore:
         # them. freeze() is free; a gc.collect() first would cost 40-60 ms of cold start here. A
         # replaced model is still freed: nothing in it forms a cycle, so its reference count frees it.
         gc.freeze()
-        logger.info("loaded model %s (%d bytes) in %.3f s", model.version, size, seconds)
+        logger.info("loaded model %s (%s, %d bytes) in %.3f s", model.version, ",".join(model.parts), size, seconds)
         if self._on_load is not None:
             self._on_load(model, seconds)
         return model
 
 
+def read_model(reader: Reader, parts: tuple[str, ...] | None = None) -> tuple[ModelArtifact, int]:
+    """The model `latest.json` names, with only `parts` (all when None), and the bytes read.
+
+    Reads the pointer once, then each part it names for that version, verifying every part
+    before unpickling it. Raises ModelUnavailableError when something cannot be read, and its
+    subclass ModelIntegrityError when something read is not what the pointer promised.
+    """
+    pointer = _parse_pointer(reader.read(POINTER))
+    if "whole" in pointer:  # the single-file layout
+        entry = pointer["whole"]
+        data = reader.read(entry["key"])
+        return load_artifact(data, sha256=entry["sha256"], size=entry["size"]), len(data)
+    entries = pointer["parts"]
+    wanted = tuple(entries) if parts is None else ("catalog", *(p for p in parts if p != "catalog"))
+    missing = [name for name in wanted if name not in entries]
+    if missing:
+        raise ModelIntegrityError(f"{POINTER} of {pointer['version']} names no part {', '.join(missing)}")
+    fields, size = {}, 0
+    for name in wanted:
+        entry = entries[name]
+        data = reader.read(entry["key"])
+        size += len(data)
+        fields[name] = load_part(
+            data, name=name, version=pointer["version"], sha256=entry["sha256"], size=entry["size"]
+        )
+        del data
+    try:
+        return ModelArtifact.from_parts(fields), size
+    except Exception as exc:  # whatever a hostile state makes the checks raise, it is a bad model
+        raise ModelIntegrityError(f"model is inconsistent: {type(exc).__name__}: {exc}") from exc
+
+
+def open_model(location: str, parts: tuple[str, ...] | None = None) -> ModelArtifact:
+    """The model a store (``s3://bucket/prefix`` or a folder) serves now: for tools and tests."""
+    return read_model(reader_for(ModelUri.parse(location)), parts)[0]
+
+
 def _parse_pointer(raw: bytes) -> dict[str, Any]:
+    """The pointer as ``{"version", "parts": {name: entry}}``, or ``{"version", "whole": entry}``
+    for the single-file layout; an entry is ``{"key", "sha256", "size"}``."""
     try:
         pointer = json.loads(raw)
-        checked = {
-            "version": str(pointer["version"]),
-            "key": str(pointer["key"]),
-            "sha256": str(pointer["sha256"]),
-            "size": int(pointer["size"]),
-        }
+        version = str(pointer["version"])
+        if "parts" in pointer:
+            parsed = {"version": version, "parts": {str(n): _entry(e) for n, e in dict(pointer["parts"]).items()}}
+        else:
+            parsed = {"version": version, "whole": _entry(pointer)}
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailableError(f"{POINTER} is malformed: {exc}") from exc
-    if checked["key"].startswith("/") or ".." in checked["key"].split("/"):
-        raise ModelIntegrityError(f"{POINTER} names a key outside the store: {checked['key']!r}")
-    return checked
+    entries = parsed.get("parts") or {"model": parsed.get("whole")}
+    for entry in entries.values():
+        if entry["key"].startswith("/") or ".." in entry["key"].split("/"):
+            raise ModelIntegrityError(f"{POINTER} names a key outside the store: {entry['key']!r}")
+    return parsed
+
+
+def _entry(raw: Any) -> dict[str, Any]:
+    return {"key": str(raw["key"]), "sha256": str(raw["sha256"]), "size": int(raw["size"])}
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, S3Error):
+        return str(exc)
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         err = response["Error"]

@@ -3,8 +3,8 @@
 The layout under it is the same on both, and shared by the publisher (training) and the reader
 (`recsys.store`)::
 
-    latest.json                     {version, key, sha256, size, created_at}, written last
-    models/<version>/model.pkl      the pickled ModelArtifact
+    latest.json                     {version, parts: {name: {key, sha256, size}}, created_at}, written last
+    models/<version>/<part>.pkl     the ModelArtifact's parts (recsys.artifact.PARTS), each pickled
     models/<version>/metrics.json
     models/<version>/report.html
 """
@@ -59,6 +59,6 @@ class ModelUri:
         return f"s3://{self.bucket}/{self.prefix}" if self.bucket is not None else self.prefix
 
 
-def model_key(version: str, name: str = "model.pkl") -> str:
+def model_key(version: str, name: str) -> str:
     """The key, relative to the store, of one file of a published version."""
     return f"{MODELS}/{version}/{name}"

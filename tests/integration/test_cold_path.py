@@ -1,0 +1,142 @@
+"""The cold path as deployed: S3 reads without boto3, its fallback, and X-Ray on and off.
+
+The subprocess tests start a fresh interpreter per function, as a Lambda cold start does, so that
+what gets imported is what a container imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.config import Settings
+from recsys.errors import ModelUnavailableError
+from recsys.s3 import S3Client, S3Error
+from recsys.store import Boto3Objects, ModelStore, reader_for, s3_client
+from recsys.uri import ModelUri
+from tests import data
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = {"recommend": "recommend", "history": "history", "similar": "similar"}
+
+
+def test_s3_client_reads_what_boto3_wrote(s3) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN an object written through boto3 on the moto server
+    s3.put_object(Bucket=s3.bucket, Key="p/a b+c.bin", Body=b"\x00bytes\xff" * 1000)
+    client = s3_client()
+    # WHEN our client reads it THEN bytes and ETag agree with boto3's
+    assert isinstance(client, S3Client)
+    assert client.get(s3.bucket, "p/a b+c.bin") == b"\x00bytes\xff" * 1000
+    assert client.head(s3.bucket, "p/a b+c.bin")["etag"] == s3.head_object(Bucket=s3.bucket, Key="p/a b+c.bin")["ETag"]
+
+
+def test_s3_client_reports_s3s_error_code(s3) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(S3Error) as missing:
+        s3_client().get(s3.bucket, "no/such/key")
+    assert (missing.value.status, missing.value.code) == (404, "NoSuchKey")
+    reader = reader_for(ModelUri.parse(f"s3://{s3.bucket}/no"))
+    with pytest.raises(ModelUnavailableError, match="NoSuchKey"):
+        reader.read("latest.json")
+
+
+def test_without_environment_credentials_boto3_reads_the_model(s3, checkerboard_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a model on S3 and credentials only in a profile file, as on a developer's machine
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    profile = tmp_path / "credentials"
+    profile.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(profile)
+    # WHEN a store loads it THEN boto3 is the client, and the model loads
+    store = ModelStore(Settings(ModelUri.parse(uri)), parts=("catalog",))
+    assert store.get().n_items == data.GROUPS * data.ITEMS_PER_GROUP
+    assert isinstance(store.reader.client, Boto3Objects)  # type: ignore[attr-defined]
+
+
+def _cold_start(function: str, uri: str, endpoint: str, extra: dict[str, str]) -> dict[str, object]:
+    """One cold start of `function` in a fresh interpreter: status and what it imported."""
+    script = (
+        "import json, sys\n"
+        f"import functions.{function}.app as app\n"
+        "from bench.coldstart import Context\n"
+        f"event = json.loads(open({str(ROOT / 'events' / (function + '.json'))!r}).read())\n"
+        "event['path'] = event['path'].replace('/196', '/1').replace('/50/', '/1/')\n"
+        "for k in ('user_id', 'movie_id'):\n"
+        "    if k in (event.get('pathParameters') or {}): event['pathParameters'][k] = '1'\n"
+        "status = app.lambda_handler(event, Context())['statusCode']\n"
+        "print('RESULT ' + json.dumps({'status': status, 'modules': sorted(m for m in sys.modules\n"
+        "    if m.split('.')[0] in "
+        "('boto3', 'botocore', 'aws_xray_sdk', 's3transfer'))}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_AMZN"))}
+    env.update(PYTHONPATH=f"{ROOT}:{ROOT / 'layers/recsys'}", MODEL_URI=uri, AWS_ENDPOINT_URL=endpoint,
+               POWERTOOLS_SERVICE_NAME=function, POWERTOOLS_METRICS_DISABLED="true", **extra)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert done.returncode == 0 and line, done.stderr[-3000:]
+    return json.loads(line.removeprefix("RESULT "))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_tracing_off_imports_neither_xray_nor_boto3(s3, checkerboard_dir: Path, function: str) -> None:  # type: ignore[no-untyped-def]
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    result = _cold_start(function, uri, os.environ["AWS_ENDPOINT_URL"], {"POWERTOOLS_TRACE_DISABLED": "true"})
+    assert result["status"] == 200
+    # botocore's top package only (powertools reads its version for the user agent): no client machinery
+    assert result["modules"] == ["aws_xray_sdk", "aws_xray_sdk.sdk_config", "botocore"]
+
+
+def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(
+    s3,
+    checkerboard_dir: Path,
+    request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a daemon address that this test listens on (UDP on loopback) and Lambda's environment
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    request.addfinalizer(daemon.close)
+    daemon.bind(("127.0.0.1", 0))
+    lambda_env = {
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions/similar"), "AWS_LAMBDA_FUNCTION_NAME": "SimilarFunction",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    }  # fmt: skip
+    # WHEN the function starts cold and answers
+    result = _cold_start("similar", uri, os.environ["AWS_ENDPOINT_URL"], lambda_env)
+    assert result["status"] == 200
+    assert "aws_xray_sdk.core" in result["modules"] and "boto3" not in result["modules"]
+    # THEN X-Ray got the handler's subsegment and one per S3 request (HEAD, pointer, three parts)
+    segments: dict[str, dict] = {}  # by id: a subsegment may be sent in progress, then complete
+    daemon.setblocking(False)
+    while True:
+        try:
+            packet = daemon.recv(65536)
+        except BlockingIOError:
+            break
+        segment = json.loads(packet.split(b"\n", 1)[1])
+        segments[segment["id"]] = segment
+    names = [s["name"] for s in segments.values()]
+    assert "## lambda_handler" in names
+    # (X-Ray's httplib patch opens a subsegment each for sending, the response and reading it)
+    s3_calls = {(s["http"]["request"]["method"], s["http"]["request"]["url"].split("/recommender/")[1])
+                for s in segments.values()
+                if s.get("namespace") == "remote" and s["http"]["request"]["method"] != "READ"}  # fmt: skip
+    version = next(s for s in s3_calls if s[1].startswith("models/"))[1].split("/")[1]
+    assert s3_calls == {
+        ("HEAD", "latest.json"),
+        ("GET", "latest.json"),
+        *(("GET", f"models/{version}/{part}.pkl") for part in ("catalog", "item_vectors", "neighbours")),
+    }
