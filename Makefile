@@ -17,15 +17,21 @@ RATINGS ?= data/ml-100k
 MODEL_URI ?= build/model-store
 FN ?= RecommendFunction
 EVENT ?= events/recommend.json
+API ?= local
+DOCKERD := /usr/sbin/dockerd
+DEBOOTSTRAP := /usr/sbin/debootstrap
+SAM_DEPS := .venv-sam/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
 
-.PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e lint \
-        invoke openapi bench build validate deploy publish-model clean
+.PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e test-sam lint \
+        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
 	@echo "make test    install everything and run the whole test suite"
 	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
-	@echo "make data | train | invoke FN=.. EVENT=.. | openapi | lint | build | deploy | publish-model"
+	@echo "make demo API=sam   the same, with the API served by sam local start-api (Docker)"
+	@echo "make data | train | invoke FN=.. EVENT=.. | sam-image | sam-invoke FN=.. EVENT=.. | openapi | lint"
+	@echo "make build | deploy | publish-model"
 
 $(VENV)/$(STAMP): requirements-dev.txt layers/recsys/requirements.txt training/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (the Lambda runtime is python3.13)"; exit 1; }
@@ -47,12 +53,26 @@ data: $(VENV)/$(STAMP)
 train: data
 	$(PY) -m training --ratings $(RATINGS) --model-uri $(MODEL_URI)
 
-demo: data
-	$(PY) -m scripts.localstack demo
+demo: data $(if $(filter sam,$(API)),$(SAM_DEPS))
+	$(PY) -m scripts.$(if $(filter sam,$(API)),samlocal,localstack) demo
 
 # Reads the model store (or its latest.json) as it is; it never trains or publishes: `make train` does.
 invoke: $(VENV)/$(STAMP)
 	$(PY) -m scripts.localstack invoke $(FN) $(EVENT) --model-uri $(MODEL_URI)
+
+# The SAM CLI's own emulation (Docker): the image for the template's runtime, built without a registry.
+sam-image: $(VENV)/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
+	$(PY) -m scripts.samlocal image
+
+# Real `sam local invoke` against moto (in a container) holding the model of the last `make train`.
+sam-invoke: $(VENV)/$(STAMP) $(SAM_DEPS)
+	$(PY) -m scripts.samlocal invoke $(FN) $(EVENT) --model-uri $(MODEL_URI)
+
+$(DOCKERD):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io
+
+$(DEBOOTSTRAP):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
 
 openapi: $(VENV)/$(STAMP)
 	$(PY) -m scripts.openapi
@@ -66,7 +86,7 @@ bench: $(VENV)/$(STAMP) data /usr/bin/wrk
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: $(VENV)/$(STAMP) .venv-sam/$(STAMP) /usr/bin/chromium data
+test: $(VENV)/$(STAMP) $(SAM_DEPS) /usr/bin/chromium data
 	$(PY) -m pytest -m "not soak"
 
 test-soak: $(VENV)/$(STAMP) data
@@ -83,6 +103,9 @@ test-template: $(VENV)/$(STAMP) .venv-sam/$(STAMP)
 
 test-e2e: $(VENV)/$(STAMP) /usr/bin/chromium data
 	$(PY) -m pytest -m e2e
+
+test-sam: $(VENV)/$(STAMP) $(SAM_DEPS) data
+	$(PY) -m pytest -m sam
 
 lint: $(VENV)/$(STAMP)
 	$(VENV)/bin/ruff check .
