@@ -87,7 +87,7 @@ bench: $(VENV)/$(STAMP) data /usr/bin/wrk
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 test: $(VENV)/$(STAMP) $(SAM_DEPS) /usr/bin/chromium data
-	$(PY) -m pytest -m "not soak"
+	$(PY) -m pytest -m "not soak" --durations=15
 
 test-soak: $(VENV)/$(STAMP) data
 	$(PY) -m pytest -m soak -s
