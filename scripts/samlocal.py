@@ -104,7 +104,8 @@ def docker_daemon() -> Iterator[None]:
     try:
         deadline = time.monotonic() + 60
         while not _docker_answers():
-            if proc.poll() is not None or time.monotonic() > deadline:
+            # ours exited: another process may have started one at the same moment, which then serves
+            if (proc.poll() is not None and not _docker_answers()) or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-1500:]
                 raise DockerUnavailable(f"dockerd did not start (exit {proc.poll()}): {tail}")
             time.sleep(0.5)
