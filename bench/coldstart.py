@@ -49,16 +49,18 @@ class Context:
 
 
 def child(module: str, event_file: str) -> None:
-    """Import the handler module and answer one event, as a cold Lambda container does."""
+    """Import the handler module and answer one event, as a cold Lambda container does.
+
+    Prints the status, the model bytes read and the AWS SDK modules imported by then.
+    """
     import importlib
 
     handler = importlib.import_module(module).lambda_handler
     response = handler(json.loads(Path(event_file).read_text()), Context())
     store = getattr(getattr(sys.modules[module], "runtime", None), "store", None)
-    print(
-        MARK + json.dumps({"status": response["statusCode"], "bytes_read": getattr(store, "bytes_read", None)}),
-        flush=True,
-    )
+    sdk = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "s3transfer", "aws_xray_sdk"))
+    answer = {"status": response["statusCode"], "bytes_read": getattr(store, "bytes_read", None), "modules": sdk}
+    print(MARK + json.dumps(answer), flush=True)
 
 
 def run_once(cmd: list[str], env: Mapping[str, str]) -> tuple[float, dict[str, Any]]:

@@ -134,7 +134,8 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         f"- Training end to end: {t['seconds']:.1f} s, {t['epochs']} epochs per fit, peak RSS {t['peak_rss_mb']:,} MB; "
         f"LightFM epoch on all positives ({side['positives']:,}): {_spread(side['epoch_seconds'])} s.",
         f"- Artifact: {a['mb']:.1f} MiB in {len(a['part_mb'])} parts ("
-        + ", ".join(f"{n} {mb:.1f}" for n, mb in a["part_mb"].items()) + " MiB).",
+        + ", ".join(f"{n} {mb:.1f}" for n, mb in a["part_mb"].items())
+        + " MiB).",
     ]
     q, split = t["metrics"]["models"], t["metrics"]["split"]["name"]
     lines += [

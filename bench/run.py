@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench import generate, latency, original
-from scripts.localstack import free_port, moto_s3
+from scripts.localstack import free_port, moto_s3, sample_event, stop, upload_store
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
@@ -164,8 +164,7 @@ def artifact_figures(store: Path, repeats: int) -> dict[str, Any]:
 
 #: The S3 read throughput of one Lambda function (one stream), for the modelled cold start.
 LAMBDA_S3_MB_PER_S = 80.0
-FUNCTION_EVENTS = {"RecommendFunction": "recommend.json", "HistoryFunction": "history.json",
-                   "SimilarFunction": "similar.json"}  # fmt: skip
+FUNCTION_EVENTS = {"RecommendFunction": "recommend", "HistoryFunction": "history", "SimilarFunction": "similar"}
 
 
 def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
@@ -187,21 +186,14 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
     events = WORK / "events"
     events.mkdir(parents=True, exist_ok=True)
     for name in FUNCTION_EVENTS.values():
-        event = json.loads((ROOT / "events" / name).read_text())
-        event["path"] = event["path"].replace("/196", f"/{user}").replace("/50/", f"/{movie}/")
-        for key in ("user_id", "movie_id"):
-            if key in (event.get("pathParameters") or {}):
-                event["pathParameters"][key] = str(user if key == "user_id" else movie)
-        (events / name).write_text(json.dumps(event))
+        (events / f"{name}.json").write_text(json.dumps(sample_event(name, user, movie)))
     app = load_application()
     port = free_port()
     with moto_s3(port) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         bucket = f"bench-models-{store.name}"
         s3.create_bucket(Bucket=bucket)
-        for path in sorted(store.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                s3.put_object(Bucket=bucket, Key=f"recommender/{path.relative_to(store)}", Body=path.read_bytes())
+        upload_store(s3, bucket, "recommender", store)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "_X_AMZN"))}
         functions = {}
         for function, event in FUNCTION_EVENTS.items():
@@ -212,7 +204,7 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
                    "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}  # fmt: skip
             module = f"functions.{spec.code_uri.name}.{spec.handler.split('.')[0]}"
-            functions[function] = (module, str(events / event), env)
+            functions[function] = (module, str(events / f"{event}.json"), env)
         out = coldstart.measure(PY, functions, repeats)
     for function in FUNCTION_EVENTS:
         figures = out[function]
@@ -291,17 +283,8 @@ def http_load(store: Path, seconds: int, connections: int) -> dict[str, Any]:
                                  "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                                 check=True)  # fmt: skip
     finally:
-        _stop(proc)
+        stop(proc)
     return parse_wrk(result.stdout)
-
-
-def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def parse_wrk(text: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -95,6 +96,7 @@ class Function:
     handler: str
     layers: list[Path]
     environment: dict[str, str] = field(default_factory=dict)
+    runtime: str = ""
 
 
 @dataclass
@@ -119,7 +121,8 @@ def load_application(template: Path = TEMPLATE) -> Application:
         props = res["Properties"]
         layers = [layer_paths[_ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
         env = {**_literals(glob.get("Environment", {})), **_literals(props.get("Environment", {}))}
-        functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env)
+        runtime = str(props.get("Runtime", glob.get("Runtime", "")))
+        functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
         for event in props.get("Events", {}).values():
             if event["Type"] == "Api":
                 routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
@@ -371,6 +374,35 @@ def start_server(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingH
     server = _Server(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    """Terminate a child process, and kill it if it has not exited after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def sample_event(name: str, user_id: int | str, movie_id: int | str) -> dict[str, Any]:
+    """The sample event `events/<name>.json` with its user and movie ids (196 and 50) replaced."""
+    event = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    event["path"] = event["path"].replace("/196", f"/{user_id}").replace("/50/", f"/{movie_id}/")
+    for key, value in (("user_id", user_id), ("movie_id", movie_id)):
+        if key in (event.get("pathParameters") or {}):
+            event["pathParameters"][key] = str(value)
+    return event  # type: ignore[no-any-return]
+
+
+def upload_store(s3: Any, bucket: str, prefix: str, store: Path) -> None:
+    """Copy a local model store under s3://`bucket`/`prefix`, its pointer last (as publishing does)."""
+    files = sorted(p for p in store.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in sorted(files, key=lambda p: p.name == POINTER):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(store)}", Body=path.read_bytes())
 
 
 def serve(model_uri: str, api_port: int, web_port: int | None, allowed_origin: str = "*") -> list[ThreadingHTTPServer]:

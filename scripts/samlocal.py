@@ -41,7 +41,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scripts.localstack import FRONTEND, ROOT, TEMPLATE, config_js, free_port, site_csp, start_server
+from scripts.localstack import (
+    FRONTEND,
+    ROOT,
+    SITE_HEADERS,
+    TEMPLATE,
+    _http_handler,
+    config_js,
+    load_application,
+    site_csp,
+    start_server,
+    stop,
+    upload_store,
+)  # fmt: skip
 
 WORK = ROOT / "build" / "sam"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
@@ -111,28 +123,22 @@ def docker_daemon() -> Iterator[None]:
             time.sleep(0.5)
         yield
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, timeout=30)
 
 
 # -- the images --------------------------------------------------------------------------------
 
 
 def runtime_version(template: Path = TEMPLATE) -> str:
-    """The Python version of the template's runtime ("3.13" for python3.13)."""
-    for line in template.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("Runtime:") and "python" in stripped:
-            return stripped.split("python", 1)[1].strip()
-    raise ValueError(f"{template} declares no python runtime")
+    """The Python version of the template's functions' runtime ("3.13" for python3.13)."""
+    runtimes = {f.runtime for f in load_application(template).functions.values()}
+    if len(runtimes) != 1 or not next(iter(runtimes)).startswith("python"):
+        raise ValueError(f"{template}: expected one python runtime for every function, got {sorted(runtimes)}")
+    return next(iter(runtimes)).removeprefix("python")
 
 
-def _pin(path: Path, package: str) -> str:
+def pin(path: Path, package: str) -> str:
+    """The requirement line that pins `package` in a requirements file (``numpy==2.5.5``)."""
     line = next(x for x in path.read_text().splitlines() if x.split("[")[0].split("==")[0] == package)
     return line.split("#")[0].strip()
 
@@ -146,8 +152,8 @@ def image_key(version: str) -> str:
     inputs = {
         "format": IMAGE_FORMAT, "version": version, "suite": SUITES.get(version), "mirror": MIRROR,
         "platform": GLIBC_PLATFORM, "ric": AWSLAMBDARIC, "bootstrap": BOOTSTRAP,
-        "boto3": _pin(ROOT / "layers/recsys/requirements.txt", "boto3"),
-        "moto": _pin(ROOT / "requirements-dev.txt", "moto"),
+        "boto3": pin(ROOT / "layers/recsys/requirements.txt", "boto3"),
+        "moto": pin(ROOT / "requirements-dev.txt", "moto"),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -178,7 +184,7 @@ def ensure_images(version: str | None = None, log: Any = print) -> dict[str, str
         if not official:
             runtime = Path(tmp, "lambda")
             _pip_target(
-                runtime / "var/runtime", [AWSLAMBDARIC, _pin(ROOT / "layers/recsys/requirements.txt", "boto3")], version
+                runtime / "var/runtime", [AWSLAMBDARIC, pin(ROOT / "layers/recsys/requirements.txt", "boto3")], version
             )
             (runtime / "var/runtime/bootstrap").write_text(BOOTSTRAP.format(version=version))
             (runtime / "var/runtime/bootstrap").chmod(0o755)
@@ -188,7 +194,7 @@ def ensure_images(version: str | None = None, log: Any = print) -> dict[str, str
                 "ENV LAMBDA_RUNTIME_DIR=/var/runtime", "WORKDIR /var/task", 'ENTRYPOINT ["/var/runtime/bootstrap"]',
             ])  # fmt: skip
         moto = Path(tmp, "moto")
-        _pip_target(moto / "opt/moto", [_pin(ROOT / "requirements-dev.txt", "moto")], version)
+        _pip_target(moto / "opt/moto", [pin(ROOT / "requirements-dev.txt", "moto")], version)
         _import(rootfs, moto, ["opt/moto"], names["moto"], key, [
             "ENV PYTHONPATH=/opt/moto", "ENV LANG=C.UTF-8", f"EXPOSE {MOTO_PORT}",
             f'CMD ["/usr/bin/python3", "-m", "moto.server", "-H", "0.0.0.0", "-p", "{MOTO_PORT}"]',
@@ -354,9 +360,7 @@ class SamStack:
         s3 = self.s3()
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=BUCKET)
-        files = sorted(p for p in store.rglob("*") if p.is_file() and not p.name.startswith("."))
-        for path in sorted(files, key=lambda p: p.name == "latest.json"):
-            s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{path.relative_to(store)}", Body=path.read_bytes())
+        upload_store(s3, BUCKET, PREFIX, store)
 
     def env_file(self, **overrides: str) -> Path:
         """The --env-vars file: every function reads the model from moto on this stack's network."""
@@ -462,8 +466,6 @@ def demo(ratings: str, api_port: int, web_port: int) -> int:
         with stack.start_api(api_port) as api:
             script = config_js(api)
             (FRONTEND / "config.js").write_bytes(script)
-            from scripts.localstack import SITE_HEADERS, _http_handler
-
             headers = {**SITE_HEADERS, "Content-Security-Policy": site_csp(api)}
             site = start_server(_http_handler(None, FRONTEND, script, headers), web_port)
             web = f"http://127.0.0.1:{site.server_port}"
@@ -510,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-__all__ = ["DockerUnavailable", "SamStack", "docker_daemon", "ensure_images", "free_port"]
+__all__ = ["DockerUnavailable", "SamStack", "docker_daemon", "ensure_images", "pin"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from scripts import openapi
-from scripts.localstack import Invoker, LambdaContext, load_application
+from scripts.localstack import Invoker, LambdaContext, free_port, load_application, sample_event
 from scripts.samlocal import DockerUnavailable, SamStack
 from tests.integration.test_openapi import POSTS, REQUESTS, validate
 
@@ -45,11 +45,7 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Pat
     routes = {(r.method, r.path): r.function for r in load_application().routes}
     out = {}
     for path in EVENTS:
-        event = json.loads(path.read_text())
-        event["path"] = event["path"].replace("/196", "/1").replace("/50/", "/2/")
-        for key, value in (("user_id", "1"), ("movie_id", "2")):
-            if key in (event.get("pathParameters") or {}):
-                event["pathParameters"][key] = value
+        event = sample_event(path.stem, 1, 2)
         if event.get("body") and event["httpMethod"] == "POST":
             event["body"] = json.dumps({"liked": [1, 2, 3], "k": 5, "explain": True})
         (folder / path.name).write_text(json.dumps(event))
@@ -106,11 +102,11 @@ def _request(url: str, method: str = "GET", body: bytes | None = None, headers: 
 def test_start_api_answers_as_the_openapi_document_says(stack: SamStack) -> None:
     document = json.loads(openapi.DOCUMENT.read_text())
     app = load_application()
-    with stack.start_api(_free_port()) as api:
+    with stack.start_api(free_port()) as api:
         for target, expected in REQUESTS:
             status, headers, body = _request(api + target)
             assert status == expected, (target, status, body[:300])
-            route = next(r for r in app.routes if r.method == "GET" and _matches(r.path, target.split("?")[0]))
+            route = next(r for r in app.routes if r.method == "GET" and r.pattern.match(target.split("?")[0]))
             validate(document, route.path, status, json.loads(body))
             assert headers.get("Access-Control-Allow-Origin") == "*"
         for payload, request_headers, expected in POSTS:
@@ -125,14 +121,3 @@ def test_start_api_answers_as_the_openapi_document_says(stack: SamStack) -> None
         assert status == 204
         assert "POST" in headers["Access-Control-Allow-Methods"]
         assert headers["Access-Control-Allow-Headers"].lower() == "content-type"
-
-
-def _matches(template: str, path: str) -> bool:
-    parts, given = template.strip("/").split("/"), path.strip("/").split("/")
-    return len(parts) == len(given) and all(p.startswith("{") or p == g for p, g in zip(parts, given, strict=True))
-
-
-def _free_port() -> int:
-    from scripts.localstack import free_port
-
-    return free_port()

@@ -9,23 +9,25 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import coldstart
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError
 from recsys.s3 import S3Client, S3Error
 from recsys.store import Boto3Objects, ModelStore, reader_for, s3_client
 from recsys.uri import ModelUri
+from scripts.localstack import sample_event
 from tests import data
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {"recommend": "recommend", "history": "history", "similar": "similar"}
+FUNCTIONS = ("history", "recommend", "similar")
 
 
 def test_s3_client_reads_what_boto3_wrote(s3) -> None:  # type: ignore[no-untyped-def]
@@ -62,37 +64,24 @@ def test_without_environment_credentials_boto3_reads_the_model(s3, checkerboard_
     assert isinstance(store.reader.client, Boto3Objects)  # type: ignore[attr-defined]
 
 
-def _cold_start(function: str, uri: str, endpoint: str, extra: dict[str, str]) -> dict[str, object]:
-    """One cold start of `function` in a fresh interpreter: status and what it imported."""
-    script = (
-        "import json, sys\n"
-        f"import functions.{function}.app as app\n"
-        "from bench.coldstart import Context\n"
-        f"event = json.loads(open({str(ROOT / 'events' / (function + '.json'))!r}).read())\n"
-        "event['path'] = event['path'].replace('/196', '/1').replace('/50/', '/1/')\n"
-        "for k in ('user_id', 'movie_id'):\n"
-        "    if k in (event.get('pathParameters') or {}): event['pathParameters'][k] = '1'\n"
-        "status = app.lambda_handler(event, Context())['statusCode']\n"
-        "print('RESULT ' + json.dumps({'status': status, 'modules': sorted(m for m in sys.modules\n"
-        "    if m.split('.')[0] in "
-        "('boto3', 'botocore', 'aws_xray_sdk', 's3transfer'))}))\n"
-    )
+def _cold_start(function: str, uri: str, tmp_path: Path, extra: dict[str, str]) -> dict[str, Any]:
+    """One cold start of `function` in a fresh interpreter (`bench.coldstart`): status and SDK modules."""
+    event = tmp_path / f"{function}.json"
+    event.write_text(json.dumps(sample_event(function, 1, 1)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_AMZN"))}
-    env.update(PYTHONPATH=f"{ROOT}:{ROOT / 'layers/recsys'}", MODEL_URI=uri, AWS_ENDPOINT_URL=endpoint,
-               POWERTOOLS_SERVICE_NAME=function, POWERTOOLS_METRICS_DISABLED="true", **extra)  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    assert done.returncode == 0 and line, done.stderr[-3000:]
-    return json.loads(line.removeprefix("RESULT "))  # type: ignore[no-any-return]
+    env.update(PYTHONPATH=f"{ROOT}:{ROOT / 'layers/recsys'}", MODEL_URI=uri, POWERTOOLS_SERVICE_NAME=function,
+               POWERTOOLS_METRICS_DISABLED="true", **extra)  # fmt: skip
+    cmd = [sys.executable, "-m", "bench.coldstart", "child", f"functions.{function}.app", str(event)]
+    return coldstart.run_once(cmd, env)[1]
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_tracing_off_imports_neither_xray_nor_boto3(s3, checkerboard_dir: Path, function: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_tracing_off_imports_neither_xray_nor_boto3(  # type: ignore[no-untyped-def]
+    s3, checkerboard_dir: Path, function: str, tmp_path: Path
+) -> None:
     uri = f"s3://{s3.bucket}/recommender"
     assert data.train(checkerboard_dir, uri) == 0
-    result = _cold_start(function, uri, os.environ["AWS_ENDPOINT_URL"], {"POWERTOOLS_TRACE_DISABLED": "true"})
+    result = _cold_start(function, uri, tmp_path, {"POWERTOOLS_TRACE_DISABLED": "true"})
     assert result["status"] == 200
     # botocore's top package only (powertools reads its version for the user agent): no client machinery
     assert result["modules"] == ["aws_xray_sdk", "aws_xray_sdk.sdk_config", "botocore"]
@@ -101,8 +90,9 @@ def test_tracing_off_imports_neither_xray_nor_boto3(s3, checkerboard_dir: Path, 
 def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(
     s3,
     checkerboard_dir: Path,
-    request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
-) -> None:  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
     # GIVEN a daemon address that this test listens on (UDP on loopback) and Lambda's environment
     uri = f"s3://{s3.bucket}/recommender"
     assert data.train(checkerboard_dir, uri) == 0
@@ -110,12 +100,12 @@ def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(
     request.addfinalizer(daemon.close)
     daemon.bind(("127.0.0.1", 0))
     lambda_env = {
-        "LAMBDA_TASK_ROOT": str(ROOT / "functions/similar"), "AWS_LAMBDA_FUNCTION_NAME": "SimilarFunction",
+        **coldstart.LAMBDA_ENV, "LAMBDA_TASK_ROOT": str(ROOT / "functions/similar"),
+        "AWS_LAMBDA_FUNCTION_NAME": "SimilarFunction",
         "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
     }  # fmt: skip
     # WHEN the function starts cold and answers
-    result = _cold_start("similar", uri, os.environ["AWS_ENDPOINT_URL"], lambda_env)
+    result = _cold_start("similar", uri, tmp_path, lambda_env)
     assert result["status"] == 200
     assert "aws_xray_sdk.core" in result["modules"] and "boto3" not in result["modules"]
     # THEN X-Ray got the handler's subsegment and one per S3 request (HEAD, pointer, three parts)

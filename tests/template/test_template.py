@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from scripts.localstack import Invoker, LocalApi, load_application
+from scripts.samlocal import pin
 
 pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,8 +87,7 @@ def test_sam_build_succeeds_without_docker(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     layer = tmp_path / "build/RecsysLayer/python"
     assert (layer / "recsys/artifact.py").exists()
-    pinned = next(line for line in (ROOT / "layers/recsys/requirements.txt").read_text().splitlines()
-                  if line.startswith("numpy=="))  # fmt: skip
+    pinned = pin(ROOT / "layers/recsys/requirements.txt", "numpy")
     assert (layer / f"numpy-{pinned.removeprefix('numpy==')}.dist-info").is_dir()
     # the layer serves without lightfm, scipy or pandas
     assert not any(next(layer.glob(f"{name}*"), None) for name in ("lightfm", "scipy", "pandas"))

@@ -16,6 +16,7 @@ from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
 from recsys.store import ARRAY_GLOBALS, FAILED_LOAD_BACKOFF_S, ModelStore, dump_parts, load_artifact, load_part
 from recsys.uri import ModelUri
+from scripts.samlocal import pin
 from tests.unit.test_artifact import tiny
 
 pytestmark = pytest.mark.unit
@@ -273,15 +274,10 @@ def test_any_exception_from_a_hostile_state_is_an_integrity_error() -> None:
         _load_whole(data)
 
 
-def _pin(path: str, package: str) -> str:
-    root = Path(__file__).resolve().parents[2]
-    lines = (root / path).read_text().splitlines()
-    return next(line for line in lines if line.startswith(f"{package}=="))
-
-
 def test_training_and_the_layer_ship_the_same_numpy() -> None:
     # what training pickles, the layer unpickles: one numpy version on both sides
-    assert _pin("training/requirements.txt", "numpy") == _pin("layers/recsys/requirements.txt", "numpy")
+    root = Path(__file__).resolve().parents[2]
+    assert pin(root / "training/requirements.txt", "numpy") == pin(root / "layers/recsys/requirements.txt", "numpy")
 
 
 def test_a_model_the_previous_release_published_still_serves() -> None:
@@ -296,3 +292,10 @@ def test_a_model_the_previous_release_published_still_serves() -> None:
     for name in PARTS["item_vectors"] + PARTS["user_vectors"]:
         np.testing.assert_array_equal(getattr(model, name), getattr(fresh, name))
     assert model.recommend(0, 2)[0].tolist() == fresh.recommend(0, 2)[0].tolist()
+
+
+def test_a_pointer_that_names_no_parts_is_an_integrity_error() -> None:
+    reader, clock = MemoryReader(), Clock()
+    reader.files["latest.json"] = json.dumps({"version": "v1", "parts": {}}).encode()
+    with pytest.raises(ModelIntegrityError, match="names no part catalog"):
+        _store(reader, clock).get()

@@ -23,9 +23,8 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import warnings
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from typing import Any
 
 from aws_lambda_powertools import Tracer
@@ -98,19 +97,12 @@ def body_problem(event: dict[str, Any]) -> str | None:
     return None
 
 
-def tracing_on(env: Mapping[str, str] | None = None) -> bool:
-    """Whether powertools traces: inside Lambda (or its emulators but SAM's), unless turned off."""
-    env = os.environ if env is None else env
-    if env.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "y", "yes", "t", "true", "on"):
-        return False
-    return bool(env.get("LAMBDA_TASK_ROOT")) and not env.get("AWS_SAM_LOCAL") and not env.get("AWS_CHALICE_CLI_MODE")
-
-
 def create_tracer() -> Tracer:
     """Powertools' X-Ray tracer, patching only `TRACED_MODULES`, when tracing is on; else a tracer
     whose provider does nothing, so that the X-Ray SDK is never imported (powertools imports it for
-    a disabled tracer too)."""
-    if tracing_on():
+    a disabled tracer too). On or off is powertools' own rule: inside Lambda, not in SAM's emulator,
+    unless POWERTOOLS_TRACE_DISABLED."""
+    if not Tracer._is_tracer_disabled():
         return Tracer(patch_modules=TRACED_MODULES)
     return Tracer(disabled=True, provider=Untraced())
 

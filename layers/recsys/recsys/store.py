@@ -156,7 +156,7 @@ class S3Reader:
         return str(self._call("head", POINTER)["etag"])
 
     def read(self, relative: str) -> bytes:
-        return bytes(self._call("get", relative))
+        return self._call("get", relative)  # type: ignore[no-any-return]
 
     def _call(self, operation: str, relative: str) -> Any:
         key = self.uri.key(relative)
@@ -176,7 +176,7 @@ class Boto3Objects:
         return {"etag": self.client.head_object(Bucket=bucket, Key=key)["ETag"]}
 
     def get(self, bucket: str, key: str) -> bytes:
-        return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
 
 
 def s3_client() -> Any:
@@ -195,7 +195,7 @@ def s3_client() -> Any:
     config = Config(
         connect_timeout=S3_TIMEOUTS["connect_timeout"],
         read_timeout=S3_TIMEOUTS["read_timeout"],
-        retries={"total_max_attempts": int(S3_TIMEOUTS["max_attempts"]), "mode": "standard"},
+        retries={"total_max_attempts": S3_TIMEOUTS["max_attempts"], "mode": "standard"},
     )
     return Boto3Objects(boto3.client("s3", config=config))
 
@@ -336,7 +336,7 @@ def read_model(reader: Reader, parts: tuple[str, ...] | None = None) -> tuple[Mo
         data = reader.read(entry["key"])
         return load_artifact(data, sha256=entry["sha256"], size=entry["size"]), len(data)
     entries = pointer["parts"]
-    wanted = tuple(entries) if parts is None else ("catalog", *(p for p in parts if p != "catalog"))
+    wanted = ("catalog", *(p for p in (entries if parts is None else parts) if p != "catalog"))
     missing = [name for name in wanted if name not in entries]
     if missing:
         raise ModelIntegrityError(f"{POINTER} of {pointer['version']} names no part {', '.join(missing)}")
@@ -372,7 +372,7 @@ def _parse_pointer(raw: bytes) -> dict[str, Any]:
             parsed = {"version": version, "whole": _entry(pointer)}
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelUnavailableError(f"{POINTER} is malformed: {exc}") from exc
-    entries = parsed.get("parts") or {"model": parsed.get("whole")}
+    entries = parsed["parts"] if "parts" in parsed else {"model": parsed["whole"]}
     for entry in entries.values():
         if entry["key"].startswith("/") or ".." in entry["key"].split("/"):
             raise ModelIntegrityError(f"{POINTER} names a key outside the store: {entry['key']!r}")
