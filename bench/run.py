@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench import generate, latency, original
-from scripts.localstack import free_port, moto_s3, sample_event, stop, upload_store
+from scripts.localstack import free_port, model_parts, moto_s3, sample_event, stop, upload_store
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
@@ -135,7 +135,6 @@ def ingest(ratings: Path, repeats: int) -> dict[str, Any]:
 
 def artifact_figures(store: Path, repeats: int) -> dict[str, Any]:
     """The model's size in all and by part, and per function: bytes read, verify + unpickle, RSS."""
-    from recsys.artifact import FUNCTION_PARTS
     from recsys.store import open_model
 
     pointer = json.loads((store / "latest.json").read_text())
@@ -147,7 +146,7 @@ def artifact_figures(store: Path, repeats: int) -> dict[str, Any]:
              "rss=lambda:int(open('/proc/self/statm').read().split()[1])*4096/2**20;before=rss();"
              "m=open_model(sys.argv[1],tuple(sys.argv[2].split(',')));"
              "print(json.dumps({'before':before,'after':rss()}))")  # fmt: skip
-    for function, parts in FUNCTION_PARTS.items():
+    for function, parts in model_parts().items():
         times = []
         for _ in range(repeats):
             t = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import importlib
 import importlib.util
 import json
 import mimetypes
@@ -127,6 +128,15 @@ def load_application(template: Path = TEMPLATE) -> Application:
             if event["Type"] == "Api":
                 routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
     return Application(functions, routes)
+
+
+def model_parts(app: Application | None = None) -> dict[str, tuple[str, ...]]:
+    """The parts of the model each function reads, as its handler module declares them (`MODEL_PARTS`)."""
+    app = app or load_application()
+    return {
+        name: tuple(importlib.import_module(f"functions.{fn.code_uri.name}.app").MODEL_PARTS)
+        for name, fn in app.functions.items()
+    }
 
 
 def _ref(value: Any) -> str:

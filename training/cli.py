@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 import recsys
-from recsys.artifact import PARTS, SCHEMA_VERSION
-from recsys.store import dump_parts
+from recsys.parts import PARTS, SCHEMA_VERSION
 from recsys.uri import ModelUri
 from training import ease, foldin
 from training import model as lfm
@@ -240,7 +239,7 @@ def train_and_evaluate(
     }))  # fmt: skip
     with phases("artifact"):
         artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
-    parts = dump_parts(artifact)
+    parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
     metrics["part_bytes"] = {name: len(blob) for name, blob in parts.items()}
     return {

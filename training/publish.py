@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys.uri import MODELS, POINTER, ModelUri, model_key
+from recsys.parts import MODELS, POINTER, Pointer, model_key
+from recsys.uri import ModelUri
 
 
 class PublishError(RuntimeError):
@@ -64,31 +65,23 @@ def publish(
 ) -> Published:
     """Write the version's files (the model's `parts`, then `extras`), then swing the pointer to it
     if nobody else did meanwhile. The pointer names every part with its size and sha256."""
-    entries = {
-        name: {"key": model_key(version, f"{name}.pkl"), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        for name, data in parts.items()
-    }
-    pointer = {
-        "version": version,
-        "parts": entries,
-        "created_at": created_at.isoformat().replace("+00:00", "Z"),
-    }
+    pointer = Pointer.for_parts(version, parts, created_at.isoformat().replace("+00:00", "Z"))
     written: list[str] = []
     try:
         for name, data in parts.items():
-            writer.put_new(entries[name]["key"], data)
-            written.append(entries[name]["key"])
+            writer.put_new(pointer.parts[name].key, data)
+            written.append(pointer.parts[name].key)
         for name, data in extras.items():
             writer.put_new(model_key(version, name), data)
             written.append(model_key(version, name))
-        writer.swap_pointer(json.dumps(pointer, indent=2).encode(), expected_tag)
+        writer.swap_pointer(pointer.dumps(), expected_tag)
     except PublishError:
         if written:
             with contextlib.suppress(Exception):  # tidying our own files; the error below matters
                 writer.delete_version(version)
         raise
     pruned = prune(writer, keep, current=version) if keep else ()
-    return Published(location=location, pruned=tuple(pruned), **pointer)  # type: ignore[arg-type]
+    return Published(location=location, pruned=tuple(pruned), **pointer.to_json())
 
 
 def prune(writer: Writer, keep: int, current: str) -> list[str]:

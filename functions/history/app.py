@@ -9,15 +9,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
-from recsys.artifact import FUNCTION_PARTS
+from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import History, Offset, Seed, UserId, Users
+from recsys.tracing import create_tracer
+
+#: The parts of the model this function reads (`recsys.parts.PARTS`).
+MODEL_PARTS = ("catalog", "histories", "ratings")
 
 logger = Logger()
-tracer = api.create_tracer()
+tracer = create_tracer()
 metrics = Metrics(namespace=api.NAMESPACE)
 app = api.create_app()
-runtime = api.Runtime(metrics, parts=FUNCTION_PARTS["HistoryFunction"])
-api.register_snapstart(runtime)
+runtime = Runtime(metrics, parts=MODEL_PARTS)
+register_snapstart(runtime)
 
 HistoryK = Annotated[int, Query(ge=1, le=100, description="How many items (1..100)")]
 Limit = Annotated[int, Query(ge=1, le=100, description="How many users (1..100)")]

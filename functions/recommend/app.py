@@ -9,15 +9,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
-from recsys.artifact import FUNCTION_PARTS
+from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, Taste, TasteRecommendations, UserId
+from recsys.tracing import create_tracer
+
+#: The parts of the model this function reads (`recsys.parts.PARTS`).
+MODEL_PARTS = ("catalog", "item_vectors", "user_vectors", "histories")
 
 logger = Logger()
-tracer = api.create_tracer()
+tracer = create_tracer()
 metrics = Metrics(namespace=api.NAMESPACE)
 app = api.create_app()
-runtime = api.Runtime(metrics, parts=FUNCTION_PARTS["RecommendFunction"])
-api.register_snapstart(runtime)
+runtime = Runtime(metrics, parts=MODEL_PARTS)
+register_snapstart(runtime)
 
 
 @app.get("/recommendations/<user_id>", responses=api.RESPONSES, tags=["recommendations"])

@@ -3,6 +3,7 @@ with the error body, never an exception or a 5xx."""
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from pathlib import Path
@@ -40,21 +41,39 @@ def events(draw: st.DrawFn, route: Any) -> dict[str, Any]:
     headers = draw(st.one_of(st.none(), st.dictionaries(st.sampled_from(["Origin", "origin", "Accept", "X-Odd"]),
                                                         texts, max_size=3)))  # fmt: skip
     name = "user_id" if "user_id" in route.path else "movie_id"
+    return _event(route, "GET", path, headers, multi, {name: segment} if "{" in route.path else None, body,
+                  draw(st.booleans()) if body else False)  # fmt: skip
+
+
+def _event(
+    route: Any, method: str, path: str, headers: dict[str, str] | None, query: dict[str, list[str]],
+    path_parameters: dict[str, str] | None, body: str | None, is_base64: bool,
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as the gateway would pass it."""
     return {
-        "resource": route.path,
-        "path": path,
-        "httpMethod": "GET",
-        "headers": headers,
+        "resource": route.path, "path": path, "httpMethod": method, "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()} or None,
-        "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
-        "multiValueQueryStringParameters": multi or None,
-        "pathParameters": {name: segment} if "{" in route.path else None,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": route.path, "httpMethod": "GET", "stage": "Prod", "requestId": "fuzz",
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None, "pathParameters": path_parameters, "stageVariables": None,
+        "requestContext": {"resourcePath": route.path, "httpMethod": method, "stage": "Prod", "requestId": "fuzz",
                            "path": f"/Prod{path}", "identity": {"sourceIp": "127.0.0.1"}},
-        "body": body,
-        "isBase64Encoded": draw(st.booleans()) if body else False,
+        "body": body, "isBase64Encoded": is_base64,
     }  # fmt: skip
+
+
+def _answer_is_clear(invoker: Invoker, route: Any, event: dict[str, Any], seen: dict[int, int]) -> dict[str, Any]:
+    """Invoke the route's function with `event`; assert a 2xx, or a 4xx with the error body. The body."""
+    response = invoker.handler(route.function)(event, LambdaContext(route.function))
+    status = response["statusCode"]
+    seen[status] = seen.get(status, 0) + 1
+    body: dict[str, Any] = json.loads(response["body"])
+    assert 200 <= status < 300 or 400 <= status < 500, (status, body, event["path"], (event["body"] or "")[:200])
+    if status >= 400:
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    else:
+        assert body["model_version"]
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +89,69 @@ def test_odd_events_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> No
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(event=events(route))
     def check(event: dict[str, Any]) -> None:
-        response = invoker.handler(route.function)(event, LambdaContext(route.function))
-        status = response["statusCode"]
-        seen[status] = seen.get(status, 0) + 1
-        body = json.loads(response["body"])
-        assert 200 <= status < 300 or 400 <= status < 500, (status, body, event["path"])
-        if status >= 400:
-            assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-            assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-        else:
-            assert body["model_version"]
+        _answer_is_clear(invoker, route, event, seen)
 
     check()
     assert sum(seen.values()) >= 1000
     if route.path != "/model":  # the one route without parameters always answers 200
         assert any(400 <= s < 500 for s in seen), seen  # the generator does reach the error paths
+
+
+POST_ROUTES = [r for r in APP.routes if r.method == "POST"]
+FIELDS = ["liked", "disliked", "k", "genre", "explain", "user_id", ""]
+json_values = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False), st.text(alphabet=st.characters(), max_size=20),
+    ),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=5),
+    max_leaves=30,
+)  # fmt: skip
+tastes = st.fixed_dictionaries(
+    {"liked": st.lists(st.integers(min_value=-5, max_value=2000), max_size=8)},
+    optional={"disliked": st.lists(st.integers(min_value=-5, max_value=2000), max_size=4),
+              "k": st.integers(min_value=-2, max_value=120), "genre": st.sampled_from(["Comedy", "comedy", "", "X"]),
+              "explain": st.booleans()},
+)  # fmt: skip
+hostile = st.one_of(
+    st.integers(min_value=4000, max_value=6000).map(lambda n: '{"liked": [' + "9" * n + "]}"),
+    st.integers(min_value=9, max_value=12_000).map(lambda n: "[" * n + "]" * n),
+    st.integers(min_value=9, max_value=5_000).map(lambda n: '{"liked": ' + "[" * n + "1" + "]" * n + "}"),
+    st.sampled_from(['{"liked": [1], "liked": [2]}', '{"liked": [1], "genre": "\\ud800"}', '{"liked": [NaN]}',
+                     '{"liked": [Infinity]}', '{"liked": [1e400]}', '{"liked": [1]}\x00', "\ufeff{}", "nul"]),
+)  # fmt: skip
+bodies = st.one_of(
+    tastes.map(json.dumps), json_values.map(json.dumps), hostile, st.text(alphabet=st.characters(), max_size=60)
+)
+
+
+@st.composite
+def post_events(draw: st.DrawFn, route: Any) -> dict[str, Any]:
+    text = draw(bodies)
+    encoded = draw(st.integers(0, 3))  # 0, 1: as text; 2: base64 of UTF-8; 3: base64 of arbitrary bytes
+    body, is_base64 = text, False
+    if encoded == 2:
+        body, is_base64 = base64.b64encode(text.encode(errors="surrogatepass")).decode(), True
+    elif encoded == 3:
+        body, is_base64 = draw(st.one_of(st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                                         st.text(max_size=20))), True  # fmt: skip
+    content_type = draw(st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+                                         "text/plain", "application/x-www-form-urlencoded", None]))  # fmt: skip
+    headers = {"Content-Type": content_type} if content_type else {}
+    return _event(route, "POST", route.path, headers, {}, None, body, is_base64)
+
+
+@pytest.mark.parametrize("route", POST_ROUTES, ids=lambda r: r.path)
+def test_odd_bodies_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> None:
+    seen: dict[int, int] = {}
+
+    @settings(max_examples=1500, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(event=post_events(route))
+    def check(event: dict[str, Any]) -> None:
+        body = _answer_is_clear(invoker, route, event, seen)
+        assert "error" in body or isinstance(body["items"], list)
+
+    check()
+    assert sum(seen.values()) >= 1500
+    assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen  # both paths reached

@@ -17,6 +17,7 @@ from functions.history import app as history_app
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
 from recsys import api, store
+from recsys.runtime import Runtime
 from tests import data
 from tests.conftest import free_port, load_event
 
@@ -45,7 +46,7 @@ def served(s3, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str: 
     assert data.train(checkerboard_dir, uri) == 0
     os.environ.update(MODEL_URI=uri, ALLOWED_ORIGIN="https://site.example")
     for module in (recommend_app, history_app, similar_app):
-        monkeypatch.setattr(module, "runtime", api.Runtime(parts=module.runtime.parts))
+        monkeypatch.setattr(module, "runtime", Runtime(parts=module.runtime.parts))
     return uri
 
 
@@ -238,15 +239,16 @@ def test_s3_down_at_cold_start_is_503_with_bounded_timeouts_then_recovers(
     os.environ.update(
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", MODEL_URI="s3://down/recommender", ALLOWED_ORIGIN="*"
     )
-    monkeypatch.setattr(recommend_app, "runtime", api.Runtime(parts=recommend_app.runtime.parts))
+    monkeypatch.setattr(recommend_app, "runtime", Runtime(parts=recommend_app.runtime.parts))
     # no backoff here: it delays the recovery by design (tests/unit/test_store.py covers it)
     monkeypatch.setattr(store, "FAILED_LOAD_BACKOFF_S", 0.0)
     status, body, headers = call(recommend_app, lambda_context, "model")
     assert status == 503
     # the answer came because every S3 call is bounded (a black hole would otherwise hold the request
-    # until Lambda's timeout): 2 attempts of at most 1 s to connect and 1 s of silence while reading
+    # until Lambda's timeout): attempts of at most 1 s to connect and 1 s of silence while reading,
+    # all within the load's deadline
     client = recommend_app.runtime.store.reader.client  # type: ignore[attr-defined]
-    assert (client.timeout, client.attempts) == (1.0, 2)
+    assert (client.timeout, client.attempts) == (1.0, store.S3_ATTEMPTS)
     assert headers["Access-Control-Allow-Origin"] == "*" and "Retry-After" in headers
     if hole is not None:
         hole.close()

@@ -12,7 +12,8 @@ import pytest
 
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
-from recsys import api, service
+from recsys import service
+from recsys.runtime import Runtime
 from scripts.localstack import Invoker, LocalApi, load_application
 from tests import data
 from tests.conftest import ROOT
@@ -75,7 +76,7 @@ def test_a_one_star_movie_that_would_rank_first_is_never_recommended(twisted) ->
 def test_a_user_with_only_low_ratings_gets_popularity_minus_their_movies(twisted, lambda_context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     store, rated = twisted
     os.environ.update(MODEL_URI=str(store), ALLOWED_ORIGIN="*")
-    monkeypatch.setattr(recommend_app, "runtime", api.Runtime(parts=recommend_app.runtime.parts))
+    monkeypatch.setattr(recommend_app, "runtime", Runtime(parts=recommend_app.runtime.parts))
     status, body, _ = call(recommend_app, lambda_context, "recommend", f"/recommendations/{LOW_RATER}", k="100")
     assert status == 200 and body["model"] == "popularity" and body["fallback"] == "no_likes"
     assert body["items"] and not set(_ids(body)) & rated[LOW_RATER]
@@ -89,7 +90,7 @@ def test_a_never_liked_movie_is_nobodys_neighbour_and_answers_by_genre(twisted, 
             answer = service.similar(model, movie_id, 100)
             assert answer["basis"] == "model" and NEVER_LIKED not in _ids(answer)
     os.environ.update(MODEL_URI=str(store), ALLOWED_ORIGIN="*")
-    monkeypatch.setattr(similar_app, "runtime", api.Runtime(parts=similar_app.runtime.parts))
+    monkeypatch.setattr(similar_app, "runtime", Runtime(parts=similar_app.runtime.parts))
     status, body, _ = call(similar_app, lambda_context, "similar", f"/movies/{NEVER_LIKED}/similar", k="5")
     assert status == 200 and body["basis"] == "genres" and body["movie"]["likes"] == 0
     assert len(body["items"]) == 5 and all("Action" in m["genres"] for m in body["items"])

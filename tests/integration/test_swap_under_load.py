@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.artifact import PARTS, ModelArtifact
-from recsys.store import load_part
+from recsys.artifact import ModelArtifact
+from recsys.parts import PARTS, load_part
 from tests import data
 from tests.load import drive, local_api
 

@@ -48,7 +48,9 @@ WEAKENINGS = [  # (rule, text in template.yaml, replaced by; the first occurrenc
     ("E9005", "    Default: 0\n    MinValue: 0\n", "    Default: 0\n    MinValue: 1\n"),  # cannot be turned off
     ("E9006", '      OpenApiVersion: "3.0.1"\n', ""),
     ("E9007", 'POWERTOOLS_TRACER_CAPTURE_RESPONSE: "false"', 'POWERTOOLS_TRACER_CAPTURE_RESPONSE: "true"'),
-    ("E9008", '{"Null": {"s3:if-none-match": "true"}}', '{"Null": {"s3:if-none-match": "false"}}'),
+    ("E9008", '"Null": {"s3:if-none-match": "true"}', '"Null": {"s3:if-none-match": "false"}'),
+    # without the exemption, multipart uploads (CreateMultipartUpload, UploadPart) would be denied
+    ("E9008", ', "Bool": {"s3:ObjectCreationOperation": "true"}', ""),
 ]
 
 

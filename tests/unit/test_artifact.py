@@ -7,10 +7,14 @@ import pytest
 import scipy.sparse as sp
 
 from recsys import scoring
-from recsys.artifact import FUNCTION_PARTS, PARTS, ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
+from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
+from recsys.parts import PARTS
+from scripts.localstack import model_parts
 from training.model import fold_in_projection
 
 pytestmark = pytest.mark.unit
+
+FUNCTION_PARTS = model_parts()
 
 
 def tiny(**changes: object) -> ModelArtifact:
@@ -193,3 +197,15 @@ def test_a_functions_parts_hold_only_its_fields(function: str) -> None:
 def test_parts_that_do_not_fit_are_refused(parts: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelArtifact.from_parts(parts(tiny()))
+
+
+@pytest.mark.parametrize(
+    "popularity", [[9, 0, 1, 3], [0, 0, 1, 3], [-1, 1, 2, 3]], ids=["out of range", "repeated", "negative"]
+)
+def test_validate_refuses_a_popularity_that_is_not_a_ranking(popularity: list[int]) -> None:
+    # GIVEN a catalog whose popularity is not every item index once (each would fail requests later)
+    model = tiny()
+    catalog = {**model.part("catalog"), "popularity": np.array(popularity, np.int32)}
+    # WHEN it is assembled THEN it is refused, naming the field
+    with pytest.raises(ValueError, match="popularity"):
+        ModelArtifact.from_parts({"catalog": catalog})

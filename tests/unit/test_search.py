@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys import service
+from recsys import search, service
 from tests.unit.test_artifact import tiny
 
 pytestmark = pytest.mark.unit
@@ -16,7 +16,7 @@ WORDS = ["star", "wars", "trek", "la", "vie", "en", "rose", "étoile", "Éte", "
 
 
 def reference(keys: list[str], likes: np.ndarray, query: str, limit: int) -> list[int]:
-    words = service.fold(query).split()
+    words = search.fold(query).split()
     match = [i for i, key in enumerate(keys) if all(w in key for w in words)]
     match.sort(key=lambda i: (not keys[i].startswith(words[0]), -int(likes[i]), i))
     return match[:limit]
@@ -41,7 +41,7 @@ def test_search_matches_the_reference_ranking(titles: list[str], likes: list[int
         neighbours=base.neighbours[:0], neighbour_sims=base.neighbour_sims[:0],
     )  # fmt: skip
     got = [m["movie_id"] - 1 for m in service.search_movies(model, query, limit)["items"]]
-    keys = [service.fold(t) for t in titles]
+    keys = [search.fold(t) for t in titles]
     assert got == reference(keys, counts, query, limit)
 
 

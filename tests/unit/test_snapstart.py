@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys import api
-from recsys.artifact import FUNCTION_PARTS
-from recsys.store import dump_parts
+from functions.similar.app import MODEL_PARTS as SIMILAR_PARTS
+from recsys.runtime import Runtime, register_snapstart
 from tests.unit.test_artifact import tiny
 
 pytestmark = pytest.mark.unit
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 def _publish(store: Path, version: str) -> None:
     entries = {}
-    for name, blob in dump_parts(tiny(provenance={"version": version})).items():
+    for name, blob in tiny(provenance={"version": version}).to_parts().items():
         key = f"models/{version}/{name}.pkl"
         (store / key).parent.mkdir(parents=True, exist_ok=True)
         (store / key).write_bytes(blob)
@@ -41,16 +40,16 @@ def hooks(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Callable[[], None]]
     return registered
 
 
-def _runtime(store: Path, monkeypatch: pytest.MonkeyPatch) -> api.Runtime:
+def _runtime(store: Path, monkeypatch: pytest.MonkeyPatch) -> Runtime:
     monkeypatch.setenv("MODEL_URI", str(store))
     monkeypatch.setenv("MODEL_REFRESH_SECONDS", "3600")
-    return api.Runtime(parts=FUNCTION_PARTS["SimilarFunction"])
+    return Runtime(parts=SIMILAR_PARTS)
 
 
 def test_without_the_runtime_module_nothing_is_registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # import raises ImportError
     runtime = _runtime(tmp_path, monkeypatch)
-    api.register_snapstart(runtime)  # no error, and no model loaded during init
+    register_snapstart(runtime)  # no error, and no model loaded during init
     assert runtime._store is None
 
 
@@ -58,7 +57,7 @@ def test_the_snapshot_holds_the_model(tmp_path: Path, monkeypatch: pytest.Monkey
     # GIVEN a published model and a function whose hooks are registered
     _publish(tmp_path, "v1")
     runtime = _runtime(tmp_path, monkeypatch)
-    api.register_snapstart(runtime)
+    register_snapstart(runtime)
     assert len(hooks["before"]) == 1 and len(hooks["after"]) == 1
     # WHEN Lambda calls the before-snapshot hook THEN the model is loaded during init
     hooks["before"][0]()
@@ -76,7 +75,7 @@ def test_after_a_restore_the_first_request_rechecks_the_pointer(
     # GIVEN a snapshot taken with v1, and v2 published since (refresh is an hour away)
     _publish(tmp_path, "v1")
     runtime = _runtime(tmp_path, monkeypatch)
-    api.register_snapstart(runtime)
+    register_snapstart(runtime)
     hooks["before"][0]()
     _publish(tmp_path, "v2")
     assert runtime.model().version == "v1"  # without a restore, the refresh interval holds
@@ -90,7 +89,7 @@ def test_a_failure_before_the_snapshot_becomes_a_lazy_load(
 ) -> None:
     # GIVEN no model published yet when the snapshot is taken
     runtime = _runtime(tmp_path, monkeypatch)
-    api.register_snapstart(runtime)
+    register_snapstart(runtime)
     hooks["before"][0]()  # WHEN the hook runs THEN it does not raise: the init goes on
     assert "no model before the snapshot" in caplog.text
     # WHEN a model is published and the snapshot restored THEN the first request loads it, at once
@@ -104,8 +103,8 @@ def test_a_bad_setting_before_the_snapshot_does_not_crash_the_init(
     monkeypatch: pytest.MonkeyPatch, hooks: dict
 ) -> None:
     monkeypatch.delenv("MODEL_URI", raising=False)
-    runtime = api.Runtime(parts=FUNCTION_PARTS["SimilarFunction"])
-    api.register_snapstart(runtime)
+    runtime = Runtime(parts=SIMILAR_PARTS)
+    register_snapstart(runtime)
     hooks["before"][0]()
     hooks["after"][0]()
 

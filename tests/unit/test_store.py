@@ -1,25 +1,31 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import pickle
 import pickletools
 import subprocess
+import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from recsys.artifact import FUNCTION_PARTS, PARTS
+from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
-from recsys.store import ARRAY_GLOBALS, FAILED_LOAD_BACKOFF_S, ModelStore, dump_parts, load_artifact, load_part
+from recsys.parts import ARRAY_GLOBALS, MAX_PART_BYTES, PARTS, Pointer, RestrictedUnpickler, load_part
+from recsys.s3 import Deadline
+from recsys.store import FAILED_LOAD_BACKOFF_S, ModelStore
 from recsys.uri import ModelUri
+from scripts.localstack import model_parts
 from scripts.samlocal import pin
 from tests.unit.test_artifact import tiny
 
 pytestmark = pytest.mark.unit
+
+FUNCTION_PARTS = model_parts()
 
 
 class _Exploit:
@@ -34,24 +40,19 @@ def _load(data: bytes) -> object:
     return load_part(data, name="catalog", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
-def _load_whole(data: bytes) -> object:
-    return load_artifact(data, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-
-
-@pytest.mark.parametrize("load", [_load, _load_whole], ids=["part", "single-file"])
 @pytest.mark.parametrize("make", [
     lambda s: _Exploit(os.system, f"touch {s}"),
     lambda s: _Exploit(eval, f"open({str(s)!r}, 'w')"),
     lambda s: _Exploit(subprocess.Popen, ["touch", str(s)]),
     lambda s: _Exploit(Path.touch, Path(s)),
 ])  # fmt: skip
-def test_unsafe_pickle_is_refused_before_running(tmp_path: Path, make: object, load: object) -> None:
+def test_unsafe_pickle_is_refused_before_running(tmp_path: Path, make: object) -> None:
     # GIVEN a pickle whose reducer would create a sentinel file
     sentinel = tmp_path / "pwned"
     payload = pickle.dumps(make(sentinel))  # type: ignore[operator]
     # WHEN it is loaded THEN it is refused and the sentinel never appears
     with pytest.raises(ModelIntegrityError, match="not allowed"):
-        load(payload)  # type: ignore[operator]
+        _load(payload)
     assert not sentinel.exists()
 
 
@@ -68,13 +69,12 @@ def test_pickle_of_another_class_is_refused() -> None:
 
 
 def test_a_part_may_not_name_the_artifact_class() -> None:
-    # the single-file layout needed the class; a part is plain arrays, so its allow-list is narrower
     with pytest.raises(ModelIntegrityError, match="recsys.artifact.ModelArtifact, which is not allowed"):
         _load(pickle.dumps(tiny(), protocol=5))
 
 
 def test_sha256_mismatch_is_refused_without_unpickling() -> None:
-    data = bytearray(dump_parts(tiny())["catalog"])
+    data = bytearray(tiny().to_parts()["catalog"])
     digest = hashlib.sha256(data).hexdigest()
     data[len(data) // 2] ^= 1  # one byte changed
     with pytest.raises(ModelIntegrityError, match="sha256"):
@@ -82,14 +82,14 @@ def test_sha256_mismatch_is_refused_without_unpickling() -> None:
 
 
 def test_size_mismatch_is_refused() -> None:
-    data = dump_parts(tiny())["catalog"]
+    data = tiny().to_parts()["catalog"]
     with pytest.raises(ModelIntegrityError, match="bytes"):
         load_part(data[:-1], name="catalog", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
 def test_a_part_of_another_version_or_name_is_refused() -> None:
     # GIVEN the catalog of v1 WHEN a pointer of v2, or one that calls it another part, names it THEN refused
-    data = dump_parts(tiny())["catalog"]
+    data = tiny().to_parts()["catalog"]
     digest = hashlib.sha256(data).hexdigest()
     with pytest.raises(ModelIntegrityError, match="holds part 'catalog' of 'v1'"):
         load_part(data, name="catalog", version="v2", sha256=digest, size=len(data))
@@ -99,7 +99,7 @@ def test_a_part_of_another_version_or_name_is_refused() -> None:
 
 def test_real_parts_need_only_numpy_globals() -> None:
     # GIVEN the parts training writes WHEN their opcodes are read THEN every global they name is numpy's
-    for name, data in dump_parts(tiny()).items():
+    for name, data in tiny().to_parts().items():
         named, strings = set(), []
         for op, arg, _ in pickletools.genops(data):
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
@@ -115,38 +115,27 @@ def test_real_parts_need_only_numpy_globals() -> None:
 
 
 class MemoryReader:
-    """A model store in memory that counts what is read; `fail` makes every call unavailable."""
+    """A model store in memory that counts what is read; `fail` makes every read unavailable."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.reads: list[str] = []
-        self.fail = False
+        self.fail: BaseException | None = None
 
     def publish(self, version: str, parts: dict[str, bytes], sha256: str | None = None) -> None:
         """Publish `parts` as training does; `sha256` replaces the catalog's true digest in the pointer."""
-        entries = {}
+        pointer = Pointer.for_parts(version, parts, "2026-12-03T00:00:00Z").to_json()
+        if sha256:
+            pointer["parts"]["catalog"]["sha256"] = sha256
         for name, blob in parts.items():
-            key = f"models/{version}/{name}.pkl"
-            self.files[key] = blob
-            digest = sha256 if sha256 and name == "catalog" else hashlib.sha256(blob).hexdigest()
-            entries[name] = {"key": key, "sha256": digest, "size": len(blob)}
-        self.files["latest.json"] = json.dumps({"version": version, "parts": entries}).encode()
-
-    def publish_whole(self, version: str, blob: bytes) -> None:
-        """Publish in the single-file layout of earlier releases."""
-        key = f"models/{version}/model.pkl"
-        self.files[key] = blob
-        pointer = {"version": version, "key": key, "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+            self.files[pointer["parts"][name]["key"]] = blob
         self.files["latest.json"] = json.dumps(pointer).encode()
 
-    def tag(self) -> str:
-        if self.fail:
-            raise ModelUnavailableError("s3 is down")
-        return hashlib.sha256(self.files["latest.json"]).hexdigest()
-
-    def read(self, relative: str) -> bytes:
-        if self.fail:
-            raise ModelUnavailableError("s3 is down")
+    def read(
+        self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
+    ) -> bytes:
+        if self.fail is not None:
+            raise self.fail
         self.reads.append(relative)
         return self.files[relative]
 
@@ -167,7 +156,7 @@ def _store(
 
 
 def _blob(version: str) -> dict[str, bytes]:
-    return dump_parts(tiny(provenance={"version": version}))
+    return tiny(provenance={"version": version}).to_parts()
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTION_PARTS))
@@ -208,25 +197,16 @@ def test_parts_of_two_versions_never_mix() -> None:
         _store(reader, clock, parts=FUNCTION_PARTS["RecommendFunction"]).get()
 
 
-def test_a_model_of_the_single_file_layout_still_loads_whole() -> None:
-    # GIVEN a store whose pointer names one pickled ModelArtifact (as releases before the parts wrote)
-    reader, clock = MemoryReader(), Clock()
-    reader.publish_whole("old", pickle.dumps(tiny(provenance={"version": "old"}), protocol=5))
-    # WHEN a function loads it THEN it serves it, every part present
-    model = _store(reader, clock, parts=FUNCTION_PARTS["SimilarFunction"]).get()
-    assert model.version == "old" and model.parts == tuple(PARTS)
-
-
 def test_a_failed_cold_load_is_not_retried_within_the_backoff() -> None:
     # GIVEN a cold container whose S3 is down
     reader, clock = MemoryReader(), Clock()
     reader.publish("v1", _blob("v1"))
-    reader.fail = True
+    reader.fail = ModelUnavailableError("s3 is down")
     store = _store(reader, clock)
     with pytest.raises(ModelUnavailableError):
         store.get()
     # WHEN S3 is back but the backoff has not passed THEN requests get the same 503 without a read
-    reader.fail = False
+    reader.fail = None
     clock.now += FAILED_LOAD_BACKOFF_S / 2
     with pytest.raises(ModelUnavailableError, match="s3 is down"):
         store.get()
@@ -265,33 +245,10 @@ def test_a_cold_container_does_not_download_a_rejected_model_again() -> None:
     assert reader.reads.count("models/bad/catalog.pkl") == 1
 
 
-def test_any_exception_from_a_hostile_state_is_an_integrity_error() -> None:
-    # validate shadowed by an allowed global: calling it on the instance would raise TypeError
-    model = tiny()
-    vars(model)["validate"] = np.dtype
-    data = pickle.dumps(model, protocol=5)
-    with pytest.raises(ModelIntegrityError, match="unexpected state"):
-        _load_whole(data)
-
-
 def test_training_and_the_layer_ship_the_same_numpy() -> None:
     # what training pickles, the layer unpickles: one numpy version on both sides
     root = Path(__file__).resolve().parents[2]
     assert pin(root / "training/requirements.txt", "numpy") == pin(root / "layers/recsys/requirements.txt", "numpy")
-
-
-def test_a_model_the_previous_release_published_still_serves() -> None:
-    # GIVEN a whole-model pickle written by the python3.11 release (numpy 2.2.6, single-file layout)
-    data = (Path(__file__).parent / "fixtures/model-schema3-numpy-2.2.6.pkl").read_bytes()
-    reader, clock = MemoryReader(), Clock()
-    reader.publish_whole("released-numpy-2.2.6", data)
-    # WHEN this release's store loads it (numpy 2.5) THEN it serves the same numbers as this one would
-    model = _store(reader, clock, parts=FUNCTION_PARTS["RecommendFunction"]).get()
-    fresh = tiny()
-    assert model.version == "released-numpy-2.2.6"
-    for name in PARTS["item_vectors"] + PARTS["user_vectors"]:
-        np.testing.assert_array_equal(getattr(model, name), getattr(fresh, name))
-    assert model.recommend(0, 2)[0].tolist() == fresh.recommend(0, 2)[0].tolist()
 
 
 def test_a_pointer_that_names_no_parts_is_an_integrity_error() -> None:
@@ -299,3 +256,171 @@ def test_a_pointer_that_names_no_parts_is_an_integrity_error() -> None:
     reader.files["latest.json"] = json.dumps({"version": "v1", "parts": {}}).encode()
     with pytest.raises(ModelIntegrityError, match="names no part catalog"):
         _store(reader, clock).get()
+
+
+# -- hostile stores (docs/RELIABILITY.md) ----------------------------------------------------
+
+
+def _binunicode(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+def _class_patch_pickle() -> bytes:
+    """90 bytes, protocol 2: the artifact class, then BUILD with slot state that would replace two
+    of its methods for the whole process (``popular`` by None, ``validate`` by numpy.dtype)."""
+    state = b"N}(" + _binunicode("popular") + b"N" + _binunicode("validate") + b"cnumpy\ndtype\nu\x86"
+    return b"\x80\x02crecsys.artifact\nModelArtifact\n" + state + b"b."
+
+
+def test_a_pickle_naming_the_artifact_class_changes_nothing_in_the_process() -> None:
+    # GIVEN the class-patching pickle, published as a store of the single-file layout
+    payload = _class_patch_pickle()
+    reader, clock = MemoryReader(), Clock()
+    reader.files["models/old/model.pkl"] = payload
+    pointer = {"version": "old", "key": "models/old/model.pkl", "sha256": hashlib.sha256(payload).hexdigest(),
+               "size": len(payload)}  # fmt: skip
+    reader.files["latest.json"] = json.dumps(pointer).encode()
+    methods = {name: ModelArtifact.__dict__[name] for name in ("popular", "validate")}
+    try:
+        # WHEN a function loads that store, or the bytes come as a part
+        with pytest.raises(ModelIntegrityError, match="single-file layout .* republish"):
+            _store(reader, clock).get()
+        with pytest.raises(ModelIntegrityError, match="recsys.artifact.ModelArtifact, which is not allowed"):
+            _load(payload)
+        # THEN the model file is never read, and the class is what it was
+        assert reader.reads == ["latest.json"]
+        assert {name: ModelArtifact.__dict__[name] for name in methods} == methods
+    finally:
+        for name, method in methods.items():
+            setattr(ModelArtifact, name, method)
+
+
+@pytest.mark.parametrize("allowed", sorted(ARRAY_GLOBALS), ids=".".join)
+def test_a_pickle_cannot_set_attributes_on_what_it_may_name(allowed: tuple[str, str]) -> None:
+    # GIVEN a pickle that names an allowed global, then BUILDs an attribute onto it
+    module, name = allowed
+    payload = b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"N}" + _binunicode("planted") + b"K\x01s\x86b."
+    with warnings.catch_warnings():  # numpy.core.* are numpy 1's names, deprecated aliases now
+        warnings.simplefilter("ignore", DeprecationWarning)
+        real = getattr(importlib.import_module(module), name)
+        # WHEN it is loaded as a part THEN it is refused, and the real object carries nothing new
+        with pytest.raises(ModelIntegrityError):
+            _load(payload)
+    assert not hasattr(real, "planted")
+
+
+HOSTILE_POINTERS = {
+    "size Infinity": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": Infinity}}}',
+    "size 1e400": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": 1e400}}}',
+    "size of 5000 digits": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": '
+    + b"9" * 5000 + b"}}}",
+    "size as text": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": "12"}}}',
+    "size true": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": true}}}',
+    "size negative": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": -1}}}',
+    "size over the cap": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": '
+    + str(MAX_PART_BYTES + 1).encode() + b"}}}",
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "nested part entry": b'{"version": "v1", "parts": {"catalog": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
+    "sha256 not hex": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "zz", "size": 3}}}',
+    "key outside": b'{"version": "v1", "parts": {"catalog": {"key": "../x", "sha256": "%s", "size": 3}}}',
+    "version a path": b'{"version": "../v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": 3}}}',
+    "version a number": b'{"version": 1, "parts": {"catalog": {"key": "k", "sha256": "%s", "size": 3}}}',
+    "unknown part": b'{"version": "v1", "parts": {"evil": {"key": "k", "sha256": "%s", "size": 3}}}',
+    "parts a list": b'{"version": "v1", "parts": [1, 2]}',
+    "an array": b"[1, 2, 3]",
+    "not UTF-8": b'{"version": "\xff\xfe"}',
+    "not JSON": b"<html>",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE_POINTERS.values(), ids=HOSTILE_POINTERS.keys())
+def test_a_hostile_pointer_is_unavailable_cold_and_ignored_warm(raw: bytes) -> None:
+    raw = raw.replace(b"%s", b"0" * 64)
+    # GIVEN a cold container whose pointer holds it
+    reader, clock = MemoryReader(), Clock()
+    reader.files["latest.json"] = raw
+    store = _store(reader, clock)
+    # WHEN it is asked for the model THEN a ModelUnavailableError (a 503), and a backoff: the next
+    # request within it does not read again
+    with pytest.raises(ModelUnavailableError):
+        store.get()
+    with pytest.raises(ModelUnavailableError):
+        store.get()
+    assert reader.reads == ["latest.json"]
+    # GIVEN a warm container serving v1 WHEN the pointer turns hostile THEN v1 keeps serving
+    reader.publish("v1", _blob("v1"))
+    warm = _store(reader, clock)
+    assert warm.get().version == "v1"
+    reader.files["latest.json"] = raw
+    for _ in range(3):
+        clock.now += 1
+        assert warm.get().version == "v1"
+
+
+def test_running_out_of_memory_is_transient_not_a_bad_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a good model, and an unpickling that runs out of memory once
+    reader, clock = MemoryReader(), Clock()
+    reader.publish("v1", _blob("v1"))
+    real_load = RestrictedUnpickler.load
+    calls = []
+
+    def load_once_out_of_memory(self: RestrictedUnpickler) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError
+        return real_load(self)
+
+    monkeypatch.setattr(RestrictedUnpickler, "load", load_once_out_of_memory)
+    store = _store(reader, clock)
+    # WHEN the first load fails THEN it is a 503, not an integrity failure
+    with pytest.raises(ModelUnavailableError) as failed:
+        store.get()
+    assert not isinstance(failed.value, ModelIntegrityError)
+    # THEN after the backoff the same pointer loads: it was not remembered as a bad model
+    clock.now += FAILED_LOAD_BACKOFF_S + 1
+    assert store.get().version == "v1"
+
+
+class RacingReader(MemoryReader):
+    """A store where v2 is published right after anything reads only the pointer's tag."""
+
+    def tag(self) -> str:
+        tag = hashlib.sha256(self.files["latest.json"]).hexdigest()
+        if "models/v2/catalog.pkl" not in self.files:
+            self.publish("v2", _blob("v2"))
+        return tag
+
+
+def test_what_is_loaded_and_the_tag_it_is_known_by_come_from_one_read() -> None:
+    # GIVEN a store where a publish lands between a tag read and a pointer read
+    reader, clock = RacingReader(), Clock()
+    reader.publish("v1", _blob("v1"))
+    store = _store(reader, clock)
+    # WHEN the store loads, then checks the pointer several times
+    served = store.get().version
+    for _ in range(3):
+        clock.now += 1
+        store.get()
+    # THEN each model's parts were read once: no model is loaded twice because its tag was another's
+    assert reader.reads.count(f"models/{served}/catalog.pkl") == 1
+    assert all(reader.reads.count(key) <= 1 for key in reader.reads if key != "latest.json")
+
+
+def test_each_read_of_a_load_has_the_same_deadline() -> None:
+    # GIVEN a reader that records the deadline of every read
+    seen: list[Deadline | None] = []
+
+    class Recording(MemoryReader):
+        def read(self, relative: str, **kwargs: object) -> bytes:
+            seen.append(kwargs.get("deadline"))  # type: ignore[arg-type]
+            return super().read(relative)
+
+    reader, clock = Recording(), Clock()
+    reader.publish("v1", _blob("v1"))
+    settings = Settings(ModelUri.parse("/unused"), refresh_seconds=0.0, load_deadline_seconds=2.5)
+    ModelStore(settings, reader=reader, clock=clock, parts=FUNCTION_PARTS["RecommendFunction"]).get()
+    # THEN the pointer and every part were read under one deadline of the configured length
+    assert len(seen) == 1 + len(FUNCTION_PARTS["RecommendFunction"])
+    assert len({id(d) for d in seen}) == 1 and seen[0] is not None and seen[0].seconds == 2.5

@@ -1,43 +1,42 @@
-"""HTTP glue shared by the three handlers: the resolver, error mapping, CORS, the per-container model.
+"""HTTP glue shared by the handlers: the resolver, the request body, the error map, CORS.
 
-Every error leaves as ``{"error": {"code": ..., "message": ...}}``:
+Every error leaves as ``{"error": {"code": ..., "message": ...}}``, mapped in one place
+(`error_response`) from the exception types of `recsys.errors`:
 
 =================================  ======  =====================================
 raised                             status  code
 =================================  ======  =====================================
 RequestValidationError (pydantic)  400     invalid_request
-InvalidRequestError                400     invalid_request
-UnknownUser/Movie/GenreError      404     unknown_user / unknown_movie / unknown_genre
+InvalidRequestError                400     invalid_request (the body checks below raise it too)
+UnknownUser/Movie/GenreError       404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
 ConfigurationError                 503     model_unavailable (+ Retry-After)
 anything else                      500     internal (logged with its trace)
+=================================  ======  =====================================
 
 A 5xx body is a fixed text and the request id; the cause is logged under that id, never sent.
-=================================  ======  =====================================
+
+A POST body is read by this module, not by powertools' default: it must come as
+``application/json``, hold at most `MAX_BODY_BYTES`, and be JSON whose nesting, numbers and keys
+stay within `parse_body`'s limits. Powertools validates a body before any middleware runs, so the
+checks that need the raw event (content type, size, base64) run just before routing (`handle`),
+and the JSON parser is the resolver's own deserializer; both raise `InvalidRequestError`.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import warnings
-from collections.abc import Generator
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 
-from recsys.artifact import ModelArtifact
-from recsys.config import Settings
-from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError
+from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError, RecsysError
 from recsys.schemas import ErrorBody
-from recsys.store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +45,6 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 NAMESPACE = "MovieRecommender"
-#: What X-Ray traces besides the handler (when tracing is on): http.client, which carries the S3
-#: reads of `recsys.s3` (and boto3's, through urllib3). Patching everything (powertools' default)
-#: imports botocore, requests and more at cold start for calls these functions never make.
-TRACED_MODULES = ("httplib",)
 RETRY_AFTER_SECONDS = 5
 _ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
 # What every route documents (docs/openapi.json is generated from these). 200 takes its schema
@@ -79,65 +74,139 @@ POST_RESPONSES: dict[int, dict[str, Any]] = {
 MAX_BODY_BYTES = 32 * 1024
 
 
-def body_problem(event: dict[str, Any]) -> str | None:
-    """Why a request body must be refused before it is parsed (content type, size), or None."""
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    media_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        return f"the body must be sent as application/json, not {media_type or 'no content type'}"
-    body = event.get("body") or ""
-    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
-    if size > MAX_BODY_BYTES:
-        return f"the body is over {MAX_BODY_BYTES // 1024} KiB"
-    if event.get("isBase64Encoded"):
-        try:
-            base64.b64decode(body, validate=True).decode()
-        except ValueError:  # binascii.Error and UnicodeDecodeError both are
-            return "the body is not UTF-8 JSON text"
-    return None
-
-
-def create_tracer() -> Tracer:
-    """Powertools' X-Ray tracer, patching only `TRACED_MODULES`, when tracing is on; else a tracer
-    whose provider does nothing, so that the X-Ray SDK is never imported (powertools imports it for
-    a disabled tracer too). On or off is powertools' own rule: inside Lambda, not in SAM's emulator,
-    unless POWERTOOLS_TRACE_DISABLED."""
-    if not Tracer._is_tracer_disabled():
-        return Tracer(patch_modules=TRACED_MODULES)
-    return Tracer(disabled=True, provider=Untraced())
-
-
-class _NoSegment(BaseSegment):
-    def close(self, end_time: int | None = None) -> None: ...
-    def add_subsegment(self, subsegment: Any) -> None: ...
-    def remove_subsegment(self, subsegment: Any) -> None: ...
-    def put_annotation(self, key: str, value: Any) -> None: ...
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
-    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
-
-
-class Untraced(BaseProvider):
-    """A tracing provider that records nothing (tracing off)."""
-
-    @contextlib.contextmanager
-    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
-        yield _NoSegment()
-
-    @contextlib.asynccontextmanager
-    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> Any:
-        yield _NoSegment()
-
-    def put_annotation(self, key: str, value: Any) -> None: ...
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
-    def patch(self, modules: Any) -> None: ...
-    def patch_all(self) -> None: ...
+#: How deep a POST body may nest (the request schema needs 2), and how many digits a number may have.
+MAX_BODY_DEPTH = 8
+MAX_NUMBER_DIGITS = 20
 
 
 def create_app() -> APIGatewayRestResolver:
-    """A REST resolver with validation on and every error mapped to the JSON error body."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    """A REST resolver with validation on, our body parser, and every error mapped to the JSON error body."""
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_body)
     register_error_handlers(app)
     return app
+
+
+# -- the request body ------------------------------------------------------------------------
+
+
+def check_body(event: dict[str, Any]) -> dict[str, Any]:
+    """The POST `event` with its media type spelled as the resolver expects (``application/json``);
+    InvalidRequestError when the body is not sent as JSON, is too large, or is not base64 of UTF-8
+    text where API Gateway says it is base64."""
+    headers = {str(k): v for k, v in (event.get("headers") or {}).items()}
+    name = next((k for k in headers if k.lower() == "content-type"), "Content-Type")
+    media_type = str(headers.get(name) or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InvalidRequestError(f"the body must be sent as application/json, not {media_type or 'no content type'}")
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise InvalidRequestError("the body is not text")
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode(errors="surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise InvalidRequestError(f"the body is over {MAX_BODY_BYTES // 1024} KiB")
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(body, validate=True).decode()
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
+            raise InvalidRequestError("the body is not base64 of UTF-8 JSON text") from None
+    # media types are case-insensitive, and charset is all a JSON body may add; powertools reads
+    # the header case-sensitively and would call "APPLICATION/JSON" unsupported
+    return {**event, "headers": {**headers, name: "application/json"}}
+
+
+def parse_body(text: str) -> Any:
+    """The JSON value of a request body, within limits; InvalidRequestError for anything else.
+
+    Refused: text that is not JSON, NaN and Infinity, a number of more than `MAX_NUMBER_DIGITS`
+    digits (Python's int parsing would raise past 4,300, and no field needs more than 20), nesting
+    deeper than `MAX_BODY_DEPTH` (the parser would hit the recursion limit near 1,000), a key
+    repeated in one object (which one would win is the parser's choice), and lone surrogates
+    (no UTF-8 text holds them).
+    """
+    if len(text) > MAX_BODY_BYTES:
+        raise InvalidRequestError(f"the body is over {MAX_BODY_BYTES // 1024} KiB")
+    try:
+        value = json.loads(
+            text, parse_int=_int, parse_float=_float, parse_constant=_constant, object_pairs_hook=_unique_keys
+        )
+    except InvalidRequestError:
+        raise
+    except RecursionError:
+        raise InvalidRequestError(f"the body nests deeper than {MAX_BODY_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError among them
+        raise InvalidRequestError(f"the body is not JSON: {getattr(exc, 'msg', exc)}") from None
+    if _depth_over(value, MAX_BODY_DEPTH):
+        raise InvalidRequestError(f"the body nests deeper than {MAX_BODY_DEPTH} levels")
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError("the body holds a lone surrogate, which is not Unicode text") from None
+    return value
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise InvalidRequestError(f"the body holds a number of more than {MAX_NUMBER_DIGITS} digits")
+    return int(digits)
+
+
+def _float(text: str) -> float:
+    if len(text) > 64:
+        raise InvalidRequestError("the body holds a number that is too long")
+    return float(text)
+
+
+def _constant(name: str) -> Any:
+    raise InvalidRequestError(f"the body holds {name}, which is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise InvalidRequestError("the body repeats a key in one object")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+    return False
+
+
+# -- routing ---------------------------------------------------------------------------------
+
+
+def handle(
+    app: APIGatewayRestResolver, event: dict[str, Any], context: Any, allowed_origin: str | None
+) -> dict[str, Any]:
+    """The response to `event`: a CORS preflight is answered here, a POST body is checked, the rest
+    is routed by `app`; every response gets the CORS headers of `allowed_origin`."""
+    method = event.get("httpMethod")
+    if method == "OPTIONS":
+        response = preflight()
+    else:
+        try:
+            if method == "POST":
+                event = check_body(event)
+        except InvalidRequestError as exc:
+            response = as_proxy_response(error_response(exc, None))
+        else:
+            response = app.resolve(event, context)
+    add_cors(response, event, allowed_origin)
+    return response
+
+
+# -- errors ----------------------------------------------------------------------------------
 
 
 def error(
@@ -153,36 +222,32 @@ UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-Af
 INTERNAL_MESSAGE = "internal error; it has been logged"
 
 
-def register_error_handlers(app: APIGatewayRestResolver) -> None:
-    @app.exception_handler(RequestValidationError)
-    def _invalid(exc: RequestValidationError) -> Response:
+def error_response(exc: Exception, request_id: str | None) -> Response:
+    """The one map from an exception to its error response (the table in this module's docstring)."""
+    if isinstance(exc, RequestValidationError):
         return error(400, "invalid_request", describe_validation(exc.errors()))
-
-    @app.exception_handler(InvalidRequestError)
-    def _bad(exc: InvalidRequestError) -> Response:
+    if isinstance(exc, RequestUnsupportedContentType):  # `check_body` lets none through; kept a 400 all the same
+        return error(400, "invalid_request", "the body must be sent as application/json")
+    if isinstance(exc, InvalidRequestError):
         return error(400, exc.code, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    def _missing(exc: NotFoundError) -> Response:
+    if isinstance(exc, NotFoundError):
         return error(404, exc.code, str(exc))
-
-    @app.exception_handler(ModelUnavailableError)
-    @app.exception_handler(ConfigurationError)
-    def _unavailable(exc: ModelUnavailableError | ConfigurationError) -> Response:
-        request_id = _request_id(app)
+    if isinstance(exc, (ModelUnavailableError, ConfigurationError)):
         logger.error("serving unavailable (request %s): %s: %s", request_id, exc.code, exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return error(503, "model_unavailable", UNAVAILABLE_MESSAGE, retry, request_id)
+    logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+    return error(500, "internal", INTERNAL_MESSAGE, request_id=request_id)
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, RecsysError, Exception])
+    def _mapped(exc: Exception) -> Response:
+        return error_response(exc, _request_id(app))
 
     @app.not_found
     def _no_route(exc: Exception) -> Response:
         return error(404, "no_route", f"no route {app.current_event.http_method} {app.current_event.path}")
-
-    @app.exception_handler(Exception)
-    def _internal(exc: Exception) -> Response:
-        request_id = _request_id(app)
-        logger.exception("unhandled error (request %s)", request_id)
-        return error(500, "internal", INTERNAL_MESSAGE, request_id=request_id)
 
 
 def _request_id(app: APIGatewayRestResolver) -> str:
@@ -204,93 +269,6 @@ def describe_validation(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-class Runtime:
-    """What one container keeps between requests: its settings and its model store.
-
-    Nothing is read at construction; the first request reads the settings and loads the model (only
-    `parts` of it: see `recsys.artifact.FUNCTION_PARTS`), so a bad setting or an unreachable S3
-    becomes a 503 instead of a crashed init.
-    """
-
-    def __init__(self, metrics: Any = None, parts: tuple[str, ...] | None = None) -> None:
-        self.metrics = metrics
-        self.parts = parts
-        self._settings: Settings | None = None
-        self._store: ModelStore | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = Settings.from_env()
-        return self._settings
-
-    @property
-    def store(self) -> ModelStore:
-        if self._store is None:
-            self._store = ModelStore(self.settings, on_load=self._loaded, parts=self.parts)
-        return self._store
-
-    def model(self) -> ModelArtifact:
-        return self.store.get()
-
-    def resolve(self, app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """Route the event (a CORS preflight is answered here), then add the CORS headers."""
-        method = event.get("httpMethod")
-        problem = body_problem(event) if method == "POST" else None
-        if method == "OPTIONS":
-            response = preflight()
-        elif problem is not None:
-            response = rejected(problem)
-        else:
-            response = app.resolve(event, context)
-        add_cors(response, event, self._allowed_origin())
-        return response
-
-    def _allowed_origin(self) -> str | None:
-        try:
-            return self.settings.allowed_origin
-        except ConfigurationError:
-            return None
-
-    # -- SnapStart (see `register_snapstart`) ------------------------------------------------
-
-    def before_snapshot(self) -> None:
-        """Load the model during init, so that the snapshot holds it.
-
-        A failure is logged, never raised: the init goes on, and the first request after a restore
-        loads the model lazily, as it does without SnapStart.
-        """
-        try:
-            self.model()
-        except Exception:  # a crashed init would fail every restore of this version
-            logger.warning("no model before the snapshot; the first request will load it", exc_info=True)
-
-    def after_restore(self) -> None:
-        """Start fresh from a snapshot: the next request checks the pointer (the snapshot may be
-        days old), on a new S3 client, with no failure remembered from before the snapshot."""
-        if self._store is not None:
-            self._store.restored()
-
-    def _loaded(self, model: ModelArtifact, seconds: float) -> None:
-        if self.metrics is not None:
-            self.metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=seconds * 1000)
-            self.metrics.add_metadata(key="model_version", value=model.version)
-
-
-def register_snapstart(runtime: Runtime) -> None:
-    """Register `runtime`'s SnapStart hooks with Lambda's runtime module, where there is one.
-
-    Lambda's Python runtimes from 3.12 ship ``snapshot_restore_py``; it exists nowhere else, so it
-    is imported optionally. The hooks run only for a function with SnapStart on.
-    """
-    try:
-        from snapshot_restore_py import register_after_restore, register_before_snapshot  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    register_before_snapshot(runtime.before_snapshot)
-    register_after_restore(runtime.after_restore)
-
-
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "GET,POST,OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type",
@@ -304,11 +282,11 @@ def preflight() -> dict[str, Any]:
     return {"statusCode": 204, "multiValueHeaders": headers, "body": "", "isBase64Encoded": False}
 
 
-def rejected(message: str) -> dict[str, Any]:
-    """A 400 answered before routing, in the usual error body."""
-    body = {"error": {"code": "invalid_request", "message": message}}
-    headers = {"Content-Type": ["application/json"]}
-    return {"statusCode": 400, "multiValueHeaders": headers, "body": json.dumps(body), "isBase64Encoded": False}
+def as_proxy_response(response: Response) -> dict[str, Any]:
+    """An error `Response` made before routing, in the REST proxy form the resolver returns."""
+    headers = {"Content-Type": [str(response.content_type)], **{k: [str(v)] for k, v in response.headers.items()}}
+    return {"statusCode": response.status_code, "multiValueHeaders": headers, "body": response.body,
+            "isBase64Encoded": False}  # fmt: skip
 
 
 def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | None) -> None:
@@ -323,9 +301,3 @@ def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | Non
     if request_headers.get("origin") == allowed:
         headers["Access-Control-Allow-Origin"] = [allowed]
     headers["Vary"] = ["Origin"]
-
-
-__all__ = [
-    "POST_RESPONSES", "RESPONSES", "ErrorBody", "NAMESPACE", "Runtime", "add_cors", "create_app", "create_tracer",
-    "error", "preflight", "register_snapstart",
-]  # fmt: skip

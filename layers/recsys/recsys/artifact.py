@@ -1,9 +1,10 @@
 """The serving model: everything the API reads, in compact numpy arrays.
 
 Training builds a `ModelArtifact` from LightFM's user and item representations (so item features
-are already folded in) and publishes it in `PARTS`, each a pickled dict of plain arrays, so that a
-function downloads only what its routes read (`FUNCTION_PARTS`). The functions unpickle the parts
-with `recsys.store`, whose allow-list admits numpy's array reconstruction only, and assemble a
+are already folded in) and publishes it in the parts of `recsys.parts`, each a pickled dict of
+plain arrays, so that a function downloads only the parts its routes read (each function declares
+them). The functions unpickle the parts with `recsys.parts`, whose allow-list admits numpy's array
+reconstruction only, and assemble a
 `ModelArtifact` holding those parts' fields and no others: a method that needs a part the function
 did not load fails loudly (AttributeError) instead of answering from something else. The LightFM
 object itself is never pickled, and nothing here imports lightfm or scipy.
@@ -17,45 +18,17 @@ on a Python int.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from recsys import scoring
+from recsys.parts import PARTS, SCHEMA_VERSION, dump_part
+from recsys.search import SearchIndex
 
-SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
 _EPOCH = dt.date(1970, 1, 1)
-
-#: The parts a model is published in, and the fields of each. Every function loads "catalog".
-PARTS: dict[str, tuple[str, ...]] = {
-    "catalog": (
-        "item_ids", "popularity", "like_counts", "titles", "years", "genre_names", "item_genres", "provenance",
-        "schema",
-    ),
-    "item_vectors": ("item_factors", "item_biases", "item_unit", "fold_in_map"),
-    "neighbours": ("neighbours", "neighbour_sims"),
-    "user_vectors": ("user_factors", "user_biases"),
-    "histories": ("user_ids", "history_indptr", "history_items", "unliked_indptr", "unliked_items"),
-    "ratings": ("history_ratings", "history_days"),
-}  # fmt: skip
-
-#: What each function's routes read (ML-10M shape: similar 12 MB, history 37 MB, recommend 45 MB).
-FUNCTION_PARTS: dict[str, tuple[str, ...]] = {
-    "RecommendFunction": ("catalog", "item_vectors", "user_vectors", "histories"),
-    "HistoryFunction": ("catalog", "histories", "ratings"),
-    "SimilarFunction": ("catalog", "item_vectors", "neighbours"),
-}
-
-
-class SearchIndex(NamedTuple):
-    """Search keys in `popularity` order: joined by newlines (`text`), where each starts in it."""
-
-    text: str
-    starts: list[int]
-    keys: tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -166,6 +139,10 @@ class ModelArtifact:
         """The fields of part `name`, as published (see `PARTS`)."""
         return {field_name: getattr(self, field_name) for field_name in PARTS[name]}
 
+    def to_parts(self) -> dict[str, bytes]:
+        """Every part, pickled in the envelope `recsys.parts.load_part` reads."""
+        return {name: dump_part(name, self.version, self.part(name)) for name in PARTS}
+
     @classmethod
     def from_parts(cls, parts: dict[str, dict[str, Any]]) -> ModelArtifact:
         """An instance holding exactly the fields of `parts` (which must include "catalog"), validated.
@@ -229,12 +206,8 @@ class ModelArtifact:
 
     @cached_property
     def search_index(self) -> SearchIndex:
-        """Folded titles (lower case, no accents), most liked first; built on the first search."""
-        from recsys.service import fold
-
-        keys = tuple(fold(self.titles[i]) for i in self.popularity.tolist())
-        starts = [0, *itertools.accumulate(len(k) + 1 for k in keys[:-1])]
-        return SearchIndex("\n".join(keys), starts, keys)
+        """The title search's index (`recsys.search`), built on the first search."""
+        return SearchIndex.build(self.titles, self.popularity)
 
     def genres_of(self, i: int) -> list[str]:
         return list(self._genres[i])
@@ -415,9 +388,15 @@ class ModelArtifact:
                 if arr.ndim != 1 or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= n_i)):
                     raise ValueError(f"{name}: index out of range")
         if "neighbours" in held and (
-            self.neighbours.dtype.kind not in "iu" or (self.neighbours.size and self.neighbours.max() >= n_i)
+            self.neighbours.dtype.kind not in "iu"
+            or (self.neighbours.size and (self.neighbours.min() < 0 or self.neighbours.max() >= n_i))
         ):
             raise ValueError("neighbours: expected item indices")
+        # popularity ranks every item once: a repeated or out-of-range index would fail requests later
+        if not np.array_equal(np.sort(self.popularity), np.arange(n_i)):
+            raise ValueError("popularity: expected every item index exactly once")
+        if self.like_counts.size and self.like_counts.min() < 0:
+            raise ValueError("like_counts: negative")
 
 
 def _rows(arr: Any) -> int:

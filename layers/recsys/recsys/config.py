@@ -17,11 +17,15 @@ class Settings:
     model_uri : where `latest.json` lives (``s3://bucket/prefix`` or a local folder).
     refresh_seconds : at most this often a request checks whether a newer model was published.
     allowed_origin : the website origin echoed in CORS headers (``*`` for local development).
+    load_deadline_seconds : one model load (pointer and parts, retries included) gives up after
+        this long on the monotonic clock and answers 503; well under Lambda's 10 s init (where a
+        SnapStart function loads) and API Gateway's 29 s.
     """
 
     model_uri: ModelUri
     refresh_seconds: float = 60.0
     allowed_origin: str = "*"
+    load_deadline_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -35,7 +39,8 @@ class Settings:
             raise ConfigurationError(f"MODEL_URI: {exc}") from exc
         refresh = _number(env, "MODEL_REFRESH_SECONDS", 60.0, minimum=0.0)
         origin = env.get("ALLOWED_ORIGIN", "*").strip() or "*"
-        return cls(uri, refresh, origin)
+        deadline = _number(env, "MODEL_LOAD_DEADLINE_SECONDS", 5.0, minimum=0.1)
+        return cls(uri, refresh, origin, deadline)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:

@@ -1,8 +1,9 @@
-"""The S3 reads of serving, HEAD and GET of whole objects, signed with SigV4 by the standard library.
+"""The S3 reads of serving: GETs of whole objects, under one deadline per load, signed with SigV4
+by the standard library.
 
 Why not boto3 here: importing boto3 and building its S3 client is most of the cold-start floor
 (botocore's modules, then 1.3 MB of endpoint data and S3's service model parsed from JSON: about
-0.45 s on the bench machine), and serving makes one HEAD and a few GETs. This module costs a few
+0.45 s on the bench machine), and serving makes a few GETs. This module costs a few
 milliseconds to import. It answers only when Lambda's kind of credentials are in the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``); otherwise
 (a developer's profile, SSO) `recsys.store` builds a boto3 client as before. Signing follows the
@@ -19,7 +20,9 @@ import datetime as dt
 import hashlib
 import hmac
 import http.client
+import random
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,9 +46,45 @@ class Credentials:
     token: str | None = None
 
 
+class Deadline:
+    """A point in time on the monotonic clock that a whole load must finish by.
+
+    Every request of one model load shares one, so a slow S3 cannot stretch a cold start past it:
+    a connection's timeout is never longer than what is left, and a body is read in chunks with the
+    deadline checked between them (a server that drips one byte a second meets it too).
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self._clock = seconds, clock
+        self._at = clock() + seconds
+
+    def remaining(self) -> float:
+        return self._at - self._clock()
+
+    def check(self, what: str) -> float:
+        """The seconds left; S3Error ``DeadlineExceeded`` when there are none."""
+        left = self.remaining()
+        if left <= 0:
+            raise S3Error(0, "DeadlineExceeded", f"{what}: the load's {self.seconds:g} s deadline passed")
+        return left
+
+
+@dataclass(frozen=True)
+class S3Object:
+    body: bytes
+    etag: str | None
+
+
+#: Bytes read per chunk of a body; the deadline is checked between chunks.
+CHUNK_BYTES = 256 * 1024
+#: Retries wait a random time up to BACKOFF_BASE_S * 2**attempt ("full jitter"), capped.
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 1.0
+
+
 @dataclass(frozen=True)
 class S3Client:
-    """HEAD and GET of S3 objects with bounded timeouts and attempts.
+    """GET of S3 objects with bounded timeouts, attempts and an overall deadline.
 
     Parameters
     ----------
@@ -54,10 +93,13 @@ class S3Client:
     endpoint : str, optional
         A custom endpoint (``http://127.0.0.1:5000``), addressed path-style.
     timeout : float
-        Seconds to connect, and seconds of silence while reading.
+        Seconds to connect, and seconds of silence while reading (never more than the deadline
+        leaves).
     attempts : int
-        Tries per request; connection failures, timeouts and 5xx are retried.
+        Tries per request; connection failures, timeouts and 5xx (SlowDown among them) are
+        retried after a jittered backoff, never past the deadline.
     clock : callable returning an aware UTC datetime (injected by tests)
+    sleep : callable(seconds), injected by tests
     """
 
     credentials: Credentials
@@ -66,6 +108,7 @@ class S3Client:
     timeout: float = 1.0
     attempts: int = 2
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    sleep: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout: float = 1.0, attempts: int = 2) -> S3Client | None:
@@ -78,13 +121,58 @@ class S3Client:
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
         return cls(credentials, region, endpoint, timeout, attempts)
 
-    def head(self, bucket: str, key: str) -> dict[str, str]:
-        """The object's response headers, lower-cased names (``etag`` among them)."""
-        return self._request("HEAD", bucket, key)[0]
+    def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
+        deadline: Deadline | None = None,
+    ) -> S3Object:
+        """The object's bytes and ETag.
 
-    def get(self, bucket: str, key: str) -> bytes:
-        """The object's bytes."""
-        return self._request("GET", bucket, key)[1]
+        `size`, when given, is what the object must hold: a Content-Length that differs is refused
+        (S3Error ``SizeMismatch``) before its body is read. `limit` caps what is read of an object
+        of unknown size (``TooLarge``). `deadline` bounds every attempt together (30 s when None).
+        """
+        deadline = deadline or Deadline(30.0)
+        failure = S3Error(0, "NoAttempt")
+        for attempt in range(max(1, self.attempts)):
+            if attempt:
+                pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                if pause >= deadline.remaining():
+                    break
+                self.sleep(pause)
+            try:
+                status, etag, body = self._attempt(bucket, key, size, limit, deadline)
+            except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+                failure = S3Error(0, type(exc).__name__, str(exc))
+                continue
+            if status == 200:
+                return S3Object(body, etag)
+            failure = S3Error(status, _error_code(status, body), _error_message(body))
+            if status < 500:
+                break
+        raise failure
+
+    def _attempt(
+        self, bucket: str, key: str, size: int | None, limit: int | None, deadline: Deadline
+    ) -> tuple[int, str | None, bytes]:
+        """One GET: status, ETag and body (of an error, its first 64 KiB)."""
+        scheme, host, path = self.url(bucket, key)
+        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(host, timeout=min(self.timeout, deadline.check(key)))
+        try:
+            connection.request("GET", path, headers=self.signed_headers("GET", host, path))
+            with connection.getresponse() as response:
+                deadline.check(key)
+                if response.status != 200:
+                    return response.status, None, _read(response, deadline, key, 64 * 1024, truncate=True)
+                cap = check_length(key, _content_length(response), size, limit)
+                return 200, response.getheader("etag"), _read(response, deadline, key, cap)
+        finally:
+            connection.close()
 
     # -- the request ------------------------------------------------------------------------
 
@@ -122,28 +210,41 @@ class S3Client:
         )
         return headers
 
-    def _request(self, method: str, bucket: str, key: str) -> tuple[dict[str, str], bytes]:
-        scheme, host, path = self.url(bucket, key)
-        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        failure = S3Error(0, "NoAttempt")
-        for _ in range(max(1, self.attempts)):
-            connection = connection_class(host, timeout=self.timeout)
-            try:
-                connection.request(method, path, headers=self.signed_headers(method, host, path))
-                response = connection.getresponse()
-                body = response.read()
-                headers = {k.lower(): v for k, v in response.getheaders()}
-            except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
-                failure = S3Error(0, type(exc).__name__, str(exc))
-                continue
-            finally:
-                connection.close()
-            if response.status == 200:
-                return headers, body
-            failure = S3Error(response.status, _error_code(response.status, body), _error_message(body))
-            if response.status < 500:
-                break
-        raise failure
+
+def check_length(key: str, length: int | None, size: int | None, limit: int | None) -> int | None:
+    """Refuse a body by its announced `length` before reading it: S3Error ``SizeMismatch`` when it
+    is not the expected `size`, ``TooLarge`` when over `limit`. Returns the most to read."""
+    if size is not None and length is not None and length != size:
+        raise S3Error(200, "SizeMismatch", f"{key} is {length} bytes, expected {size}")
+    cap = size if size is not None else limit
+    if cap is not None and length is not None and length > cap:
+        raise S3Error(200, "TooLarge", f"{key} is {length} bytes, over {cap}")
+    return cap
+
+
+def _read(
+    response: http.client.HTTPResponse, deadline: Deadline, key: str, limit: int | None, truncate: bool = False
+) -> bytes:
+    """The body in chunks, the deadline checked before each: a read overruns it by at most one
+    socket timeout, however slowly the server sends. Past `limit`: S3Error ``TooLarge``, or the
+    first `limit` bytes when `truncate`."""
+    chunks, total = [], 0
+    while True:
+        deadline.check(key)
+        chunk = response.read1(CHUNK_BYTES)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if limit is not None and total > limit:
+            if truncate:
+                return b"".join(chunks)
+            raise S3Error(200, "TooLarge", f"{key} is over {limit} bytes")
+        chunks.append(chunk)
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    raw = response.getheader("content-length")
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) < 16 else None
 
 
 def _error_code(status: int, body: bytes) -> str:

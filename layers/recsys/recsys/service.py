@@ -6,10 +6,6 @@ two models even while a refresh swaps in a new one.
 
 from __future__ import annotations
 
-import bisect
-import re
-import unicodedata
-
 import numpy as np
 
 from recsys.artifact import ModelArtifact
@@ -156,31 +152,7 @@ def similar(model: ModelArtifact, movie_id: int, k: int) -> dict[str, object]:
 def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, object]:
     """Titles containing every word of `query` (case- and accent-insensitive), prefix matches first,
     then the most liked; an empty query gives the most liked movies."""
-    words = fold(query).split()
-    if not words:
-        hits = model.popularity[:limit]
-    else:
-        # Scan the joined keys (most liked first) for the longest word, at C speed; check the other
-        # words on the titles it hits. The first `limit` prefix matches end the scan, since every
-        # later match ranks below them; other matches fill up what is left.
-        blob, starts, keys = model.search_index
-        ranked = model.popularity
-        prefix: list[int] = []
-        other: list[int] = []
-        last = -1
-        for hit in re.finditer(re.escape(max(words, key=len)), blob):
-            r = bisect.bisect_right(starts, hit.start()) - 1
-            if r == last:
-                continue
-            last, key = r, keys[r]
-            if all(w in key for w in words):
-                if key.startswith(words[0]):
-                    prefix.append(int(ranked[r]))
-                    if len(prefix) == limit:
-                        break
-                elif len(other) < limit:
-                    other.append(int(ranked[r]))
-        hits = np.asarray((prefix + other)[:limit], dtype=np.int64)
+    hits = model.search_index.find(query, limit)
     items = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
     return {"model_version": model.version, "query": query, "items": items}
 
@@ -202,12 +174,6 @@ def model_info(model: ModelArtifact) -> dict[str, object]:
         "metrics": p.get("metrics", {}),
         "libraries": p.get("libraries", {}),
     }
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip accents, so "Misérables" matches "miserables"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def _genre_bit(model: ModelArtifact, genre: str | None) -> int | None:

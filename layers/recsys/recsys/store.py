@@ -1,182 +1,133 @@
 """Loading the serving model: pointer, download, verify, restricted unpickle, cache, refresh.
 
 A function keeps one `ModelStore` per container, which loads only the parts of the model that the
-function serves (`recsys.artifact.FUNCTION_PARTS`). The first request loads the parts named by
-``latest.json``; at most every `Settings.refresh_seconds` one request checks the pointer's ETag and,
-when it changed, loads the new model beside the old one and swaps it in whole. A load that fails
-on a warm container is logged and the old model keeps serving; on a cold container it raises
-`ModelUnavailableError` (a 503). A failed cold load is not retried for `FAILED_LOAD_BACKOFF_S`
-(requests meanwhile get the same 503 at once, without touching S3), and a pointer whose model
-failed its integrity check is remembered until the pointer changes, so a bad model is downloaded
-once per container, not at every refresh.
+function serves (declared by the function: ``api.Runtime(parts=...)``). The first request reads
+``latest.json`` and the parts it names; at most every `Settings.refresh_seconds` one request reads
+the pointer again and, when its bytes changed, loads the new model beside the old one and swaps it
+in whole. The pointer's tag is the sha256 of the bytes that one GET returned, so what is compared
+and what is loaded can never come from two different reads.
 
-Every part's bytes are checked against the pointer's size and sha256 *before* unpickling, and the
-unpickler resolves only numpy's array reconstruction (`ARRAY_GLOBALS`), so a tampered or foreign
-pickle is refused before any of its code can run. All parts come from the one pointer read, and
-each part names its version inside too, so a model never mixes two versions. A pointer of the
-older single-file layout (``key``, ``sha256``, ``size``) still loads, whole.
+Whatever goes wrong while loading becomes `ModelUnavailableError`: on a warm container it is logged
+and the old model keeps serving; on a cold one it is a 503, and the next attempt waits
+`FAILED_LOAD_BACKOFF_S` (requests meanwhile get the same 503 at once, without touching S3). A
+pointer whose model failed its integrity check (`ModelIntegrityError`) is remembered until the
+pointer changes, so a bad model is downloaded once per container, not at every refresh; a
+transient failure (S3 down, the deadline passed, memory ran out) is not remembered.
+
+Every load has one deadline (`Settings.load_deadline_seconds`) across all its requests, measured
+on the monotonic clock. The format, its checks and the restricted unpickler are `recsys.parts`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
-import io
-import json
 import logging
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys.artifact import PARTS, ModelArtifact
+from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
-from recsys.s3 import S3Client, S3Error
-from recsys.uri import POINTER, ModelUri
+from recsys.parts import MAX_POINTER_BYTES, POINTER, Pointer, load_part
+from recsys.s3 import Deadline, S3Client, S3Error, S3Object, check_length
+from recsys.uri import ModelUri
 
 logger = logging.getLogger(__name__)
 
-#: Every global a part's pickle may name: numpy's array and dtype reconstruction.
-ARRAY_GLOBALS = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy.core.numeric", "_frombuffer"),
-    }
-)
-#: A whole-model pickle of the single-file layout may also name the artifact class.
-ALLOWED_GLOBALS = ARRAY_GLOBALS | {("recsys.artifact", "ModelArtifact")}
-
 #: After a failed cold load, requests get the same 503 for this long before the next attempt.
 FAILED_LOAD_BACKOFF_S = 5.0
-#: Bounded so that a cold start against an unreachable S3 fails within about three seconds.
-S3_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_attempts": 2}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals in `allowed` (by default `ARRAY_GLOBALS`)."""
-
-    def __init__(self, file: io.BytesIO, allowed: frozenset[tuple[str, str]] = ARRAY_GLOBALS) -> None:
-        super().__init__(file)
-        self.allowed = allowed
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.allowed:
-            raise ModelIntegrityError(f"model pickle refers to {module}.{name}, which is not allowed")
-        return super().find_class(module, name)
-
-
-def _verified_unpickle(data: bytes, sha256: str, size: int, what: str, allowed: frozenset[tuple[str, str]]) -> Any:
-    if len(data) != size:
-        raise ModelIntegrityError(f"{what} is {len(data)} bytes, the pointer says {size}")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise ModelIntegrityError(f"{what} sha256 is {digest}, the pointer says {sha256}")
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), allowed).load()
-    except ModelIntegrityError:
-        raise
-    except Exception as exc:  # any malformed pickle: report it, never let it crash the function
-        raise ModelIntegrityError(f"{what} pickle does not load: {exc}") from exc
-
-
-def dump_parts(model: ModelArtifact) -> dict[str, bytes]:
-    """Every part of `model`, pickled with its name and the model's version (see `load_part`)."""
-    return {
-        name: pickle.dumps({"part": name, "version": model.version, "fields": model.part(name)}, protocol=5)
-        for name in PARTS
-    }
-
-
-def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -> dict[str, Any]:
-    """Verify one part's bytes against the pointer, unpickle them safely: the part's fields.
-
-    The part must say it is part `name` of model `version`, so that parts of two versions never mix.
-    """
-    obj = _verified_unpickle(data, sha256, size, f"part {name}", ARRAY_GLOBALS)
-    if not isinstance(obj, dict) or set(obj) != {"part", "version", "fields"}:
-        raise ModelIntegrityError(f"part {name} is not a model part")
-    if obj["part"] != name or obj["version"] != version:
-        raise ModelIntegrityError(f"part {name} of {version} holds part {obj['part']!r} of {obj['version']!r}")
-    return obj["fields"]  # type: ignore[no-any-return]
-
-
-def load_artifact(data: bytes, *, sha256: str, size: int) -> ModelArtifact:
-    """Verify a whole-model pickle (the single-file layout) against the pointer, then unpickle it safely."""
-    model = _verified_unpickle(data, sha256, size, "model", ALLOWED_GLOBALS)
-    if type(model) is not ModelArtifact:
-        raise ModelIntegrityError(f"model pickle holds a {type(model).__name__}, not a ModelArtifact")
-    try:
-        ModelArtifact.validate(model)  # the class's own check: the instance's attribute may be shadowed
-    except Exception as exc:  # whatever a hostile state makes the check raise, it is a bad model
-        raise ModelIntegrityError(f"model is inconsistent: {type(exc).__name__}: {exc}") from exc
-    return model
+#: Per request: seconds to connect and of silence while reading, and tries. The load's deadline
+#: bounds them all together.
+S3_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.0}
+S3_ATTEMPTS = 3
 
 
 class Reader(Protocol):
-    """Reads a model store: the pointer's change tag, and whole files."""
+    """Reads files of a model store.
 
-    def tag(self) -> str:
-        """A value that changes whenever `latest.json` changes (its ETag)."""
-        ...
+    `size` is what the file must hold (refused before its body is read when it differs), `limit`
+    the most that is read of a file of unknown size; `deadline` bounds the read.
+    """
 
-    def read(self, relative: str) -> bytes: ...
+    def read(
+        self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
+    ) -> bytes: ...
 
 
 class LocalReader:
     def __init__(self, uri: ModelUri) -> None:
         self.uri = uri
 
-    def tag(self) -> str:
-        return hashlib.sha256(self.read(POINTER)).hexdigest()
-
-    def read(self, relative: str) -> bytes:
+    def read(
+        self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
+    ) -> bytes:
+        path = Path(self.uri.key(relative))
         try:
-            return Path(self.uri.key(relative)).read_bytes()
+            with path.open("rb") as f:
+                actual = os.fstat(f.fileno()).st_size
+                if size is not None and actual != size:
+                    raise ModelIntegrityError(f"{relative} is {actual} bytes, the pointer says {size}")
+                if limit is not None and actual > limit:
+                    raise ModelIntegrityError(f"{relative} is {actual} bytes, over {limit}")
+                return f.read()
         except OSError as exc:
-            raise ModelUnavailableError(f"cannot read {self.uri.key(relative)}: {exc.strerror}") from exc
+            raise ModelUnavailableError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 class S3Reader:
-    """Reads a store under an S3 prefix through a client with ``head(bucket, key)`` and ``get(bucket, key)``:
+    """Reads a store under an S3 prefix through a client with ``get(bucket, key, size=, limit=, deadline=)``:
     `recsys.s3.S3Client`, or `Boto3Objects`."""
 
     def __init__(self, uri: ModelUri, client: Any) -> None:
         self.uri = uri
         self.client = client
 
-    def tag(self) -> str:
-        return str(self._call("head", POINTER)["etag"])
-
-    def read(self, relative: str) -> bytes:
-        return self._call("get", relative)  # type: ignore[no-any-return]
-
-    def _call(self, operation: str, relative: str) -> Any:
+    def read(
+        self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
+    ) -> bytes:
         key = self.uri.key(relative)
         try:
-            return getattr(self.client, operation)(self.uri.bucket, key)
+            return self.client.get(self.uri.bucket, key, size=size, limit=limit, deadline=deadline).body  # type: ignore[no-any-return]
+        except S3Error as exc:
+            error = ModelIntegrityError if exc.code in ("SizeMismatch", "TooLarge") else ModelUnavailableError
+            raise error(f"s3://{self.uri.bucket}/{key}: {exc}") from exc
         except Exception as exc:  # botocore raises a zoo of types; all of them mean "unavailable"
             raise ModelUnavailableError(f"s3://{self.uri.bucket}/{key}: {_describe(exc)}") from exc
 
 
 class Boto3Objects:
-    """boto3's S3 client behind the interface of `recsys.s3.S3Client` (``head``, ``get``)."""
+    """boto3's S3 client behind the interface of `recsys.s3.S3Client`, for a developer's profile.
+
+    The body is read in chunks with the deadline checked between them, as `S3Client` does.
+    """
 
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def head(self, bucket: str, key: str) -> dict[str, str]:
-        return {"etag": self.client.head_object(Bucket=bucket, Key=key)["ETag"]}
-
-    def get(self, bucket: str, key: str) -> bytes:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+    def get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        size: int | None = None,
+        limit: int | None = None,
+        deadline: Deadline | None = None,
+    ) -> S3Object:
+        deadline = deadline or Deadline(30.0)
+        response = self.client.get_object(Bucket=bucket, Key=key)
+        with contextlib.closing(response["Body"]) as body:
+            check_length(key, response.get("ContentLength"), size, limit)
+            chunks = []
+            for chunk in body.iter_chunks(256 * 1024):
+                deadline.check(key)
+                chunks.append(chunk)
+        return S3Object(b"".join(chunks), response.get("ETag"))
 
 
 def s3_client() -> Any:
@@ -186,7 +137,7 @@ def s3_client() -> Any:
     botocore, whose import and client set-up are most of a cold start's fixed cost. Otherwise a
     boto3 client, which finds a developer's profile or SSO session (boto3 is imported only then).
     """
-    client = S3Client.from_env(os.environ, timeout=S3_TIMEOUTS["read_timeout"], attempts=S3_TIMEOUTS["max_attempts"])
+    client = S3Client.from_env(os.environ, timeout=S3_TIMEOUTS["read_timeout"], attempts=S3_ATTEMPTS)
     if client is not None:
         return client
     import boto3
@@ -195,7 +146,7 @@ def s3_client() -> Any:
     config = Config(
         connect_timeout=S3_TIMEOUTS["connect_timeout"],
         read_timeout=S3_TIMEOUTS["read_timeout"],
-        retries={"total_max_attempts": S3_TIMEOUTS["max_attempts"], "mode": "standard"},
+        retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
     )
     return Boto3Objects(boto3.client("s3", config=config))
 
@@ -213,10 +164,12 @@ class ModelStore:
     reader : Reader, optional
         Injected in tests; by default built from `settings.model_uri` on first use.
     clock : callable returning seconds
+        When to refresh and how long to back off (injected by tests). Deadlines use the
+        monotonic clock.
     on_load : callable(model, seconds), optional
         Told of every model loaded (for metrics).
     parts : tuple of str, optional
-        The parts to load (`recsys.artifact.PARTS`); all of them when None.
+        The parts to load (`recsys.parts.PARTS`); all of them when None.
 
     Attributes
     ----------
@@ -275,13 +228,13 @@ class ModelStore:
         if self._failure is not None and self._clock() - self._failure[0] < FAILED_LOAD_BACKOFF_S:
             raise self._failure[1]
         try:
-            tag = self.reader.tag()
-            if tag == self._rejected_tag:
+            model = self._load()
+            if model is None:
                 raise ModelIntegrityError("the pointer still names the model that failed its integrity check")
-            return self._load(tag)
         except ModelUnavailableError as exc:
             self._failure = (self._clock(), exc)
             raise
+        return model
 
     def _refresh(self) -> None:
         # One request checks; concurrent ones keep serving the current model meanwhile.
@@ -289,25 +242,35 @@ class ModelStore:
             return
         try:
             self._checked_at = self._clock()
-            tag = self.reader.tag()
-            if tag not in (self._tag, self._rejected_tag):
-                self._load(tag)
+            self._load()
         except ModelUnavailableError as exc:
             logger.warning("model refresh failed, still serving %s: %s", self._model and self._model.version, exc)
         finally:
             self._refresh_lock.release()
 
-    def _load(self, tag: str) -> ModelArtifact:
-        """Load the model the pointer (read with change tag `tag`) names; remember `tag` if it is bad."""
-        try:
-            return self._load_pointer(tag)
-        except ModelIntegrityError:
-            self._rejected_tag = tag
-            raise
+    def _load(self) -> ModelArtifact | None:
+        """Read the pointer and, when it names a model not yet tried, load it: the model, or None
+        when the pointer is the one already served or already rejected.
 
-    def _load_pointer(self, tag: str) -> ModelArtifact:
+        Raises ModelUnavailableError for every failure, whatever raised it underneath; the pointer
+        is remembered as rejected for ModelIntegrityError only.
+        """
+        deadline = Deadline(self.settings.load_deadline_seconds)
         started = time.perf_counter()
-        model, size = read_model(self.reader, self.parts)
+        try:
+            raw = self.reader.read(POINTER, limit=MAX_POINTER_BYTES, deadline=deadline)
+            tag = hashlib.sha256(raw).hexdigest()
+            if tag in (self._tag, self._rejected_tag):
+                return None
+            try:
+                model, size = read_model(self.reader, raw, self.parts, deadline)
+            except ModelIntegrityError:
+                self._rejected_tag = tag
+                raise
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:  # MemoryError, or anything a hostile store makes Python raise
+            raise ModelUnavailableError(f"loading the model failed: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - started
         self.bytes_read += size
         self._model, self._tag, self._checked_at = model, tag, self._clock()
@@ -323,69 +286,42 @@ class ModelStore:
         return model
 
 
-def read_model(reader: Reader, parts: tuple[str, ...] | None = None) -> tuple[ModelArtifact, int]:
-    """The model `latest.json` names, with only `parts` (all when None), and the bytes read.
+def read_model(
+    reader: Reader, raw_pointer: bytes, parts: tuple[str, ...] | None = None, deadline: Deadline | None = None
+) -> tuple[ModelArtifact, int]:
+    """The model the pointer `raw_pointer` names, with only `parts` (all when None), and the bytes read.
 
-    Reads the pointer once, then each part it names for that version, verifying every part
-    before unpickling it. Raises ModelUnavailableError when something cannot be read, and its
-    subclass ModelIntegrityError when something read is not what the pointer promised.
+    Reads each part the pointer names for its version, verifying every part before unpickling it.
+    Raises ModelUnavailableError when something cannot be read, and its subclass
+    ModelIntegrityError when something read is not what the pointer promised.
     """
-    pointer = _parse_pointer(reader.read(POINTER))
-    if "whole" in pointer:  # the single-file layout
-        entry = pointer["whole"]
-        data = reader.read(entry["key"])
-        return load_artifact(data, sha256=entry["sha256"], size=entry["size"]), len(data)
-    entries = pointer["parts"]
-    wanted = ("catalog", *(p for p in (entries if parts is None else parts) if p != "catalog"))
-    missing = [name for name in wanted if name not in entries]
+    pointer = Pointer.parse(raw_pointer)
+    wanted = ("catalog", *(p for p in (pointer.parts if parts is None else parts) if p != "catalog"))
+    missing = [name for name in wanted if name not in pointer.parts]
     if missing:
-        raise ModelIntegrityError(f"{POINTER} of {pointer['version']} names no part {', '.join(missing)}")
+        raise ModelIntegrityError(f"{POINTER} of {pointer.version} names no part {', '.join(missing)}")
     fields, size = {}, 0
     for name in wanted:
-        entry = entries[name]
-        data = reader.read(entry["key"])
+        entry = pointer.parts[name]
+        data = reader.read(entry.key, size=entry.size, deadline=deadline)
         size += len(data)
-        fields[name] = load_part(
-            data, name=name, version=pointer["version"], sha256=entry["sha256"], size=entry["size"]
-        )
+        fields[name] = load_part(data, name=name, version=pointer.version, sha256=entry.sha256, size=entry.size)
         del data
     try:
         return ModelArtifact.from_parts(fields), size
+    except MemoryError:
+        raise
     except Exception as exc:  # whatever a hostile state makes the checks raise, it is a bad model
         raise ModelIntegrityError(f"model is inconsistent: {type(exc).__name__}: {exc}") from exc
 
 
 def open_model(location: str, parts: tuple[str, ...] | None = None) -> ModelArtifact:
     """The model a store (``s3://bucket/prefix`` or a folder) serves now: for tools and tests."""
-    return read_model(reader_for(ModelUri.parse(location)), parts)[0]
-
-
-def _parse_pointer(raw: bytes) -> dict[str, Any]:
-    """The pointer as ``{"version", "parts": {name: entry}}``, or ``{"version", "whole": entry}``
-    for the single-file layout; an entry is ``{"key", "sha256", "size"}``."""
-    try:
-        pointer = json.loads(raw)
-        version = str(pointer["version"])
-        if "parts" in pointer:
-            parsed = {"version": version, "parts": {str(n): _entry(e) for n, e in dict(pointer["parts"]).items()}}
-        else:
-            parsed = {"version": version, "whole": _entry(pointer)}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelUnavailableError(f"{POINTER} is malformed: {exc}") from exc
-    entries = parsed["parts"] if "parts" in parsed else {"model": parsed["whole"]}
-    for entry in entries.values():
-        if entry["key"].startswith("/") or ".." in entry["key"].split("/"):
-            raise ModelIntegrityError(f"{POINTER} names a key outside the store: {entry['key']!r}")
-    return parsed
-
-
-def _entry(raw: Any) -> dict[str, Any]:
-    return {"key": str(raw["key"]), "sha256": str(raw["sha256"]), "size": int(raw["size"])}
+    reader = reader_for(ModelUri.parse(location))
+    return read_model(reader, reader.read(POINTER, limit=MAX_POINTER_BYTES), parts)[0]
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, S3Error):
-        return str(exc)
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         err = response["Error"]

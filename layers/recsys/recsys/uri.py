@@ -1,10 +1,9 @@
 """Where a model store lives: ``s3://bucket/prefix`` or a local folder.
 
-The layout under it is the same on both, and shared by the publisher (training) and the reader
-(`recsys.store`)::
+The layout under it is the same on both; what its files hold is `recsys.parts`::
 
-    latest.json                     {version, parts: {name: {key, sha256, size}}, created_at}, written last
-    models/<version>/<part>.pkl     the ModelArtifact's parts (recsys.artifact.PARTS), each pickled
+    latest.json                     the pointer, written last
+    models/<version>/<part>.pkl     the model's parts
     models/<version>/metrics.json
     models/<version>/report.html
 """
@@ -14,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-POINTER = "latest.json"
-MODELS = "models"
+from recsys.parts import POINTER
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,3 @@ class ModelUri:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.bucket is not None else self.prefix
-
-
-def model_key(version: str, name: str) -> str:
-    """The key, relative to the store, of one file of a published version."""
-    return f"{MODELS}/{version}/{name}"

@@ -280,27 +280,74 @@ class TracesKeepNoResponses(CloudFormationLintRule):
         return matches
 
 
+#: The requests that write under models/, as S3 authorizes them (all are the action s3:PutObject),
+#: with the condition keys each carries (AWS, "Enforce conditional writes on Amazon S3 buckets"):
+#: s3:ObjectCreationOperation is true for the calls that create the object and false for the
+#: multipart steps before it; s3:if-none-match is present when the request sends If-None-Match.
+WRITES = {
+    "PutObject": {"s3:ObjectCreationOperation": "true"},
+    "PutObject If-None-Match": {"s3:ObjectCreationOperation": "true", "s3:if-none-match": "*"},
+    "CreateMultipartUpload": {"s3:ObjectCreationOperation": "false"},
+    "UploadPart": {"s3:ObjectCreationOperation": "false"},
+    "CompleteMultipartUpload": {"s3:ObjectCreationOperation": "true"},
+    "CompleteMultipartUpload If-None-Match": {"s3:ObjectCreationOperation": "true", "s3:if-none-match": "*"},
+    "CopyObject": {"s3:ObjectCreationOperation": "true"},
+}
+#: Which of them a publisher must be able to make, and which must be refused to everyone.
+ALLOWED_WRITES = {
+    "PutObject If-None-Match",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload If-None-Match",
+}
+
+
+def _condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    """IAM's evaluation of the operators this policy uses: every operator, every key must hold."""
+    for operator, tests in condition.items():
+        for key, wanted in tests.items():
+            expected = {str(v).lower() for v in _as_list(wanted)}
+            if operator == "Null":
+                actual = "true" if key not in context else "false"
+            elif operator == "Bool":
+                if key not in context:
+                    return False
+                actual = context[key].lower()
+            else:
+                return False  # an operator this rule does not model: treat the statement as not applying
+            if actual not in expected:
+                return False
+    return True
+
+
 class PublishedVersionsAreNeverOverwritten(CloudFormationLintRule):
     id = "E9008"
-    shortdesc = "The model bucket refuses unconditional writes under models/"
+    shortdesc = "The model bucket refuses unconditional writes under models/, and lets multipart uploads through"
     description = (
-        "ModelBucketPolicy denies s3:PutObject on models/* to everyone when the request has no "
-        "If-None-Match (Null s3:if-none-match true), so no identity can replace a published version"
+        "ModelBucketPolicy, evaluated for each write a publisher can make under models/*, denies a "
+        "PutObject, CompleteMultipartUpload or CopyObject without If-None-Match (so no identity can "
+        "replace a published version) and denies none of If-None-Match PutObject, "
+        "CreateMultipartUpload, UploadPart and If-None-Match CompleteMultipartUpload (so a large part "
+        "can be uploaded in parts)"
     )
     tags = ["s3", "integrity"]
 
     def match(self, cfn: Any) -> list[RuleMatch]:
         policy = cfn.template["Resources"].get("ModelBucketPolicy", {}).get("Properties", {})
-        for st in _statements(policy):
-            condition = st.get("Condition", {}).get("Null", {})
-            if (
-                st.get("Effect") == "Deny"
-                and "s3:PutObject" in {str(a) for a in _as_list(st.get("Action", []))}
-                and any("/models/*" in _text(r) for r in _as_list(st.get("Resource", [])))
-                and str(condition.get("s3:if-none-match", "")).lower() == "true"
-            ):
-                return []
-        return [RuleMatch(["Resources", "ModelBucketPolicy"], "no statement denies overwriting models/*")]
+        denies = [
+            st.get("Condition", {})
+            for st in _statements(policy)
+            if st.get("Effect") == "Deny"
+            and {"s3:PutObject", "s3:*"} & {str(a) for a in _as_list(st.get("Action", []))}
+            and any("/models/*" in _text(r) for r in _as_list(st.get("Resource", [])))
+        ]
+        denied = {name for name, context in WRITES.items() if any(_condition_holds(c, context) for c in denies)}
+        wrong = sorted((set(WRITES) - ALLOWED_WRITES) - denied) + sorted(denied & ALLOWED_WRITES)
+        if wrong:
+            return [
+                RuleMatch(["Resources", "ModelBucketPolicy"], f"models/* writes decided wrongly: {', '.join(wrong)}")
+            ]
+        return []
 
 
 def _parameter_of(value: Any) -> str | None:

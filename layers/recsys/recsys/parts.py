@@ -1,0 +1,214 @@
+"""The model's format on disk: which parts, what each holds, how a part is pickled, and the pointer.
+
+Training writes through this module and serving reads through it, so the format is defined once::
+
+    latest.json                     the pointer (`Pointer`): {version, parts: {name: {key, sha256, size}},
+                                    created_at}, written last
+    models/<version>/<part>.pkl     one pickled envelope per part (`dump_part`):
+                                    {"part": name, "version": version, "fields": {field: value}}
+
+A part holds numpy arrays, str tuples, ints and a provenance dict, nothing else: its unpickler
+(`RestrictedUnpickler`) resolves numpy's array reconstruction only (`ARRAY_GLOBALS`), so no class
+of this package, nor any other callable, can be named in a model file. The single-file layout of
+earlier releases (one pickled ModelArtifact) named the class and is not read any more: a store
+published by such a release is refused with a message that says to republish.
+
+Every value of a pointer is checked here before anything is read on its word (types, digest
+form, sizes within `MAX_PART_BYTES`, keys inside the store); anything else is a
+`ModelIntegrityError`, whatever Python raised underneath (a size of ``1e400``, a nesting too deep
+for the parser, a number of 5,000 digits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from recsys.errors import ModelIntegrityError, ModelUnavailableError
+
+POINTER = "latest.json"
+MODELS = "models"
+SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
+
+#: The parts a model is published in, and the fields of each. Every function loads "catalog".
+PARTS: dict[str, tuple[str, ...]] = {
+    "catalog": (
+        "item_ids", "popularity", "like_counts", "titles", "years", "genre_names", "item_genres", "provenance",
+        "schema",
+    ),
+    "item_vectors": ("item_factors", "item_biases", "item_unit", "fold_in_map"),
+    "neighbours": ("neighbours", "neighbour_sims"),
+    "user_vectors": ("user_factors", "user_biases"),
+    "histories": ("user_ids", "history_indptr", "history_items", "unliked_indptr", "unliked_items"),
+    "ratings": ("history_ratings", "history_days"),
+}  # fmt: skip
+
+#: What a part's pickle may name: numpy's array reconstruction, nothing else.
+ARRAY_GLOBALS = frozenset({
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+})  # fmt: skip
+
+#: The largest pointer read (a real one is under 2 KB).
+MAX_POINTER_BYTES = 64 * 1024
+#: The largest part a pointer may name: the ML-10M shape's largest is 21 MB, a function has 1 GB.
+MAX_PART_BYTES = 256 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def model_key(version: str, name: str) -> str:
+    """The key, relative to the store, of one file of a published version."""
+    return f"{MODELS}/{version}/{name}"
+
+
+# -- the pointer ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartEntry:
+    """Where one part of a version lies, and what its bytes must be."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What ``latest.json`` says: the serving version, and each of its parts."""
+
+    version: str
+    parts: Mapping[str, PartEntry]
+    created_at: str = ""
+
+    @classmethod
+    def for_parts(cls, version: str, parts: Mapping[str, bytes], created_at: str) -> Pointer:
+        """The pointer that names `parts` (name -> the bytes `dump_part` made) of `version`."""
+        entries = {
+            name: PartEntry(model_key(version, f"{name}.pkl"), hashlib.sha256(data).hexdigest(), len(data))
+            for name, data in parts.items()
+        }
+        return cls(version, entries, created_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "parts": {name: vars(entry) for name, entry in self.parts.items()},
+            "created_at": self.created_at,
+        }
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.to_json(), indent=2).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Pointer:
+        """The pointer in `raw`, every value checked; ModelIntegrityError for anything else."""
+        if len(raw) > MAX_POINTER_BYTES:
+            raise ModelIntegrityError(f"{POINTER} is {len(raw)} bytes, over {MAX_POINTER_BYTES}")
+        try:
+            doc = json.loads(raw, parse_constant=_no_constant)
+        except MemoryError:
+            raise
+        except Exception as exc:  # JSONDecodeError, int-size ValueError, RecursionError, UnicodeDecodeError
+            raise ModelIntegrityError(f"{POINTER} is not JSON: {type(exc).__name__}") from None
+        if not isinstance(doc, dict):
+            raise ModelIntegrityError(f"{POINTER} is not a JSON object")
+        if "parts" not in doc and {"key", "sha256"} <= set(doc):
+            raise ModelIntegrityError(
+                f"{POINTER} is of the single-file layout of an earlier release, which is no longer read: "
+                "republish the model with this release's training (make publish-model)"
+            )
+        version, parts, created = doc.get("version"), doc.get("parts"), doc.get("created_at", "")
+        if not isinstance(version, str) or not _VERSION.match(version):
+            raise ModelIntegrityError(f"{POINTER} has no valid version")
+        if not isinstance(parts, dict) or not parts:
+            raise ModelIntegrityError(f"{POINTER} of {version} names no part catalog")
+        entries = {}
+        for name, entry in parts.items():
+            if name not in PARTS:
+                raise ModelIntegrityError(f"{POINTER} of {version} names an unknown part {name[:40]!r}")
+            entries[name] = _entry(name, entry)
+        return cls(version, entries, created if isinstance(created, str) else "")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _entry(name: str, raw: Any) -> PartEntry:
+    if not isinstance(raw, dict):
+        raise ModelIntegrityError(f"{POINTER}: part {name} is not an object")
+    key, digest, size = raw.get("key"), raw.get("sha256"), raw.get("size")
+    if not isinstance(key, str) or not 0 < len(key) <= 1024 or key.startswith("/") or ".." in key.split("/"):
+        raise ModelIntegrityError(f"{POINTER}: part {name} names a key outside the store")
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise ModelIntegrityError(f"{POINTER}: part {name} has no valid sha256")
+    if type(size) is not int or not 0 < size <= MAX_PART_BYTES:
+        raise ModelIntegrityError(f"{POINTER}: part {name} has no valid size (1..{MAX_PART_BYTES} bytes)")
+    return PartEntry(key, digest, size)
+
+
+# -- one part ---------------------------------------------------------------------------------
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only numpy's array reconstruction (`ARRAY_GLOBALS`).
+
+    A pickle can also set attributes on what it names (BUILD), which would change that object for
+    the whole process. numpy's types and C functions refuse new attributes; a Python function among
+    the allowed ones is handed out as a fresh wrapper per load, so whatever a pickle sets on it
+    dies with the load.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ARRAY_GLOBALS:
+            raise ModelIntegrityError(f"model pickle refers to {module}.{name}, which is not allowed")
+        found = super().find_class(module, name)
+        if isinstance(found, types.FunctionType):
+            return lambda *args: found(*args)
+        return found
+
+
+def dump_part(name: str, version: str, fields: Mapping[str, Any]) -> bytes:
+    """Part `name` of model `version`, pickled in its envelope (see `load_part`)."""
+    return pickle.dumps({"part": name, "version": version, "fields": dict(fields)}, protocol=5)
+
+
+def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -> dict[str, Any]:
+    """Verify one part's bytes against the pointer, unpickle them safely: the part's fields.
+
+    The part must say it is part `name` of model `version`, so that parts of two versions never
+    mix, and hold exactly the fields `PARTS` lists for it. Raises ModelIntegrityError when it does
+    not, and ModelUnavailableError (not remembered as a bad model) when memory ran out.
+    """
+    if len(data) != size:
+        raise ModelIntegrityError(f"part {name} is {len(data)} bytes, the pointer says {size}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ModelIntegrityError(f"part {name} sha256 is {digest}, the pointer says {sha256}")
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(data)).load()
+    except ModelIntegrityError:
+        raise
+    except MemoryError as exc:
+        raise ModelUnavailableError(f"part {name}: out of memory while unpickling") from exc
+    except Exception as exc:  # any malformed pickle: report it, never let it crash the function
+        raise ModelIntegrityError(f"part {name} pickle does not load: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, dict) or set(obj) != {"part", "version", "fields"}:
+        raise ModelIntegrityError(f"part {name} is not a model part")
+    if obj["part"] != name or obj["version"] != version:
+        raise ModelIntegrityError(f"part {name} of {version} holds part {obj['part']!r} of {obj['version']!r}")
+    fields = obj["fields"]
+    if not isinstance(fields, dict) or set(fields) != set(PARTS[name]):
+        got = sorted(map(str, fields)) if isinstance(fields, dict) else type(fields).__name__
+        raise ModelIntegrityError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
+    return fields
