@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from scripts.localstack import Invoker, LambdaContext, LocalApi, api_event, load_application
+from devstack.gateway import LocalApi, api_event
+from devstack.invoker import Invoker, LambdaContext
+from devstack.template import load_application
 
 # What each route sends is `targets`; which function and template route answer it comes from
 # template.yaml, as in the local API.

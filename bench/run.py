@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 
 from bench import generate, latency, original
-from scripts.localstack import free_port, model_parts, moto_s3, sample_event, stop, upload_store
+from devstack.invoker import sample_event
+from devstack.s3 import moto_s3, upload_store
+from devstack.servers import free_port, stop
+from devstack.template import model_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
@@ -175,8 +178,8 @@ def cold_starts(store: Path, repeats: int) -> dict[str, Any]:
     import boto3
 
     from bench import coldstart
+    from devstack.template import load_application
     from recsys.store import open_model
-    from scripts.localstack import load_application
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     catalog = open_model(str(store), ("catalog", "histories"))

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.localstack import FRONTEND, config_js
+from devstack.site import config_js
+from devstack.template import FRONTEND
 
 STACK = "movie-recommender"
 

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scripts.localstack import Invoker, load_application
+from devstack.invoker import Invoker
+from devstack.template import load_application
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"

@@ -11,7 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from scripts.localstack import LambdaContext, free_port
+from devstack.invoker import LambdaContext
+from devstack.servers import free_port
 from tests import data
 
 ROOT = Path(__file__).resolve().parent.parent

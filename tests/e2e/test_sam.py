@@ -1,8 +1,8 @@
 """The real SAM CLI: `sam local invoke` and `sam local start-api` on the emulation image.
 
-The functions run in Docker (scripts/samlocal.py builds the image without a registry) and read
+The functions run in Docker (devstack.docker builds the image without a registry) and read
 the model from moto in a container on a Docker network the session creates. Each answer is
-compared with the docker-free invoker's (scripts/localstack.py) for the same event and model.
+compared with the docker-free invoker's (devstack.invoker) for the same event and model.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
+from devstack.docker import DockerUnavailable
+from devstack.invoker import Invoker, LambdaContext, sample_event
+from devstack.sam import SamStack
+from devstack.servers import free_port
+from devstack.template import load_application
 from scripts import openapi
-from scripts.localstack import Invoker, LambdaContext, free_port, load_application, sample_event
-from scripts.samlocal import DockerUnavailable, SamStack
 from tests.integration.test_openapi import POSTS, REQUESTS, validate
 
 pytestmark = pytest.mark.sam

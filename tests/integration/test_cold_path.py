@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from bench import coldstart
+from devstack.invoker import sample_event
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError
 from recsys.s3 import S3Client, S3Error
 from recsys.store import Boto3Objects, ModelStore, reader_for, s3_client
 from recsys.uri import ModelUri
-from scripts.localstack import sample_event
 from tests import data
 
 pytestmark = pytest.mark.integration

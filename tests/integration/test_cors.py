@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.localstack import TEMPLATE, Invoker, LocalApi, _TemplateLoader, load_application
+from devstack.gateway import LocalApi
+from devstack.invoker import Invoker
+from devstack.template import TEMPLATE, TemplateLoader, load_application
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +77,7 @@ def _origins(tag: object) -> tuple[object, ...]:
 
 
 def test_gateway_responses_4xx_5xx_and_throttled_carry_the_same_origin_as_the_functions() -> None:
-    doc = yaml.load(TEMPLATE.read_text(), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    doc = yaml.load(TEMPLATE.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
     api_props = doc["Resources"]["Api"]["Properties"]
     assert "Cors" not in api_props  # SAM's mock preflight would echo the origin to anyone
     functions = _origins(doc["Globals"]["Function"]["Environment"]["Variables"]["ALLOWED_ORIGIN"])

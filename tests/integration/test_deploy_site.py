@@ -10,8 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from devstack.template import FRONTEND
 from scripts import deploy_site
-from scripts.localstack import FRONTEND
 
 pytestmark = pytest.mark.integration
 

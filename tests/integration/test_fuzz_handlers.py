@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scripts.localstack import Invoker, LambdaContext, load_application
+from devstack.invoker import Invoker, LambdaContext
+from devstack.template import load_application
 
 pytestmark = pytest.mark.integration
 

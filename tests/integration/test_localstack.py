@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localstack import ROOT, Application, Function, Invoker, Route
+from devstack.invoker import Invoker
+from devstack.template import ROOT, Application, Function, Route
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from devstack.gateway import LocalApi
+from devstack.invoker import Invoker
+from devstack.template import load_application
 from scripts import openapi
-from scripts.localstack import Invoker, LocalApi, load_application
 
 pytestmark = pytest.mark.integration
 

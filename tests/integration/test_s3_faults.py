@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from devstack.invoker import Invoker, LambdaContext, sample_event
+from devstack.template import load_application
 from recsys.s3 import BACKOFF_BASE_S, BACKOFF_CAP_S, Credentials, Deadline, S3Client, S3Error
-from scripts.localstack import Invoker, LambdaContext, load_application, sample_event
 from tests import data
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import load_all_checks
 
+from devstack.gateway import LocalApi, http_handler
+from devstack.invoker import Invoker
+from devstack.servers import start_server
+from devstack.template import load_application
 from scripts import openapi
-from scripts.localstack import Invoker, LocalApi, _http_handler, load_application, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +33,7 @@ EXCLUDED = [schemathesis.checks.CHECKS.get_one("unsupported_method")]
 def base_url(model_store: Path) -> Iterator[str]:
     app = load_application()
     local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"}), "*")
-    server = start_server(_http_handler(local, None, None), 0)
+    server = start_server(http_handler(local, None, None), 0)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

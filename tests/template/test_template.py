@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localstack import Invoker, LocalApi, load_application
-from scripts.samlocal import pin
+from devstack.docker import pin
+from devstack.gateway import LocalApi
+from devstack.invoker import Invoker
+from devstack.template import load_application
 
 pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]

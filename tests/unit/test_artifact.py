@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from devstack.template import model_parts
 from recsys import scoring
 from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
 from recsys.parts import PARTS
-from scripts.localstack import model_parts
 from training.model import fold_in_projection
 
 pytestmark = pytest.mark.unit

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.docker import pin
+from devstack.template import model_parts
 from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
@@ -19,8 +21,6 @@ from recsys.parts import ARRAY_GLOBALS, MAX_PART_BYTES, PARTS, Pointer, Restrict
 from recsys.s3 import Deadline
 from recsys.store import FAILED_LOAD_BACKOFF_S, ModelStore
 from recsys.uri import ModelUri
-from scripts.localstack import model_parts
-from scripts.samlocal import pin
 from tests.unit.test_artifact import tiny
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,70 @@
+"""`make demo`: a local S3, the real training job publishing into it, the API and the website.
+
+One loop for both ways of serving the API: in process (`serve`, no Docker) or by the real SAM CLI
+(`sam local start-api` against moto in a container). Ctrl-C or SIGTERM stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+
+from devstack.gateway import serve, serve_site
+from devstack.s3 import moto_s3
+from devstack.template import ROOT
+
+BUCKET = "recommender-models"
+PREFIX = "recommender"
+
+
+def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> int:
+    """Train on `ratings`, publish to a local S3, serve the API (`api`: "local" or "sam") and the site."""
+    from training.cli import main as train
+
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if api == "sam":
+            from devstack.sam import SamStack
+
+            sam = stack.enter_context(SamStack(log=lambda m: print(m, flush=True)))
+            endpoint, model_uri = sam.moto_endpoint, sam.model_uri
+            sam.s3().create_bucket(Bucket=BUCKET)
+        else:
+            endpoint, model_uri = stack.enter_context(moto_s3(s3_port)), f"s3://{BUCKET}/{PREFIX}"
+        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                          AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+        if api != "sam":
+            import boto3
+
+            for bucket in (BUCKET, "recommender-website"):
+                boto3.client("s3").create_bucket(Bucket=bucket)
+        code = train(["--ratings", ratings, "--model-uri", model_uri, "--cache-dir", str(ROOT / "build/cache")])
+        if code != 0:
+            return code
+        if api == "sam":
+            api_url = stack.enter_context(sam.start_api(api_port))
+        else:
+            api_url = f"http://127.0.0.1:{stack.enter_context(_running(serve(model_uri, api_port))).server_port}"
+        web = f"http://127.0.0.1:{stack.enter_context(_running(serve_site(api_url, web_port))).server_port}"
+        how = " (sam local start-api)" if api == "sam" else ""
+        print(f"\nAPI      {api_url}{how}   (try {api_url}/recommendations/196?explain=true)")
+        print(f"Website  {web}/index.html   similar: {web}/similar.html   model: {web}/model.html")
+        print(f"READY api={api_url} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything",
+              flush=True)  # fmt: skip
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping")
+    return 0
+
+
+@contextlib.contextmanager
+def _running(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    try:
+        yield server
+    finally:
+        server.shutdown()

@@ -1,0 +1,36 @@
+"""A local S3 (moto on loopback) and copying a model store into it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from recsys.parts import POINTER
+
+
+@contextlib.contextmanager
+def moto_s3(port: int) -> Iterator[str]:
+    """A moto S3 server on loopback; yields its endpoint URL and points boto3 at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )  # fmt: skip
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def upload_store(s3: Any, bucket: str, prefix: str, store: Path) -> None:
+    """Copy a local model store under s3://`bucket`/`prefix`, its pointer last (as publishing does)."""
+    files = sorted(p for p in store.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in sorted(files, key=lambda p: p.name == POINTER):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(store)}", Body=path.read_bytes())

@@ -1,0 +1,115 @@
+"""template.yaml read as the local stack needs it: functions (handler, code, layers, environment,
+runtime), API routes, and the parts of the model each function declares.
+
+Routes are defined once, in the template: a route added there is served locally without another line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+FRONTEND = ROOT / "frontend"
+
+
+class Tag:
+    """A CloudFormation intrinsic (!Ref, !Sub, ...) kept as data; only literals are used locally."""
+
+    def __init__(self, tag: str, value: Any) -> None:
+        self.tag, self.value = tag, value
+
+
+class TemplateLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Tag:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{suffix}", node.start_mark)
+    return Tag(suffix, value)
+
+
+TemplateLoader.add_multi_constructor("!", _construct_tag)
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str
+    method: str
+    path: str  # API Gateway resource, e.g. /users/{user_id}/history
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        return re.compile(f"^{regex}$")
+
+
+@dataclass
+class Function:
+    name: str
+    code_uri: Path
+    handler: str
+    layers: list[Path]
+    environment: dict[str, str] = field(default_factory=dict)
+    runtime: str = ""
+
+
+@dataclass
+class Application:
+    functions: dict[str, Function]
+    routes: list[Route]
+
+
+def load_application(template: Path = TEMPLATE) -> Application:
+    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    resources = doc["Resources"]
+    glob = doc.get("Globals", {}).get("Function", {})
+    layer_paths = {
+        name: ROOT / res["Properties"]["ContentUri"]
+        for name, res in resources.items()
+        if res["Type"] == "AWS::Serverless::LayerVersion"
+    }
+    functions, routes = {}, []
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = res["Properties"]
+        layers = [layer_paths[ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
+        env = {**_literals(glob.get("Environment", {})), **_literals(props.get("Environment", {}))}
+        runtime = str(props.get("Runtime", glob.get("Runtime", "")))
+        functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "Api":
+                routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    return Application(functions, routes)
+
+
+def model_parts(app: Application | None = None) -> dict[str, tuple[str, ...]]:
+    """The parts of the model each function reads, as its handler module declares them (`MODEL_PARTS`)."""
+    app = app or load_application()
+    return {
+        name: tuple(importlib.import_module(f"functions.{fn.code_uri.name}.app").MODEL_PARTS)
+        for name, fn in app.functions.items()
+    }
+
+
+def ref(value: Any) -> str:
+    return str(value.value) if isinstance(value, Tag) else str(value)
+
+
+def _literals(environment: dict[str, Any]) -> dict[str, str]:
+    """The environment variables with literal values (intrinsics are set by the local stack)."""
+    return {k: str(v) for k, v in environment.get("Variables", {}).items() if not isinstance(v, Tag)}
