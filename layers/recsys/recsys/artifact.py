@@ -18,14 +18,14 @@ on a Python int.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from recsys import scoring
-from recsys.parts import PARTS, SCHEMA_VERSION, dump_part
+from recsys.parts import MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dump_part
 from recsys.search import SearchIndex
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -148,19 +148,12 @@ class ModelArtifact:
         """An instance holding exactly the fields of `parts` (which must include "catalog"), validated.
 
         Raises ValueError when a part is unknown, a part's fields are not exactly its `PARTS` entry,
-        or the fields are inconsistent (see `validate`).
+        or the fields are inconsistent (`recsys.parts.check_parts`).
         """
-        state: dict[str, Any] = {}
-        for name, values in parts.items():
-            if name not in PARTS:
-                raise ValueError(f"unknown part {name!r}")
-            if not isinstance(values, dict) or set(values) != set(PARTS[name]):
-                got = sorted(values) if isinstance(values, dict) else type(values).__name__
-                raise ValueError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
-            state.update(values)
+        check_parts(parts)
         model = cls.__new__(cls)
-        vars(model).update(state)
-        ModelArtifact.validate(model)
+        for values in parts.values():
+            vars(model).update(values)
         return model
 
     # -- lookups ----------------------------------------------------------------------------
@@ -266,7 +259,7 @@ class ModelArtifact:
             keep[exclude] = False
         if genre_bit is not None:
             keep &= (self.item_genres & genre_bit) != 0
-        ranked = self.popularity[keep[self.popularity]]
+        ranked: np.ndarray = self.popularity[keep[self.popularity]]
         return ranked[:k]
 
     def similar(self, i: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -301,111 +294,9 @@ class ModelArtifact:
     # -- integrity --------------------------------------------------------------------------
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field whose type, dtype, shape or values are wrong.
-
-        An unpickled object's state is whatever the pickle put there, so this checks that it holds
-        the fields of whole parts, "catalog" among them (no preset cache such as ``_item_positions``,
-        no attribute shadowing a method), each of its declared type, with finite factors, and that
-        the parts agree with each other. Call it as ``ModelArtifact.validate(obj)``: the instance's
-        own ``validate`` may be shadowed.
-        """
+        """Raise ValueError naming the first field that is wrong (see `recsys.parts.check_parts`)."""
         state = vars(self)
-        names = [f.name for f in fields(ModelArtifact)]
-        held = [part for part, part_fields in PARTS.items() if set(part_fields) <= set(state)]
-        expected = {name for part in held for name in PARTS[part]}
-        if set(state) != expected or "catalog" not in held:
-            extra, missing = sorted(set(state) - expected), sorted(set(names) - set(state))
-            raise ValueError(f"unexpected state: extra {extra}, missing {missing} (or no catalog)")
-        if "ratings" in held and "histories" not in held:
-            raise ValueError("the ratings part needs the histories part")
-        names = [name for name in names if name in state]
-        for name in names:
-            value, kind = state[name], _FIELD_TYPES.get(name, np.ndarray)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise ValueError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
-            if isinstance(value, np.ndarray) and value.dtype.hasobject:
-                raise ValueError(f"{name}: object arrays are not allowed")
-            if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{name}: expected a tuple of str")
-        for name in ("user_factors", "user_biases", "item_factors", "item_biases", "item_unit", "fold_in_map"):
-            if name in state and not np.isfinite(state[name]).all():
-                raise ValueError(f"{name}: not every value is finite")
-        if "neighbour_sims" in state and (
-            np.isnan(self.neighbour_sims).any() or np.isposinf(self.neighbour_sims).any()
-        ):
-            raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
-        if self.schema != SCHEMA_VERSION:
-            raise ValueError(f"artifact schema {self.schema}, this code reads {SCHEMA_VERSION}")
-        n_i = self.n_items
-        n_u = self.n_users if "user_ids" in state else _rows(state.get("user_factors"))
-        vectors = state.get("item_factors", state.get("user_factors"))
-        d = vectors.shape[1] if isinstance(vectors, np.ndarray) and vectors.ndim == 2 else -1
-        m = min(MAX_NEIGHBOURS, n_i - 1)
-        likes = _rows(state.get("history_items"))
-        expect = {
-            "user_factors": ((n_u, d), np.float32),
-            "user_biases": ((n_u,), np.float32),
-            "item_factors": ((n_i, d), np.float32),
-            "item_biases": ((n_i,), np.float32),
-            "item_unit": ((n_i, d), np.float32),
-            "neighbours": ((n_i, m), state["neighbours"].dtype if "neighbours" in state else None),
-            "neighbour_sims": ((n_i, m), np.float32),
-            "popularity": ((n_i,), np.int32),
-            "like_counts": ((n_i,), np.int32),
-            "history_indptr": ((n_u + 1,), np.int64),
-            "history_ratings": ((likes,), np.uint8),
-            "history_days": ((likes,), np.uint16),
-            "unliked_indptr": ((n_u + 1,), np.int64),
-            "unliked_items": (
-                (_rows(state.get("unliked_items")),),
-                state["history_items"].dtype if likes >= 0 else None,
-            ),
-            "fold_in_map": ((d + 1, d), np.float32),
-            "years": ((n_i,), np.int16),
-            "item_genres": ((n_i,), np.uint32),
-        }
-        for name, (shape, dtype) in expect.items():
-            if name not in state:
-                continue
-            arr = state[name]
-            if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(f"{name}: expected {np.dtype(dtype)}{shape}, got {arr.dtype}{arr.shape}")
-        for name in ("user_ids", "item_ids"):
-            ids = state.get(name)
-            if ids is not None and (
-                ids.ndim != 1 or ids.dtype.kind != "i" or (ids.size > 1 and np.any(np.diff(ids) <= 0))
-            ):
-                raise ValueError(f"{name}: expected strictly ascending integers")
-        if len(self.titles) != n_i:
-            raise ValueError(f"titles: expected {n_i}, got {len(self.titles)}")
-        if "histories" in held:
-            if self.history_indptr[0] != 0 or self.history_indptr[-1] != self.history_items.shape[0]:
-                raise ValueError("history_indptr does not span history_items")
-            if self.unliked_indptr[0] != 0 or self.unliked_indptr[-1] != self.unliked_items.shape[0]:
-                raise ValueError("unliked_indptr does not span unliked_items")
-            for name in ("history_items", "unliked_items"):
-                arr = state[name]
-                if arr.ndim != 1 or arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() >= n_i)):
-                    raise ValueError(f"{name}: index out of range")
-        if "neighbours" in held and (
-            self.neighbours.dtype.kind not in "iu"
-            or (self.neighbours.size and (self.neighbours.min() < 0 or self.neighbours.max() >= n_i))
-        ):
-            raise ValueError("neighbours: expected item indices")
-        # popularity ranks every item once: a repeated or out-of-range index would fail requests later
-        if not np.array_equal(np.sort(self.popularity), np.arange(n_i)):
-            raise ValueError("popularity: expected every item index exactly once")
-        if self.like_counts.size and self.like_counts.min() < 0:
-            raise ValueError("like_counts: negative")
-
-
-def _rows(arr: Any) -> int:
-    """The length of a 1-d or 2-d array, or -1 when there is none (its part is not held)."""
-    return int(arr.shape[0]) if isinstance(arr, np.ndarray) and arr.ndim >= 1 else -1
-
-
-MAX_NEIGHBOURS = 100  # the API's largest k
-_FIELD_TYPES: dict[str, type] = {"titles": tuple, "genre_names": tuple, "provenance": dict, "schema": int}
+        check_parts({name: {f: state[f] for f in names} for name, names in PARTS.items() if names[0] in state})
 
 
 def similar_to(unit: np.ndarray, i: int, k: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

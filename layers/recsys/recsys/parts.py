@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
@@ -212,3 +214,145 @@ def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -
         got = sorted(map(str, fields)) if isinstance(fields, dict) else type(fields).__name__
         raise ModelIntegrityError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
     return fields
+
+
+# -- what each part holds -------------------------------------------------------------------
+
+#: The most neighbours an item keeps (the API's largest k).
+MAX_NEIGHBOURS = 100
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One field: its Python type and, for arrays, the dtypes it may have and its shape in named
+    dimensions ("items", "users", "d", "likes", "unliked", "neighbours"; "+1" adds one)."""
+
+    kind: type = np.ndarray
+    dtypes: tuple[str, ...] = ()
+    shape: tuple[str, ...] = ()
+
+
+_INDEX = ("uint16", "int16", "int32", "int64")  # item indices: the smallest that fits, by training
+
+#: Every field of every part (`PARTS` lists the same names).
+SPECS: dict[str, dict[str, Spec]] = {
+    "catalog": {
+        "item_ids": Spec(dtypes=("int32", "int64"), shape=("items",)),
+        "popularity": Spec(dtypes=("int32",), shape=("items",)),
+        "like_counts": Spec(dtypes=("int32",), shape=("items",)),
+        "titles": Spec(tuple),
+        "years": Spec(dtypes=("int16",), shape=("items",)),
+        "genre_names": Spec(tuple),
+        "item_genres": Spec(dtypes=("uint32",), shape=("items",)),
+        "provenance": Spec(dict),
+        "schema": Spec(int),
+    },
+    "item_vectors": {
+        "item_factors": Spec(dtypes=("float32",), shape=("items", "d")),
+        "item_biases": Spec(dtypes=("float32",), shape=("items",)),
+        "item_unit": Spec(dtypes=("float32",), shape=("items", "d")),
+        "fold_in_map": Spec(dtypes=("float32",), shape=("d+1", "d")),
+    },
+    "neighbours": {
+        "neighbours": Spec(dtypes=("uint16", "int32"), shape=("items", "neighbours")),
+        "neighbour_sims": Spec(dtypes=("float32",), shape=("items", "neighbours")),
+    },
+    "user_vectors": {
+        "user_factors": Spec(dtypes=("float32",), shape=("users", "d")),
+        "user_biases": Spec(dtypes=("float32",), shape=("users",)),
+    },
+    "histories": {
+        "user_ids": Spec(dtypes=("int32", "int64"), shape=("users",)),
+        "history_indptr": Spec(dtypes=("int64",), shape=("users+1",)),
+        "history_items": Spec(dtypes=_INDEX, shape=("likes",)),
+        "unliked_indptr": Spec(dtypes=("int64",), shape=("users+1",)),
+        "unliked_items": Spec(dtypes=_INDEX, shape=("unliked",)),
+    },
+    "ratings": {
+        "history_ratings": Spec(dtypes=("uint8",), shape=("likes",)),
+        "history_days": Spec(dtypes=("uint16",), shape=("likes",)),
+    },
+}
+#: The ids first, so that sizes are measured against them.
+CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "neighbours", "user_vectors")
+_FINITE = ("item_factors", "item_biases", "item_unit", "fold_in_map", "user_factors", "user_biases")
+
+
+def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise ValueError naming the first field of `parts` (name -> fields) whose type, dtype, shape
+    or values are wrong, or that disagrees with another part.
+
+    Parts are checked one by one in `CHECK_ORDER`, each against its `SPECS` and against the
+    dimensions the parts before it fixed: the ids come first (the catalog's fix "items", the
+    histories' "users"), so it is the part that disagrees with them that is named. A part that was
+    not loaded is simply not checked.
+    """
+    if "catalog" not in parts:
+        raise ValueError("no catalog part: every model needs it")
+    if "ratings" in parts and "histories" not in parts:
+        raise ValueError("the ratings part needs the histories part")
+    dims: dict[str, int] = {}
+    for name in sorted(parts, key=lambda n: CHECK_ORDER.index(n) if n in CHECK_ORDER else -1):
+        if name not in PARTS:
+            raise ValueError(f"unknown part {name!r}")
+        fields = parts[name]
+        if set(fields) != set(PARTS[name]):
+            raise ValueError(f"part {name}: expected fields {sorted(PARTS[name])}, got {sorted(map(str, fields))}")
+        for field, spec in SPECS[name].items():
+            _check_field(field, fields[field], spec, dims)
+            if field == "item_ids":
+                dims["neighbours"] = min(MAX_NEIGHBOURS, dims["items"] - 1)
+        _check_values(name, fields, dims)
+
+
+def _check_field(name: str, value: Any, spec: Spec, dims: dict[str, int]) -> None:
+    if not isinstance(value, spec.kind) or isinstance(value, bool):
+        raise ValueError(f"{name}: expected {spec.kind.__name__}, got {type(value).__name__}")
+    if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: expected a tuple of str")
+    if not isinstance(value, np.ndarray):
+        return
+    if value.dtype.name not in spec.dtypes:
+        raise ValueError(f"{name}: expected dtype {' or '.join(spec.dtypes)}, got {value.dtype}")
+    if value.ndim != len(spec.shape):
+        raise ValueError(f"{name}: expected {len(spec.shape)} dimensions, got shape {value.shape}")
+    for size, dim in zip(value.shape, spec.shape, strict=True):
+        base, plus = dim.removesuffix("+1"), int(dim.endswith("+1"))
+        if dims.setdefault(base, size - plus) + plus != size:
+            raise ValueError(f"{name}: expected {dim} = {dims[base] + plus} along an axis, got shape {value.shape}")
+
+
+def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) -> None:
+    """What dtype and shape cannot say: finite numbers, ascending ids, indices in range, offsets."""
+    items = dims["items"]
+    for name in _FINITE:
+        if name in fields and not np.isfinite(fields[name]).all():
+            raise ValueError(f"{name}: not every value is finite")
+    for name in ("item_ids", "user_ids"):
+        ids = fields.get(name)
+        if ids is not None and ids.size > 1 and np.any(np.diff(ids) <= 0):
+            raise ValueError(f"{name}: expected strictly ascending integers")
+    for name in ("history_items", "unliked_items", "neighbours"):
+        arr = fields.get(name)
+        if arr is not None and arr.size and (arr.min() < 0 or arr.max() >= items):
+            raise ValueError(f"{name}: index out of range")
+    for indptr, rows in (("history_indptr", "history_items"), ("unliked_indptr", "unliked_items")):
+        offsets = fields.get(indptr)
+        if offsets is not None and (
+            offsets[0] != 0 or offsets[-1] != fields[rows].shape[0] or np.any(np.diff(offsets) < 0)
+        ):
+            raise ValueError(f"{indptr} does not span {rows}")
+    if part == "catalog":
+        if fields["schema"] != SCHEMA_VERSION:
+            raise ValueError(f"artifact schema {fields['schema']}, this code reads {SCHEMA_VERSION}")
+        if len(fields["titles"]) != items:
+            raise ValueError(f"titles: expected {items}, got {len(fields['titles'])}")
+        # popularity ranks every item once: a repeated or out-of-range index would fail requests later
+        if not np.array_equal(np.sort(fields["popularity"]), np.arange(items)):
+            raise ValueError("popularity: expected every item index exactly once")
+        if fields["like_counts"].size and fields["like_counts"].min() < 0:
+            raise ValueError("like_counts: negative")
+    if part == "neighbours":
+        sims = fields["neighbour_sims"]
+        if np.isnan(sims).any() or np.isposinf(sims).any():
+            raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
