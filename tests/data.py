@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+from recsys.artifact import ModelArtifact
+from recsys.store import open_model
 from training.cli import main as train_main
 
 GROUPS = 2
@@ -64,3 +68,8 @@ def train(ratings: Path, model_uri: str, *extra: str) -> int:
         ["--ratings", str(ratings), "--model-uri", model_uri, "--components", "8", "--epochs", "30",
          "--no-early-stopping", "--learning-rate", "0.05", "--threads", "1", "--quiet", *extra]
     )  # fmt: skip
+
+
+def published(store: Path) -> tuple[dict[str, Any], ModelArtifact]:
+    """A local store's pointer, and the whole model it serves."""
+    return json.loads((store / "latest.json").read_text()), open_model(str(store))

@@ -6,31 +6,21 @@ Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publish
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
 import json
 import os
-import secrets
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-import recsys
-from recsys.parts import PARTS, SCHEMA_VERSION
+from recsys.parts import PARTS
 from recsys.uri import ModelUri
-from training import ease, foldin
+from training import ease, pipeline
 from training import model as lfm
-from training.cleaning import Interactions, clean
+from training.cleaning import clean
 from training.datasets import DataError, read_ratings, resolve_source
-from training.evaluate import evaluate, popularity_scorer
 from training.publish import Published, PublishError, publish, writer_for
-from training.report import render
-from training.split import SPLITS, auto_split, make_split, to_matrix
+from training.split import SPLITS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     ingest_s = time.perf_counter() - clock
     _report_cleaning(raw.bad_rows, data.summary, ingest_s)
 
-    cache = _cache_folder(args.cache_dir, data, params, raw.movies)
+    cache = pipeline.cache_folder(args.cache_dir, data, params, raw.movies)
     if cache is not None and (cache / "metrics.json").exists():
         files = {path.name: path.read_bytes() for path in sorted(cache.iterdir()) if path.is_file()}
         version = json.loads(files["metrics.json"])["version"]
@@ -125,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{uri} already serves {version}; nothing to publish")
             return 0
     else:
-        files = train_and_evaluate(args, data, raw.movies, params)
+        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, progress=not args.quiet)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             for name, blob in files.items():
@@ -138,172 +128,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     _report_published(done, metrics)
     return 0
-
-
-def train_and_evaluate(
-    args: argparse.Namespace, data: Interactions, movies: Any, params: lfm.TrainParams
-) -> dict[str, bytes]:
-    """Choose epochs (and EASE's λ) on a validation split, evaluate on the test split, then retrain
-    on everything; the published files by name."""
-    started = time.perf_counter()
-    created = lfm.utc_now()
-    cat = lfm.catalogue(data.item_ids, movies)
-    features = lfm.item_features(params.item_features, cat)
-    shape = (data.user_ids.size, data.item_ids.size)
-    liked = data.positives(params.min_rating)
-    progress = not args.quiet
-
-    def matrix(rows: np.ndarray) -> Any:
-        return to_matrix(data.users[rows], data.items[rows], shape)
-
-    kind, chosen_by = auto_split(data.timestamps) if params.split == "auto" else (params.split, "--split")
-    split = make_split(kind, data.users, data.timestamps, data.order, liked, params.test_fraction)
-    # validation: the same protocol again, inside what the test split leaves for training
-    period = np.flatnonzero(split.seen)
-    val = make_split(kind, data.users[period], data.timestamps[period], data.order[period], liked[period],
-                     params.validation_fraction)  # fmt: skip
-    val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
-    history: list[float] = []
-    phases = Phases()
-    if params.early_stopping:
-        params = lfm.resolve_epochs(params, int(val_train.nnz))
-        with phases("validation fit"):
-            _, epochs, history = lfm.fit(
-                params, val_train.tocoo(), features, params.epochs, (val_seen, val_test), "validate", progress
-            )
-        print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
-    else:
-        params = lfm.resolve_epochs(params, int(split.train.sum()))
-        epochs = params.epochs or 1
-    train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
-    with phases("evaluation fit and scores"):
-        model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
-        trained = lfm.lightfm_scorer(model, features)  # also the fold-in's trained-in yardstick
-        sample = _sample_users(test_m, args.eval_users, params.seed)
-        results = {
-            "lightfm": evaluate(trained, seen_m, test_m, users=sample),
-            "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
-        }
-    baseline: dict[str, Any]
-    reason = ease.skipped(shape[1], params.ease)
-    if reason is not None:
-        baseline = {"skipped": reason}
-        print(f"note: EASE baseline not scored: {reason}")
-    else:
-        with phases("EASE"):
-            val_sample = _sample_users(val_test, args.eval_users, params.seed)
-            lam, grid = ease.choose_lambda(val_train, val_seen, val_test, val_sample)
-            weights = ease.weights(ease.gram(train_m), lam)
-            results["ease"] = evaluate(ease.scorer(train_m, weights), seen_m, test_m, users=sample)
-            baseline = {"lambda": lam, "validation_ndcg@10": grid}
-            del weights
-    with phases("fold-in fit and scores"):
-        folded = foldin.evaluate_fold_in(params, features, epochs, train_m, seen_m, test_m, trained, progress)
-    with phases("final fit"):
-        final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
-    train_s = time.perf_counter() - started
-
-    fingerprint = data.fingerprint()
-    version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
-    chosen = replace(params, epochs=epochs, split=kind)
-    split_info = {
-        "name": split.name,
-        "description": split.description,
-        "chosen_by": chosen_by,
-        "evaluated_users": results["lightfm"]["users"],
-        "seen_masked": "every movie the user rated, at any rating, up to their last training-side like",
-        **split.detail,
-    }
-    metrics: dict[str, Any] = {
-        "version": version,
-        "split": split_info,
-        "k": 10,
-        "models": {name: {k: v for k, v in r.items() if k != "curves"} for name, r in results.items()},
-        "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
-        "ease": baseline,
-        "fold_in": folded.report,
-        "data": {**data.summary, "fingerprint": fingerprint, "train_positives": int(train_m.nnz),
-                 "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz)},
-        "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
-        "training_seconds": round(train_s, 2),
-        "seconds_by_phase": phases.seconds,
-        "created_at": created.isoformat().replace("+00:00", "Z"),
-    }  # fmt: skip
-    provenance = json.loads(json.dumps({  # plain JSON types only: the serving unpickler admits no numpy scalar
-        "version": version,
-        "created_at": metrics["created_at"],
-        "params": metrics["params"],
-        "data": metrics["data"],
-        "metrics": {key: metrics[key] for key in ("split", "k", "models", "curves", "ease", "fold_in")},
-        "libraries": lfm.library_versions(),
-    }))  # fmt: skip
-    with phases("artifact"):
-        artifact = lfm.build_artifact(final, features, data, cat, provenance, fold_in_lambda=folded.lam)
-    parts = artifact.to_parts()
-    metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
-    metrics["part_bytes"] = {name: len(blob) for name, blob in parts.items()}
-    return {
-        **{f"{name}.pkl": blob for name, blob in parts.items()},
-        "metrics.json": json.dumps(metrics, indent=2).encode(),
-        "report.html": render(metrics),
-    }
-
-
-class Phases:
-    """Times named phases of a run; each is printed as it ends and kept in `seconds`."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - started, 1)
-        print(f"{name}: {self.seconds[name]:.1f} s", flush=True)
-
-
-def _sample_users(test: Any, limit: int, seed: int) -> np.ndarray | None:
-    users = np.flatnonzero(np.diff(test.indptr) > 0)
-    if users.size <= limit:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
-
-
-def _cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams, movies: Any) -> Path | None:
-    """Where a model trained on exactly this data, metadata, settings and code is cached."""
-    if root is None:
-        return None
-    # The artifact's schema, the code and the titles too: a model (its metrics, its titles) cached
-    # by older code or from other metadata must not be served as if this run had made it.
-    identity = (
-        f"{data.fingerprint()}{replace(params, threads=0)!r}schema={SCHEMA_VERSION}"
-        f"code={code_fingerprint()}movies={movies_fingerprint(movies)}"
-    )
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return root / key
-
-
-def code_fingerprint() -> str:
-    """sha256 of the training job's and the serving package's source, which make what is cached."""
-    h = hashlib.sha256()
-    for folder in (Path(__file__).parent, Path(recsys.__file__).parent):
-        for path in sorted(folder.glob("*.py")):
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-def movies_fingerprint(movies: Any) -> str:
-    """sha256 of the movie metadata (ids, titles, years, genres), or "none"."""
-    if movies is None:
-        return "none"
-    fields = (
-        movies.ids.tolist(),
-        list(movies.titles),
-        np.asarray(movies.years).tolist(),
-        [list(g) for g in movies.genres],
-    )
-    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) -> None:

@@ -25,9 +25,10 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -247,8 +248,12 @@ def _split_genres(field: str, sep: str) -> list[str]:
     return [g for g in field.split(sep) if g and g != "(no genres listed)"]
 
 
-def _movies(ids, titles, genres: list[list[str]], years=None) -> Movies:  # type: ignore[no-untyped-def]
-    out_ids, out_titles, out_years, out_genres = [], [], [], []
+def _movies(ids: Iterable[Any], titles: Iterable[Any], genres: list[list[str]], years: Any = None) -> Movies:
+    """Movies from parallel columns (lists or pandas Series; `years` a Series or None)."""
+    out_ids: list[int] = []
+    out_titles: list[str] = []
+    out_years: list[int] = []
+    out_genres: list[list[str]] = []
     for n, (raw_id, raw_title) in enumerate(zip(ids, titles, strict=True)):
         try:
             movie_id = int(str(raw_id).strip())
@@ -270,7 +275,7 @@ def _movies(ids, titles, genres: list[list[str]], years=None) -> Movies:  # type
 # -- sources ----------------------------------------------------------------------------------
 
 
-def resolve_source(source: str, cache_dir: Path, s3_client_factory: Callable[[], object] | None = None) -> Path:
+def resolve_source(source: str, cache_dir: Path, s3_client_factory: Callable[[], Any] | None = None) -> Path:
     """A local path holding the ratings of `source`: a path, an ``s3://`` URI, or a dataset name."""
     if source.startswith("s3://"):
         return _download_s3(source, cache_dir, s3_client_factory)
@@ -310,7 +315,7 @@ def _dataset_folder(root: Path) -> Path:
     raise DataError(f"{root}: the archive holds no MovieLens ratings")
 
 
-def _download_s3(uri: str, cache_dir: Path, client_factory: Callable[[], object] | None) -> Path:
+def _download_s3(uri: str, cache_dir: Path, client_factory: Callable[[], Any] | None) -> Path:
     """Copy an s3:// file, or every file under an s3:// prefix, into a local folder."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -320,7 +325,7 @@ def _download_s3(uri: str, cache_dir: Path, client_factory: Callable[[], object]
         raise DataError(f"{uri}: an s3:// source names a bucket, as in s3://bucket/ml-100k/")
     try:
         client = client_factory() if client_factory else boto3.client("s3")
-        paginator = client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
+        paginator = client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=bucket, Prefix=key)
         keys = [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
         exact = [k for k in keys if k == key]
@@ -330,7 +335,7 @@ def _download_s3(uri: str, cache_dir: Path, client_factory: Callable[[], object]
             raise DataError(f"{uri}: no such object or prefix")
         target = Path(tempfile.mkdtemp(prefix="ratings-", dir=cache_dir if cache_dir.exists() else None))
         for k in keys:
-            client.download_file(bucket, k, str(target / Path(k).name))  # type: ignore[attr-defined]
+            client.download_file(bucket, k, str(target / Path(k).name))
     except (ClientError, BotoCoreError) as exc:
         raise DataError(f"{uri}: cannot read the ratings from S3: {exc}") from exc
     return target / Path(key).name if exact else target

@@ -54,7 +54,8 @@ def weights(g: np.ndarray, lam: float) -> np.ndarray:
     p = np.triu(upper) + np.triu(upper, 1).T  # potri fills one triangle
     b = p / -np.diag(p)[None, :]
     b[np.diag_indices_from(b)] = 0.0
-    return b.astype(np.float32, copy=False)
+    weights: np.ndarray = b.astype(np.float32, copy=False)
+    return weights
 
 
 def scorer(x: sp.csr_matrix, b: np.ndarray) -> ScoreFn:
@@ -83,6 +84,6 @@ def choose_lambda(
     results = {}
     for lam in grid:
         ndcg = evaluate(scorer(x_fit, weights(g, lam)), seen, relevant, users=users)["ndcg@10"]
-        results[f"{lam:g}"] = round(float(ndcg), 6)  # type: ignore[arg-type]
+        results[f"{lam:g}"] = round(ndcg, 6)
     best = max(grid, key=lambda lam: results[f"{lam:g}"])
     return best, results

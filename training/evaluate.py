@@ -9,12 +9,19 @@ held-out item are skipped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 import scipy.sparse as sp
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Scores of every item for a batch of user indices: (batch,) -> (batch, n_items)."""
+
+#: What `evaluate` reports: the @10 figures, the users evaluated, and precision and recall at 1..20.
+Evaluation = TypedDict("Evaluation", {
+    "precision@10": float, "recall@10": float, "ndcg@10": float, "map@10": float, "mrr": float, "auc": float,
+    "coverage@10": float, "users": int, "curves": dict[str, list[float]],
+})  # fmt: skip
 
 METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10")
 
@@ -27,7 +34,7 @@ def evaluate(
     curve_k: int = 20,
     users: np.ndarray | None = None,
     batch: int = 512,
-) -> dict[str, object]:
+) -> Evaluation:
     """Mean ranking metrics over the users with held-out items.
 
     Parameters

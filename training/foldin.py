@@ -87,7 +87,7 @@ def evaluate_fold_in(
         ndcg = {
             lam: evaluate(scorer(vf, ib, train, maps[lam]), seen, test, users=tune_users)["ndcg@10"] for lam in LAMBDAS
         }
-        lam = max(LAMBDAS, key=lambda v: ndcg[v])  # type: ignore[arg-type, return-value]
+        lam = max(LAMBDAS, key=lambda v: ndcg[v])
     else:
         lam = LAMBDAS[1]
     results = {

@@ -7,6 +7,7 @@ import platform
 import sys
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours
 from training.cleaning import Interactions
 from training.datasets import Movies
-from training.evaluate import evaluate
+from training.evaluate import ScoreFn, evaluate
 from training.split import to_matrix
 
 ITEM_FEATURES = ("none", "genres", "genres+decade")
@@ -157,8 +158,8 @@ def fit(
         if validation is None:
             continue
         seen, relevant = validation
-        value = evaluate(lightfm_scorer(model, features), seen, relevant, users=_sample(relevant, p.seed))
-        history.append(round(float(value["ndcg@10"]), 6))  # type: ignore[arg-type]
+        value = evaluate(lightfm_scorer(model, features), seen, relevant, users=sample_users(relevant, p.seed))
+        history.append(round(value["ndcg@10"], 6))
         smoothed = float(np.mean(history[-p.smoothing :]))
         if epoch + 1 >= min_epochs and smoothed > best:
             best, best_epoch = smoothed, epoch + 1
@@ -169,7 +170,8 @@ def fit(
     return model, best_epoch, history
 
 
-def _sample(matrix: sp.csr_matrix, seed: int, limit: int = 5000) -> np.ndarray | None:
+def sample_users(matrix: sp.csr_matrix, seed: int, limit: int = 5000) -> np.ndarray | None:
+    """A seeded sample of `limit` rows of `matrix` that hold something (sorted), or None for all of them."""
     users = np.flatnonzero(np.diff(matrix.indptr) > 0)
     if users.size <= limit:
         return None
@@ -183,7 +185,7 @@ def representations(model: LightFM, features: sp.csr_matrix | None) -> tuple[np.
     return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in (ub, uf, ib, vf))
 
 
-def lightfm_scorer(model: LightFM, features: sp.csr_matrix | None):  # type: ignore[no-untyped-def]
+def lightfm_scorer(model: LightFM, features: sp.csr_matrix | None) -> ScoreFn:
     ub, uf, ib, vf = representations(model, features)
     return lambda users: uf[users] @ vf.T + ib[None, :] + ub[users, None]
 
@@ -193,14 +195,14 @@ def build_artifact(
     features: sp.csr_matrix | None,
     data: Interactions,
     cat: Catalogue,
-    provenance: dict[str, object],
+    provenance: dict[str, Any],
     fold_in_lambda: float = 0.1,
 ) -> ModelArtifact:
     """The serving artifact of a model trained on all of `data`."""
     ub, uf, ib, vf = representations(model, features)
     norms = np.linalg.norm(vf, axis=1, keepdims=True)
     unit = np.divide(vf, norms, out=np.zeros_like(vf), where=norms > 0).astype(np.float32)
-    liked = data.positives(float(provenance["params"]["min_rating"]))  # type: ignore[index]
+    liked = data.positives(float(provenance["params"]["min_rating"]))
     users, items = data.users[liked], data.items[liked]
     n_users = data.user_ids.size
     counts = np.bincount(items, minlength=data.item_ids.size).astype(np.int32)

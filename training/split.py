@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ class Split:
     train: np.ndarray
     seen: np.ndarray
     test: np.ndarray
-    detail: dict[str, object]
+    detail: Mapping[str, object]
 
 
 def per_user_split(

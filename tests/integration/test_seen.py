@@ -10,15 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devstack.gateway import LocalApi
+from devstack.invoker import Invoker
+from devstack.template import load_application
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
 from recsys import service
 from recsys.runtime import Runtime
-from scripts.localstack import Invoker, LocalApi, load_application
 from tests import data
 from tests.conftest import ROOT
 from tests.integration.test_handlers import call
-from tests.integration.test_training import _latest
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +57,7 @@ def _ids(answer: dict[str, Any]) -> list[int]:
 
 def test_a_one_star_movie_that_would_rank_first_is_never_recommended(twisted) -> None:  # type: ignore[no-untyped-def]
     store, rated = twisted
-    _, model = _latest(store)
+    _, model = data.published(store)
     u = model.user_index(DISLIKER)
     # GIVEN a model whose scores would put the disliked movie first among the user's unliked ones
     ranked = [int(model.item_ids[i]) for i in np.argsort(-model.score_user(u)).tolist()]
@@ -84,7 +85,7 @@ def test_a_user_with_only_low_ratings_gets_popularity_minus_their_movies(twisted
 
 def test_a_never_liked_movie_is_nobodys_neighbour_and_answers_by_genre(twisted, lambda_context, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     store, _ = twisted
-    _, model = _latest(store)
+    _, model = data.published(store)
     for movie_id in model.item_ids.tolist():
         if movie_id != NEVER_LIKED:
             answer = service.similar(model, movie_id, 100)

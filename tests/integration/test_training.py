@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recsys.config import Settings
-from recsys.store import LocalReader, ModelStore, open_model
+from recsys.store import LocalReader, ModelStore
 from recsys.uri import ModelUri
 from tests import data
 from training import model as lfm
@@ -22,13 +22,9 @@ from training.split import to_matrix
 pytestmark = pytest.mark.integration
 
 
-def _latest(store: Path):  # type: ignore[no-untyped-def]
-    return json.loads((store / "latest.json").read_text()), open_model(str(store))
-
-
 def test_checkerboard_model_recommends_the_unseen_movie_of_the_users_group(model_store: Path) -> None:
     # GIVEN the real job trained on data where each user has one unseen movie of their own group
-    _, model = _latest(model_store)
+    _, model = data.published(model_store)
     for user_id in (1, 7, 21, 33):
         u = model.user_index(user_id)
         items, _ = model.recommend(u, 1)
@@ -38,7 +34,7 @@ def test_checkerboard_model_recommends_the_unseen_movie_of_the_users_group(model
 
 
 def test_metrics_and_report_are_published(model_store: Path) -> None:
-    pointer, model = _latest(model_store)
+    pointer, model = data.published(model_store)
     metrics = json.loads((model_store / f"models/{pointer['version']}/metrics.json").read_text())
     assert metrics["split"]["name"] == "per_user_latest_likes" and metrics["k"] == 10
     assert metrics["split"]["evaluated_users"] == metrics["models"]["lightfm"]["users"] > 0
@@ -146,16 +142,16 @@ def test_first_publish_under_the_publisher_policy_treats_a_403_pointer_as_absent
 def test_the_model_cache_key_follows_the_code_and_the_titles(
     tmp_path: Path, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training import cli
+    from training import pipeline
 
     raw = read_ratings(checkerboard_dir)
     clean_data, params = clean(raw, 4.0, 0.01), lfm.TrainParams()
-    key = cli._cache_folder(tmp_path, clean_data, params, raw.movies)
-    assert cli._cache_folder(tmp_path, clean_data, params, raw.movies) == key  # stable
+    key = pipeline.cache_folder(tmp_path, clean_data, params, raw.movies)
+    assert pipeline.cache_folder(tmp_path, clean_data, params, raw.movies) == key  # stable
     # WHEN a title changes THEN a cached model (with the old titles in it) is not reused
     renamed = dataclasses.replace(raw.movies, titles=[*raw.movies.titles[:-1], "Renamed (1999)"])
-    assert cli._cache_folder(tmp_path, clean_data, params, renamed) != key
+    assert pipeline.cache_folder(tmp_path, clean_data, params, renamed) != key
     # WHEN the training or serving code changes THEN neither is it
-    assert len(cli.code_fingerprint()) == 64
-    monkeypatch.setattr(cli, "code_fingerprint", lambda: "other code")
-    assert cli._cache_folder(tmp_path, clean_data, params, raw.movies) != key
+    assert len(pipeline.code_fingerprint()) == 64
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "other code")
+    assert pipeline.cache_folder(tmp_path, clean_data, params, raw.movies) != key

@@ -1,0 +1,195 @@
+"""The training pipeline: data in, metrics and the model's files out, with plain arguments.
+
+`training.cli` reads the command line, the ratings and the cache, calls `train_and_evaluate`, and
+publishes what it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import recsys
+from recsys.parts import SCHEMA_VERSION
+from training import ease, foldin
+from training import model as lfm
+from training.cleaning import Interactions
+from training.evaluate import evaluate, popularity_scorer
+from training.report import render
+from training.split import auto_split, make_split, to_matrix
+
+
+def train_and_evaluate(
+    data: Interactions, movies: Any, params: lfm.TrainParams, eval_users: int = 20000, progress: bool = True
+) -> dict[str, bytes]:
+    """Choose epochs (and EASE's λ) on a validation split, evaluate on the test split, then retrain
+    on everything: the files to publish, by name (each part's ``<name>.pkl``, ``metrics.json``,
+    ``report.html``).
+
+    `eval_users` caps how many users the test split evaluates (a seeded sample); `progress` shows
+    progress bars.
+    """
+    started = time.perf_counter()
+    created = lfm.utc_now()
+    cat = lfm.catalogue(data.item_ids, movies)
+    features = lfm.item_features(params.item_features, cat)
+    shape = (data.user_ids.size, data.item_ids.size)
+    liked = data.positives(params.min_rating)
+
+    def matrix(rows: np.ndarray) -> Any:
+        return to_matrix(data.users[rows], data.items[rows], shape)
+
+    kind, chosen_by = auto_split(data.timestamps) if params.split == "auto" else (params.split, "--split")
+    split = make_split(kind, data.users, data.timestamps, data.order, liked, params.test_fraction)
+    # validation: the same protocol again, inside what the test split leaves for training
+    period = np.flatnonzero(split.seen)
+    val = make_split(kind, data.users[period], data.timestamps[period], data.order[period], liked[period],
+                     params.validation_fraction)  # fmt: skip
+    val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
+    history: list[float] = []
+    phases = Phases()
+    if params.early_stopping:
+        params = lfm.resolve_epochs(params, int(val_train.nnz))
+        with phases("validation fit"):
+            _, epochs, history = lfm.fit(
+                params, val_train.tocoo(), features, params.epochs or 1, (val_seen, val_test), "validate", progress
+            )
+        print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
+    else:
+        params = lfm.resolve_epochs(params, int(split.train.sum()))
+        epochs = params.epochs or 1
+    train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
+    with phases("evaluation fit and scores"):
+        model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
+        trained = lfm.lightfm_scorer(model, features)  # also the fold-in's trained-in yardstick
+        sample = lfm.sample_users(test_m, params.seed, eval_users)
+        results = {
+            "lightfm": evaluate(trained, seen_m, test_m, users=sample),
+            "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
+        }
+    baseline: dict[str, Any]
+    reason = ease.skipped(shape[1], params.ease)
+    if reason is not None:
+        baseline = {"skipped": reason}
+        print(f"note: EASE baseline not scored: {reason}")
+    else:
+        with phases("EASE"):
+            val_sample = lfm.sample_users(val_test, params.seed, eval_users)
+            lam, grid = ease.choose_lambda(val_train, val_seen, val_test, val_sample)
+            weights = ease.weights(ease.gram(train_m), lam)
+            results["ease"] = evaluate(ease.scorer(train_m, weights), seen_m, test_m, users=sample)
+            baseline = {"lambda": lam, "validation_ndcg@10": grid}
+            del weights
+    with phases("fold-in fit and scores"):
+        folded = foldin.evaluate_fold_in(params, features, epochs, train_m, seen_m, test_m, trained, progress)
+    with phases("final fit"):
+        final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
+    train_s = time.perf_counter() - started
+
+    version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
+    chosen = replace(params, epochs=epochs, split=kind)
+    split_info = {
+        "name": split.name,
+        "description": split.description,
+        "chosen_by": chosen_by,
+        "evaluated_users": results["lightfm"]["users"],
+        "seen_masked": "every movie the user rated, at any rating, up to their last training-side like",
+        **split.detail,
+    }
+    metrics: dict[str, Any] = {
+        "version": version,
+        "split": split_info,
+        "k": 10,
+        "models": {name: {k: v for k, v in r.items() if k != "curves"} for name, r in results.items()},
+        "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
+        "ease": baseline,
+        "fold_in": folded.report,
+        "data": {**data.summary, "fingerprint": data.fingerprint(), "train_positives": int(train_m.nnz),
+                 "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz)},
+        "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
+        "training_seconds": round(train_s, 2),
+        "seconds_by_phase": phases.seconds,
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+    }  # fmt: skip
+    with phases("artifact"):
+        artifact = lfm.build_artifact(final, features, data, cat, provenance(metrics), fold_in_lambda=folded.lam)
+    parts = artifact.to_parts()
+    metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
+    metrics["part_bytes"] = {name: len(blob) for name, blob in parts.items()}
+    return {
+        **{f"{name}.pkl": blob for name, blob in parts.items()},
+        "metrics.json": json.dumps(metrics, indent=2).encode(),
+        "report.html": render(metrics),
+    }
+
+
+class Phases:
+    """Times named phases of a run; each is printed as it ends and kept in `seconds`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {self.seconds[name]:.1f} s", flush=True)
+
+
+def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the model carries about itself (served by ``GET /model``), from the run's metrics."""
+    plain: dict[str, Any] = json.loads(json.dumps({  # JSON types only: the serving unpickler admits no numpy scalar
+        "version": metrics["version"],
+        "created_at": metrics["created_at"],
+        "params": metrics["params"],
+        "data": metrics["data"],
+        "metrics": {key: metrics[key] for key in ("split", "k", "models", "curves", "ease", "fold_in")},
+        "libraries": lfm.library_versions(),
+    }))  # fmt: skip
+    return plain
+
+
+def cache_folder(root: Path | None, data: Interactions, params: lfm.TrainParams, movies: Any) -> Path | None:
+    """Where a model trained on exactly this data, metadata, settings and code is cached."""
+    if root is None:
+        return None
+    # The artifact's schema, the code and the titles too: a model (its metrics, its titles) cached
+    # by older code or from other metadata must not be served as if this run had made it.
+    identity = (
+        f"{data.fingerprint()}{replace(params, threads=0)!r}schema={SCHEMA_VERSION}"
+        f"code={code_fingerprint()}movies={movies_fingerprint(movies)}"
+    )
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return root / key
+
+
+def code_fingerprint() -> str:
+    """sha256 of the training job's and the serving package's source, which make what is cached."""
+    h = hashlib.sha256()
+    for folder in (Path(__file__).parent, Path(recsys.__file__).parent):
+        for path in sorted(folder.glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def movies_fingerprint(movies: Any) -> str:
+    """sha256 of the movie metadata (ids, titles, years, genres), or "none"."""
+    if movies is None:
+        return "none"
+    fields = (
+        movies.ids.tolist(),
+        list(movies.titles),
+        np.asarray(movies.years).tolist(),
+        [list(g) for g in movies.genres],
+    )
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
