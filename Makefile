@@ -109,6 +109,7 @@ test-sam: $(VENV)/$(STAMP) $(SAM_DEPS) data
 
 lint: $(VENV)/$(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 
 # sam build finds the runtime's python3.13 on PATH: the SAM venv's comes first.

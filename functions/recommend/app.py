@@ -1,4 +1,9 @@
-"""RecommendFunction: personalized and popularity recommendations, and the serving model's card."""
+"""RecommendFunction: personalized and popularity recommendations, and the serving model's card.
+
+Each route returns the plain dict of `recsys.service`; its annotation names the pydantic model that
+powertools validates that dict against and documents in the OpenAPI document, hence the one
+``type: ignore[return-value]`` per route.
+"""
 
 from __future__ import annotations
 
@@ -29,13 +34,13 @@ def recommendations(
     user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
 ) -> Recommendations:
     """Movies for a user: personalized (LightFM) or popularity; unknown users get popularity."""
-    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]
+    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]  # see module docstring
 
 
 @app.post("/recommendations", responses=api.POST_RESPONSES, tags=["recommendations"])
 def recommendations_for_taste(taste: Annotated[Taste, Body()]) -> TasteRecommendations:
     """Personalized picks for anyone, from the movies they like: folded in per request, nothing stored."""
-    return service.recommendations_for(  # type: ignore[return-value]
+    return service.recommendations_for(  # type: ignore[return-value]  # see module docstring
         runtime.model(), taste.liked, taste.disliked, taste.k, taste.genre, taste.explain
     )
 
@@ -43,7 +48,7 @@ def recommendations_for_taste(taste: Annotated[Taste, Body()]) -> TasteRecommend
 @app.get("/model", responses=api.RESPONSES, tags=["model"])
 def model_card() -> ModelInfo:
     """The serving model's version, data summary and evaluation metrics."""
-    return service.model_info(runtime.model())  # type: ignore[return-value]
+    return service.model_info(runtime.model())  # type: ignore[return-value]  # see module docstring
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,9 @@
-"""SimilarFunction: movies similar to a movie, and title search."""
+"""SimilarFunction: movies similar to a movie, and title search.
+
+Each route returns the plain dict of `recsys.service`; its annotation names the pydantic model that
+powertools validates that dict against and documents in the OpenAPI document, hence the one
+``type: ignore[return-value]`` per route.
+"""
 
 from __future__ import annotations
 
@@ -29,13 +34,13 @@ Limit = Annotated[int, Query(ge=1, le=100, description="How many movies (1..100)
 @app.get("/movies/<movie_id>/similar", responses=api.RESPONSES, tags=["movies"])
 def similar(movie_id: MovieId, k: K = 10) -> Similar:
     """Movies whose LightFM item vectors are closest (cosine) to this movie's, itself excluded."""
-    return service.similar(runtime.model(), movie_id, k)  # type: ignore[return-value]
+    return service.similar(runtime.model(), movie_id, k)  # type: ignore[return-value]  # see module docstring
 
 
 @app.get("/movies", responses=api.RESPONSES, tags=["movies"])
 def movies(query: SearchQuery = "", limit: Limit = 10) -> Movies:
     """Title search, case- and accent-insensitive; an empty query gives the most liked movies."""
-    return service.search_movies(runtime.model(), query, limit)  # type: ignore[return-value]
+    return service.search_movies(runtime.model(), query, limit)  # type: ignore[return-value]  # see module docstring
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -34,6 +34,11 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import (
+    OpenAPIResponse,
+    OpenAPIResponseContentModel,
+    OpenAPIResponseContentSchema,
+)
 
 from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError, RecsysError
 from recsys.schemas import ErrorBody
@@ -46,11 +51,13 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 NAMESPACE = "MovieRecommender"
 RETRY_AFTER_SECONDS = 5
-_ERROR_CONTENT = {"application/json": {"model": ErrorBody}}
+_ERROR_CONTENT: dict[str, OpenAPIResponseContentModel | OpenAPIResponseContentSchema] = {
+    "application/json": {"model": ErrorBody}
+}
 # What every route documents (docs/openapi.json is generated from these). 200 takes its schema
 # from the handler's return annotation; request validation answers 400, never 422; 429 comes
 # from API Gateway's throttling, through the template's THROTTLED gateway response.
-RESPONSES: dict[int, dict[str, Any]] = {
+RESPONSES: dict[int, OpenAPIResponse] = {
     200: {"description": "OK"},
     400: {"description": "A parameter is malformed or out of range", "content": _ERROR_CONTENT},
     404: {"description": "Unknown user, movie, genre or route", "content": _ERROR_CONTENT},
@@ -63,7 +70,7 @@ RESPONSES: dict[int, dict[str, Any]] = {
 }
 
 
-POST_RESPONSES: dict[int, dict[str, Any]] = {
+POST_RESPONSES: dict[int, OpenAPIResponse] = {
     **RESPONSES,
     400: {
         "description": "The body is not JSON of the request schema, is over 32 KiB, or is not sent as "
@@ -211,7 +218,7 @@ def handle(
 
 def error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, request_id: str | None = None
-) -> Response:
+) -> Response[str]:
     detail = {"code": code, "message": message, **({"request_id": request_id} if request_id else {})}
     return Response(status, "application/json", json.dumps({"error": detail}), headers=headers)
 
@@ -222,7 +229,7 @@ UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-Af
 INTERNAL_MESSAGE = "internal error; it has been logged"
 
 
-def error_response(exc: Exception, request_id: str | None) -> Response:
+def error_response(exc: Exception, request_id: str | None) -> Response[str]:
     """The one map from an exception to its error response (the table in this module's docstring)."""
     if isinstance(exc, RequestValidationError):
         return error(400, "invalid_request", describe_validation(exc.errors()))
@@ -241,12 +248,12 @@ def error_response(exc: Exception, request_id: str | None) -> Response:
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
-    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, RecsysError, Exception])
-    def _mapped(exc: Exception) -> Response:
+    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, RecsysError, Exception])  # type: ignore[untyped-decorator]  # powertools leaves it unannotated
+    def _mapped(exc: Exception) -> Response[str]:
         return error_response(exc, _request_id(app))
 
     @app.not_found
-    def _no_route(exc: Exception) -> Response:
+    def _no_route(exc: Exception) -> Response[str]:
         return error(404, "no_route", f"no route {app.current_event.http_method} {app.current_event.path}")
 
 
@@ -282,7 +289,7 @@ def preflight() -> dict[str, Any]:
     return {"statusCode": 204, "multiValueHeaders": headers, "body": "", "isBase64Encoded": False}
 
 
-def as_proxy_response(response: Response) -> dict[str, Any]:
+def as_proxy_response(response: Response[str]) -> dict[str, Any]:
     """An error `Response` made before routing, in the REST proxy form the resolver returns."""
     headers = {"Content-Type": [str(response.content_type)], **{k: [str(v)] for k, v in response.headers.items()}}
     return {"statusCode": response.status_code, "multiValueHeaders": headers, "body": response.body,

@@ -88,7 +88,7 @@ def register_snapstart(runtime: Runtime) -> None:
     is imported optionally. The hooks run only for a function with SnapStart on.
     """
     try:
-        from snapshot_restore_py import register_after_restore, register_before_snapshot  # type: ignore[import-not-found]
+        from snapshot_restore_py import register_after_restore, register_before_snapshot
     except ImportError:
         return
     register_before_snapshot(runtime.before_snapshot)

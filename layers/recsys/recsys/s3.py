@@ -228,7 +228,8 @@ def _read(
     """The body in chunks, the deadline checked before each: a read overruns it by at most one
     socket timeout, however slowly the server sends. Past `limit`: S3Error ``TooLarge``, or the
     first `limit` bytes when `truncate`."""
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         deadline.check(key)
         chunk = response.read1(CHUNK_BYTES)

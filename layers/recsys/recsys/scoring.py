@@ -25,7 +25,7 @@ def user_scores(
     ndarray of float32, shape (n_items,)
         A fresh array (callers may mask it in place).
     """
-    scores = item_factors @ user_vector
+    scores: np.ndarray = item_factors @ user_vector
     scores += item_biases
     scores += np.float32(user_bias)
     return scores
@@ -86,4 +86,5 @@ def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray)
     if liked.size == 0:
         raise ValueError("fold_in needs at least one liked item")
     mean = item_factors[liked].mean(axis=0, dtype=np.float32)
-    return mean @ projection[:-1] + projection[-1]
+    vector: np.ndarray = mean @ projection[:-1] + projection[-1]
+    return vector

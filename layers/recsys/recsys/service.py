@@ -72,7 +72,8 @@ def recommendations_for(
 
 def _known_items(model: ModelArtifact, ids: list[int]) -> tuple[np.ndarray, list[int]]:
     """Unique item indices of the known ids (first occurrence order), and the unknown ids."""
-    known, unknown = [], []
+    known: list[int] = []
+    unknown: list[int] = []
     for movie_id in dict.fromkeys(ids):
         i = model.item_index(movie_id)
         (unknown if i is None else known).append(movie_id if i is None else i)

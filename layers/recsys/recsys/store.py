@@ -93,7 +93,8 @@ class S3Reader:
     ) -> bytes:
         key = self.uri.key(relative)
         try:
-            return self.client.get(self.uri.bucket, key, size=size, limit=limit, deadline=deadline).body  # type: ignore[no-any-return]
+            got: S3Object = self.client.get(self.uri.bucket, key, size=size, limit=limit, deadline=deadline)
+            return got.body
         except S3Error as exc:
             error = ModelIntegrityError if exc.code in ("SizeMismatch", "TooLarge") else ModelUnavailableError
             raise error(f"s3://{self.uri.bucket}/{key}: {exc}") from exc
