@@ -6,6 +6,8 @@ ifndef PYTHON
 PYTHON := $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
   $(shell $(p) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 && command -v $(p))))
 endif
+# The repository, wherever make runs from (sam build runs the build-* targets below from a scratch folder).
+ROOT := $(patsubst %/,%,$(dir $(abspath $(firstword $(MAKEFILE_LIST)))))
 VENV := .venv
 # The stamps name the Python version, so that a venv of another version is rebuilt, not reused.
 STAMP := .installed-py313
@@ -128,3 +130,22 @@ publish-model: data
 
 clean:
 	rm -rf build .aws-sam test-artifacts frontend/config.js
+
+# What `sam build` runs (template.yaml: BuildMethod makefile, ContextPath "."), into $(ARTIFACTS_DIR):
+# AWS runs the zips `sam deploy` makes, which date every file 1980-01-01, so a .pyc that checks its
+# source's mtime would be stale at every cold start and recompiled, on a read-only /opt and
+# /var/task, never kept. Compiled here with hash-based, unchecked .pyc instead: Python loads them
+# whatever the dates (PEP 552). tests/template/test_shipped.py opens the packaged zips to check it.
+LAMBDA_COMPILE = $(PYTHON) -m compileall -q -f -j 0 --invalidation-mode unchecked-hash
+
+build-RecsysLayer:
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (the Lambda runtime is python3.13)"; exit 1; }
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
+	  -r "$(ROOT)/layers/recsys/requirements.txt" -t "$(ARTIFACTS_DIR)/python"
+	cp -R "$(ROOT)/layers/recsys/recsys" "$(ARTIFACTS_DIR)/python/"
+	$(LAMBDA_COMPILE) "$(ARTIFACTS_DIR)/python"
+
+build-%Function:
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (the Lambda runtime is python3.13)"; exit 1; }
+	cp "$(ROOT)/functions/$(shell echo $* | tr '[:upper:]' '[:lower:]')/"*.py "$(ARTIFACTS_DIR)/"
+	$(LAMBDA_COMPILE) "$(ARTIFACTS_DIR)"

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import py_compile
 import subprocess
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,20 +85,119 @@ def test_after_the_sam_transform_only_the_throttled_stage_is_deployed(tmp_path: 
     assert _deployed_stages(weakened) == ["Prod", "Stage"]
 
 
+def _versions(template: Path, layer_zip: str = "s3://packaged/layer-a.zip", **parameters: str) -> dict[str, str]:
+    """Each function's version after the real SAM transform: logical id -> its resolved description."""
+    script = ROOT / "tests/template/sam_versions.py"
+    result = run(str(ROOT / ".venv-sam/bin/python"), str(script), str(template), json.dumps(parameters), layer_zip)
+    assert result.returncode == 0, result.stderr
+    versions: dict[str, str] = json.loads(result.stdout.splitlines()[-1])
+    return versions
+
+
+@pytest.mark.parametrize("change", [
+    {"layer_zip": "s3://packaged/layer-b.zip"},  # a new layer content, as `sam package` names it
+    {"SnapStart": "on"},
+    {"ModelPrefix": "recommender-v2"},
+    {"AllowedOrigin": "https://movies.example"},
+], ids=["layer", "SnapStart", "ModelPrefix", "AllowedOrigin"])  # fmt: skip
+def test_every_change_publishes_a_new_version_behind_live(change: dict[str, str]) -> None:
+    # GIVEN each function's version as deployed, and as deployed after one change
+    before = _versions(ROOT / "template.yaml")
+    after = _versions(ROOT / "template.yaml", **change)
+    assert len(before) == len(after) == 3
+    # THEN every function gets a new version: a new logical id (the layer, which SAM's hash sees),
+    # or a new description, which CloudFormation cannot update in place and so replaces
+    # (AWS::Lambda::Version Description: "Update requires: Replacement")
+    for function in ("RecommendFunction", "HistoryFunction", "SimilarFunction"):
+        old = next((k, v) for k, v in before.items() if k.startswith(function))
+        new = next((k, v) for k, v in after.items() if k.startswith(function))
+        assert old != new, (function, change)
+        if "layer_zip" in change:
+            assert old[0] != new[0], "a new layer content must be a new version id"
+
+
 def test_sam_validate_lint_passes() -> None:
     result = run(str(SAM), "validate", "--lint", "--region", "us-east-1")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_sam_build_succeeds_without_docker(tmp_path: Path) -> None:
-    result = run(str(SAM), "build", "--build-dir", str(tmp_path / "build"), "--region", "us-east-1")
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of the template, without Docker: the folders `sam deploy` zips."""
+    out = tmp_path_factory.mktemp("sam") / "build"
+    result = run(str(SAM), "build", "--build-dir", str(out), "--region", "us-east-1")
     assert result.returncode == 0, result.stdout + result.stderr
-    layer = tmp_path / "build/RecsysLayer/python"
+    return out
+
+
+def test_sam_build_succeeds_without_docker(built: Path) -> None:
+    layer = built / "RecsysLayer/python"
     assert (layer / "recsys/artifact.py").exists()
     pinned = pin(ROOT / "layers/recsys/requirements.txt", "numpy")
     assert (layer / f"numpy-{pinned.removeprefix('numpy==')}.dist-info").is_dir()
     # the layer serves without lightfm, scipy or pandas
     assert not any(next(layer.glob(f"{name}*"), None) for name in ("lightfm", "scipy", "pandas"))
+
+
+def _ship(folder: Path, out: Path, into: Path) -> Path:
+    """Zip `folder` with SAM's own deploy zip code, then unpack it under `into` as Lambda does: the
+    dates the zip holds (SAM's are 1980-01-01), read-only."""
+    code = ("import sys; from samcli.lib.package.utils import make_zip_with_lambda_permissions as z; "
+            "print(z(sys.argv[1], sys.argv[2]))")  # fmt: skip
+    result = run(str(ROOT / ".venv-sam/bin/python"), "-c", code, str(out), str(folder))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(result.stdout.strip()) as zf:
+        for info in zf.infolist():
+            target = into / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(info))
+            stamp = time.mktime((*info.date_time, 0, 0, -1))
+            os.utime(target, (stamp, stamp))
+            target.chmod(0o444)
+    return into
+
+
+def _stale_bytecode(root: Path) -> list[str]:
+    """The .py files under `root` whose .pyc Python would not use there (PEP 552): missing, of
+    another Python, timestamp-based with another mtime or size, or hash-based with another hash."""
+    stale = []
+    for source in root.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not cached.exists():
+            stale.append(f"{source.relative_to(root)}: no .pyc")
+            continue
+        header = cached.read_bytes()[:16]
+        flags = int.from_bytes(header[4:8], "little")
+        if header[:4] != importlib.util.MAGIC_NUMBER:
+            stale.append(f"{source.relative_to(root)}: .pyc of another Python")
+        elif flags & 0b01 and flags & 0b10:  # hash-based, checked: the source's hash must match
+            if header[8:16] != importlib.util.source_hash(source.read_bytes()):
+                stale.append(f"{source.relative_to(root)}: checked hash differs")
+        elif not flags & 0b01:  # timestamp-based: mtime and size must match the unpacked source
+            st = source.stat()
+            if header[8:16] != ((int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+                                + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")):  # fmt: skip
+                stale.append(f"{source.relative_to(root)}: timestamp .pyc, stale under the zip's dates")
+    return sorted(stale)
+
+
+def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: Path) -> None:
+    # GIVEN the layer and every function, zipped by SAM's own code and unpacked as Lambda lays them out
+    opt = _ship(built / "RecsysLayer", tmp_path / "layer", tmp_path / "opt")
+    tasks = [_ship(built / name, tmp_path / name, tmp_path / "var/task" / name)
+             for name in ("RecommendFunction", "HistoryFunction", "SimilarFunction")]  # fmt: skip
+    # THEN every module has a .pyc that Python accepts there, whatever the 1980 dates
+    assert len(list(opt.rglob("*.py"))) > 500  # numpy, powertools, pydantic, recsys: the check saw them
+    for root in (opt, *tasks):
+        assert _stale_bytecode(root) == [], root
+    # AND the check does catch what pip and SAM's own builder write: timestamp .pyc
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "m.py").write_text("x = 1\n")
+    py_compile.compile(str(plain / "m.py"), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    assert _stale_bytecode(_ship(plain, tmp_path / "plain-zip", tmp_path / "plain-task")) == [
+        "m.py: timestamp .pyc, stale under the zip's dates"
+    ]
 
 
 def test_every_template_route_is_served_locally(model_store: Path) -> None:
