@@ -6,10 +6,13 @@ what gets imported is what a container imports.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from bench import coldstart
 from devstack.invoker import sample_event
 from recsys.config import Settings
 from recsys.errors import ModelUnavailableError
-from recsys.s3 import S3Client, S3Error
+from recsys.s3 import ContainerCredentials, S3Client, S3Error
 from recsys.store import Boto3Objects, ModelStore, reader_for, s3_client
 from recsys.uri import ModelUri
 from tests import data
@@ -131,3 +134,79 @@ def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(
         ("GET", "latest.json"),
         *(("GET", f"models/{version}/{part}.pkl") for part in ("catalog", "item_vectors", "neighbours")),
     }
+
+
+class CredentialsEndpoint:
+    """Lambda's container credentials endpoint on loopback: what SnapStart functions get instead of
+    keys in the environment. Answers keys that expire `ttl` after `now()`; records each request's token."""
+
+    def __init__(self, now: Any, ttl: dt.timedelta) -> None:
+        self.tokens: list[str | None] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None: ...
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                endpoint.tokens.append(self.headers.get("Authorization"))
+                expires = (now() + ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
+                body = json.dumps({"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "session",
+                                   "Expiration": expires}).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/2018-06-01/credentials"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_container_credentials_are_fetched_once_and_again_before_they_expire() -> None:
+    # GIVEN an endpoint whose keys last 10 minutes, and a clock the test moves
+    now = [dt.datetime(2026, 12, 3, 1, 0, tzinfo=dt.UTC)]
+    endpoint = CredentialsEndpoint(lambda: now[0], dt.timedelta(minutes=10))
+    try:
+        source = ContainerCredentials(endpoint.url, "the-token", clock=lambda: now[0])
+        # WHEN asked at once, 2 minutes later, then 6 minutes later (within 5 minutes of expiry)
+        first = source.current()
+        now[0] += dt.timedelta(minutes=2)
+        assert source.current() is first
+        now[0] += dt.timedelta(minutes=4)
+        renewed = source.current()
+        # THEN it fetched twice, with the token each time, and the renewed keys are new objects
+        assert endpoint.tokens == ["the-token", "the-token"]
+        assert renewed is not first and renewed.token == "session"
+    finally:
+        endpoint.close()
+
+
+def test_container_credentials_over_plain_http_only_from_this_host() -> None:
+    env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "t"}
+    assert S3Client.from_env(env) is None  # never sends the token across a network
+    with pytest.raises(ValueError, match="plain http"):
+        ContainerCredentials("http://10.0.0.1/creds", "t")
+
+
+def test_with_container_credentials_a_function_reads_the_model_without_boto3(  # type: ignore[no-untyped-def]
+    s3, checkerboard_dir: Path
+) -> None:
+    # GIVEN a model on S3, and Lambda's SnapStart environment: no keys, a credentials endpoint
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    endpoint = CredentialsEndpoint(lambda: dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
+    try:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(AWS_CONTAINER_CREDENTIALS_FULL_URI=endpoint.url, AWS_CONTAINER_AUTHORIZATION_TOKEN="tok")
+        # WHEN a store loads it THEN our client reads it (no boto3), with the endpoint's keys
+        store = ModelStore(Settings(ModelUri.parse(uri)), parts=("catalog",))
+        assert store.get().n_items == data.GROUPS * data.ITEMS_PER_GROUP
+        assert isinstance(store.reader.client, S3Client)  # type: ignore[attr-defined]
+        assert endpoint.tokens == ["tok"]
+    finally:
+        endpoint.close()

@@ -4,8 +4,9 @@ by the standard library.
 Why not boto3 here: importing boto3 and building its S3 client is most of the cold-start floor
 (botocore's modules, then 1.3 MB of endpoint data and S3's service model parsed from JSON: about
 0.45 s on the bench machine), and serving makes a few GETs. This module costs a few
-milliseconds to import. It answers only when Lambda's kind of credentials are in the environment
-(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``); otherwise
+milliseconds to import. It answers only when Lambda's kinds of credentials are in the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional ``AWS_SESSION_TOKEN``; or, as SnapStart
+gives them, a container credentials endpoint: `ContainerCredentials`); otherwise
 (a developer's profile, SSO) `recsys.store` builds a boto3 client as before. Signing follows the
 SigV4 specification; a test checks it against botocore's signer byte for byte.
 
@@ -20,12 +21,16 @@ import datetime as dt
 import hashlib
 import hmac
 import http.client
+import json
 import random
 import re
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")  # no dots: virtual-hosted TLS works
@@ -44,6 +49,54 @@ class Credentials:
     access_key: str
     secret_key: str
     token: str | None = None
+
+    def current(self) -> Credentials:
+        return self
+
+
+class ContainerCredentials:
+    """Credentials from a container credentials endpoint, as Lambda hands them to a SnapStart
+    function (``AWS_CONTAINER_CREDENTIALS_FULL_URI`` with ``AWS_CONTAINER_AUTHORIZATION_TOKEN``):
+    fetched on first use, and again when they are within `REFRESH_BEFORE_S` of expiring.
+
+    Plain http is accepted only to a loopback or the container agents' link-local addresses, as
+    the AWS SDKs do, so a token is never sent across a network.
+    """
+
+    REFRESH_BEFORE_S = 300.0
+    _LOCAL_HOSTS = ("127.", "localhost", "[::1]", "169.254.170.2", "169.254.170.23")
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 1.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.netloc.startswith(self._LOCAL_HOSTS)):
+            raise ValueError(f"container credentials over plain http only from this host, not {parts.netloc!r}")
+        self.url, self.token, self.timeout, self.clock = url, token, timeout, clock
+        self._cached: tuple[Credentials, dt.datetime] | None = None
+
+    def current(self) -> Credentials:
+        if self._cached is None or (self._cached[1] - self.clock()).total_seconds() < self.REFRESH_BEFORE_S:
+            self._cached = self._fetch()
+        return self._cached[0]
+
+    def _fetch(self) -> tuple[Credentials, dt.datetime]:
+        request = urllib.request.Request(self.url, headers={"Authorization": self.token})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - checked above
+                doc = json.loads(response.read(64 * 1024))
+            expires = dt.datetime.fromisoformat(str(doc["Expiration"]).replace("Z", "+00:00"))
+            return Credentials(str(doc["AccessKeyId"]), str(doc["SecretAccessKey"]), doc.get("Token")), expires
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # URLError is an OSError
+            raise S3Error(0, "NoCredentials", f"container credentials: {type(exc).__name__}: {exc}") from exc
+
+
+class CredentialSource(Protocol):
+    def current(self) -> Credentials: ...
 
 
 class Deadline:
@@ -88,7 +141,8 @@ class S3Client:
 
     Parameters
     ----------
-    credentials : Credentials
+    credentials : Credentials or ContainerCredentials
+        Asked for the current credentials at each request.
     region : str
     endpoint : str, optional
         A custom endpoint (``http://127.0.0.1:5000``), addressed path-style.
@@ -102,7 +156,7 @@ class S3Client:
     sleep : callable(seconds), injected by tests
     """
 
-    credentials: Credentials
+    credentials: CredentialSource
     region: str
     endpoint: str | None = None
     timeout: float = 1.0
@@ -112,11 +166,26 @@ class S3Client:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], timeout: float = 1.0, attempts: int = 2) -> S3Client | None:
-        """A client from Lambda's environment, or None when it holds no credentials."""
+        """A client from Lambda's environment, or None when it holds no credentials of the kinds
+        Lambda gives: keys in the environment, or a container credentials endpoint (SnapStart)."""
         key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        if not key or not secret:
+        credentials: CredentialSource
+        if key and secret:
+            credentials = Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+        elif env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+            token = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")
+            token_file = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+            if token_file:
+                try:
+                    token = Path(token_file).read_text().strip()
+                except OSError:
+                    return None
+            try:
+                credentials = ContainerCredentials(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token, timeout)
+            except ValueError:
+                return None
+        else:
             return None
-        credentials = Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
         return cls(credentials, region, endpoint, timeout, attempts)
@@ -189,23 +258,24 @@ class S3Client:
 
     def signed_headers(self, method: str, host: str, path: str) -> dict[str, str]:
         """The headers of a SigV4-signed request without a body or query (AWS's specification)."""
+        credentials = self.credentials.current()
         now = self.clock().astimezone(dt.UTC)
         stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": stamp}
-        if self.credentials.token:
-            headers["x-amz-security-token"] = self.credentials.token
+        if credentials.token:
+            headers["x-amz-security-token"] = credentials.token
         names = sorted(headers)
         canonical = "\n".join(
             [method, path, "", *(f"{n}:{headers[n].strip()}" for n in names), "", ";".join(names), EMPTY_SHA256]
         )
         scope = f"{day}/{self.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = ("AWS4" + self.credentials.secret_key).encode()
+        key = ("AWS4" + credentials.secret_key).encode()
         for part in (day, self.region, "s3", "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self.credentials.access_key}/{scope}, "
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return headers
