@@ -22,6 +22,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "COLD-START-DONE "  # the child's answer line; powertools' logger writes to stdout too
 FLOOR = f"import boto3, numpy; boto3.client('s3'); print('{MARK}{{}}', flush=True)"
+#: The floor of the shipped layout, as the issue states it: `python -c "import numpy"` (the layer's).
+NUMPY_FLOOR = f"import numpy; print('{MARK}{{}}', flush=True)"
 
 #: What Lambda sets in a function's environment that the code under test reacts to: the function's
 #: name (powertools turns tracing on inside Lambda only), the task root (the X-Ray SDK's Lambda
@@ -82,12 +84,16 @@ def run_once(cmd: list[str], env: Mapping[str, str]) -> tuple[float, dict[str, A
 
 
 def measure(
-    python: str, functions: Mapping[str, tuple[str, str, Mapping[str, str]]], repeats: int = 5
+    python: str,
+    functions: Mapping[str, tuple[str, str, Mapping[str, str]]],
+    repeats: int = 5,
+    floor_code: str = FLOOR,
 ) -> dict[str, Any]:
     """Median of `repeats` cold starts of each function and of the floor, interleaved.
 
-    `functions` maps a name to (handler module, event file, environment). Runs alternate between
-    the floor and the functions, so that a busy spell of the machine touches both alike.
+    `functions` maps a name to (handler module, event file, environment); the floor runs
+    `floor_code` in the first function's environment. Runs alternate between the floor and the
+    functions, so that a busy spell of the machine touches both alike.
     """
     import statistics
 
@@ -95,7 +101,7 @@ def measure(
     floors: list[float] = []
     runs: dict[str, list[tuple[float, dict[str, Any]]]] = {name: [] for name in functions}
     for _ in range(repeats):
-        floors.append(run_once([python, "-c", FLOOR], floor_env)[0])
+        floors.append(run_once([python, "-c", floor_code], floor_env)[0])
         for name, (module, event, env) in functions.items():
             runs[name].append(run_once([python, "-m", "bench.coldstart", "child", module, event], env))
     floor = statistics.median(floors)

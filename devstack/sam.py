@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,30 @@ def sam_build(log: Any = print) -> Path:
                    cwd=ROOT, env=sam_env(), check=True, capture_output=True, text=True, timeout=1200)  # fmt: skip
     log(f"sam build in {time.monotonic() - started:.0f} s")
     return out / "template.yaml"
+
+
+def ship(folder: Path, into: Path) -> Path:
+    """What Lambda runs of a built `folder`: zipped by SAM's own deploy code (every entry dated
+    1980-01-01), then unpacked under `into` with the dates the zip holds, read-only."""
+    zip_base = into.parent / f".{into.name}"
+    code = ("import sys; from samcli.lib.package.utils import make_zip_with_lambda_permissions as z; "
+            "print(z(sys.argv[1], sys.argv[2]))")  # fmt: skip
+    into.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([str(SAM.parent / "python"), "-c", code, str(zip_base), str(folder)],
+                          check=True, capture_output=True, text=True, timeout=300)  # fmt: skip
+    archive = Path(done.stdout.strip())
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                target = into / info.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(info))
+                stamp = time.mktime((*info.date_time, 0, 0, -1))
+                os.utime(target, (stamp, stamp))
+                target.chmod(0o444)
+    finally:
+        archive.unlink()
+    return into
 
 
 class SamStack:

@@ -5,8 +5,6 @@ import json
 import os
 import py_compile
 import subprocess
-import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from devstack.docker import pin
 from devstack.gateway import LocalApi
 from devstack.invoker import Invoker
+from devstack.sam import ship
 from devstack.template import load_application
 
 pytestmark = pytest.mark.template
@@ -139,24 +138,6 @@ def test_sam_build_succeeds_without_docker(built: Path) -> None:
     assert not any(next(layer.glob(f"{name}*"), None) for name in ("lightfm", "scipy", "pandas"))
 
 
-def _ship(folder: Path, out: Path, into: Path) -> Path:
-    """Zip `folder` with SAM's own deploy zip code, then unpack it under `into` as Lambda does: the
-    dates the zip holds (SAM's are 1980-01-01), read-only."""
-    code = ("import sys; from samcli.lib.package.utils import make_zip_with_lambda_permissions as z; "
-            "print(z(sys.argv[1], sys.argv[2]))")  # fmt: skip
-    result = run(str(ROOT / ".venv-sam/bin/python"), "-c", code, str(out), str(folder))
-    assert result.returncode == 0, result.stderr
-    with zipfile.ZipFile(result.stdout.strip()) as zf:
-        for info in zf.infolist():
-            target = into / info.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(zf.read(info))
-            stamp = time.mktime((*info.date_time, 0, 0, -1))
-            os.utime(target, (stamp, stamp))
-            target.chmod(0o444)
-    return into
-
-
 def _stale_bytecode(root: Path) -> list[str]:
     """The .py files under `root` whose .pyc Python would not use there (PEP 552): missing, of
     another Python, timestamp-based with another mtime or size, or hash-based with another hash."""
@@ -183,9 +164,9 @@ def _stale_bytecode(root: Path) -> list[str]:
 
 def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: Path) -> None:
     # GIVEN the layer and every function, zipped by SAM's own code and unpacked as Lambda lays them out
-    opt = _ship(built / "RecsysLayer", tmp_path / "layer", tmp_path / "opt")
-    tasks = [_ship(built / name, tmp_path / name, tmp_path / "var/task" / name)
-             for name in ("RecommendFunction", "HistoryFunction", "SimilarFunction")]  # fmt: skip
+    opt = ship(built / "RecsysLayer", tmp_path / "opt")
+    tasks = [ship(built / name, tmp_path / "var/task" / name) for name in ("RecommendFunction", "HistoryFunction",
+                                                                          "SimilarFunction")]  # fmt: skip
     # THEN every module has a .pyc that Python accepts there, whatever the 1980 dates
     assert len(list(opt.rglob("*.py"))) > 500  # numpy, powertools, pydantic, recsys: the check saw them
     for root in (opt, *tasks):
@@ -195,7 +176,7 @@ def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: P
     plain.mkdir()
     (plain / "m.py").write_text("x = 1\n")
     py_compile.compile(str(plain / "m.py"), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
-    assert _stale_bytecode(_ship(plain, tmp_path / "plain-zip", tmp_path / "plain-task")) == [
+    assert _stale_bytecode(ship(plain, tmp_path / "plain-task")) == [
         "m.py: timestamp .pyc, stale under the zip's dates"
     ]
 
