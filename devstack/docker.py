@@ -123,7 +123,7 @@ def image_key(version: str) -> str:
     inputs = {
         "format": IMAGE_FORMAT, "version": version, "suite": SUITES.get(version), "mirror": MIRROR,
         "platform": GLIBC_PLATFORM, "ric": AWSLAMBDARIC, "bootstrap": BOOTSTRAP,
-        "boto3": pin(ROOT / "layers/recsys/requirements.txt", "boto3"),
+        "boto3": pin(ROOT / "training/requirements.txt", "boto3"),
         "moto": pin(ROOT / "requirements-dev.txt", "moto"),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
@@ -155,7 +155,7 @@ def ensure_images(version: str | None = None, log: Any = print) -> dict[str, str
         if not official:
             runtime = Path(tmp, "lambda")
             _pip_target(
-                runtime / "var/runtime", [AWSLAMBDARIC, pin(ROOT / "layers/recsys/requirements.txt", "boto3")], version
+                runtime / "var/runtime", [AWSLAMBDARIC, pin(ROOT / "training/requirements.txt", "boto3")], version
             )
             (runtime / "var/runtime/bootstrap").write_text(BOOTSTRAP.format(version=version))
             (runtime / "var/runtime/bootstrap").chmod(0o755)

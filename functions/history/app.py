@@ -25,7 +25,7 @@ logger = Logger()
 tracer = create_tracer()
 metrics = Metrics(namespace=api.NAMESPACE)
 app = api.create_app()
-runtime = Runtime(metrics, parts=MODEL_PARTS)
+runtime = Runtime(metrics, parts=MODEL_PARTS, tracer=tracer)
 register_snapstart(runtime)
 
 HistoryK = Annotated[int, Query(ge=1, le=100, description="How many items (1..100)")]

@@ -13,6 +13,7 @@ from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ConfigurationError
 from recsys.store import ModelStore
+from recsys.tracing import XRayDaemon
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,11 @@ class Runtime:
     becomes a 503 instead of a crashed init.
     """
 
-    def __init__(self, metrics: Any = None, parts: tuple[str, ...] | None = None) -> None:
+    def __init__(self, metrics: Any = None, parts: tuple[str, ...] | None = None, tracer: Any = None) -> None:
         self.metrics = metrics
         self.parts = parts
+        provider = getattr(tracer, "provider", None)
+        self._observe = provider.remote if isinstance(provider, XRayDaemon) else None
         self._settings: Settings | None = None
         self._store: ModelStore | None = None
 
@@ -40,7 +43,7 @@ class Runtime:
     @property
     def store(self) -> ModelStore:
         if self._store is None:
-            self._store = ModelStore(self.settings, on_load=self._loaded, parts=self.parts)
+            self._store = ModelStore(self.settings, on_load=self._loaded, parts=self.parts, observe=self._observe)
         return self._store
 
     def model(self) -> ModelArtifact:

@@ -154,6 +154,8 @@ class S3Client:
         retried after a jittered backoff, never past the deadline.
     clock : callable returning an aware UTC datetime (injected by tests)
     sleep : callable(seconds), injected by tests
+    observe : callable(method, url, status, start, end), optional
+        Told of every attempt (status 0 when none came; epoch seconds): tracing records them.
     """
 
     credentials: CredentialSource
@@ -163,9 +165,16 @@ class S3Client:
     attempts: int = 2
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     sleep: Callable[[float], None] = time.sleep
+    observe: Callable[[str, str, int, float, float], None] | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], timeout: float = 1.0, attempts: int = 2) -> S3Client | None:
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        timeout: float = 1.0,
+        attempts: int = 2,
+        observe: Callable[[str, str, int, float, float], None] | None = None,
+    ) -> S3Client | None:
         """A client from Lambda's environment, or None when it holds no credentials of the kinds
         Lambda gives: keys in the environment, or a container credentials endpoint (SnapStart)."""
         key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
@@ -188,7 +197,7 @@ class S3Client:
             return None
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-        return cls(credentials, region, endpoint, timeout, attempts)
+        return cls(credentials, region, endpoint, timeout, attempts, observe=observe)
 
     def get(
         self,
@@ -213,11 +222,16 @@ class S3Client:
                 if pause >= deadline.remaining():
                     break
                 self.sleep(pause)
+            started, status = time.time(), 0
             try:
                 status, etag, body = self._attempt(bucket, key, size, limit, deadline)
             except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
                 failure = S3Error(0, type(exc).__name__, str(exc))
                 continue
+            finally:
+                if self.observe is not None:
+                    scheme, host, path = self.url(bucket, key)
+                    self.observe("GET", f"{scheme}://{host}{path}", status, started, time.time())
             if status == 200:
                 return S3Object(body, etag)
             failure = S3Error(status, _error_code(status, body), _error_message(body))

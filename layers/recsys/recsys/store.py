@@ -131,14 +131,15 @@ class Boto3Objects:
         return S3Object(b"".join(chunks), response.get("ETag"))
 
 
-def s3_client() -> Any:
-    """The S3 client of serving, with bounded timeouts and attempts (`S3_TIMEOUTS`).
+def s3_client(observe: Callable[[str, str, int, float, float], None] | None = None) -> Any:
+    """The S3 client of serving, with bounded timeouts and attempts (`S3_TIMEOUTS`); `observe` is
+    told of each request (tracing).
 
     `recsys.s3.S3Client` when the environment holds credentials, as Lambda's does: it needs no
     botocore, whose import and client set-up are most of a cold start's fixed cost. Otherwise a
     boto3 client, which finds a developer's profile or SSO session (boto3 is imported only then).
     """
-    client = S3Client.from_env(os.environ, timeout=S3_TIMEOUTS["read_timeout"], attempts=S3_ATTEMPTS)
+    client = S3Client.from_env(os.environ, timeout=S3_TIMEOUTS["read_timeout"], attempts=S3_ATTEMPTS, observe=observe)
     if client is not None:
         return client
     import boto3
@@ -169,6 +170,8 @@ class ModelStore:
         monotonic clock.
     on_load : callable(model, seconds), optional
         Told of every model loaded (for metrics).
+    observe : callable(method, url, status, start, end), optional
+        Told of every S3 request (for tracing; see `recsys.s3.S3Client`).
     parts : tuple of str, optional
         The parts to load (`recsys.parts.PARTS`); all of them when None.
 
@@ -185,9 +188,11 @@ class ModelStore:
         clock: Callable[[], float] = time.monotonic,
         on_load: Callable[[ModelArtifact, float], None] | None = None,
         parts: tuple[str, ...] | None = None,
+        observe: Callable[[str, str, int, float, float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.parts = parts
+        self._observe = observe
         self.bytes_read = 0
         self._own_reader = reader is None
         self._reader = reader
@@ -204,7 +209,7 @@ class ModelStore:
     @property
     def reader(self) -> Reader:
         if self._reader is None:
-            self._reader = reader_for(self.settings.model_uri)
+            self._reader = reader_for(self.settings.model_uri, lambda: s3_client(self._observe))
         return self._reader
 
     def restored(self) -> None:

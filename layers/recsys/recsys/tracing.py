@@ -1,29 +1,150 @@
-"""Tracing of the handlers: powertools' X-Ray tracer when tracing is on, a provider that records
-nothing when it is off (so that the X-Ray SDK is not even imported)."""
+"""Tracing of the handlers, without the X-Ray SDK.
+
+With `Tracing: Active`, Lambda itself records each invocation's segments. What the functions add
+are subsegments: the handler (powertools' ``## lambda_handler``, with the ColdStart annotation)
+and one per S3 request. The X-Ray SDK for Python reaches end of support on 2027-02-25, and its
+import (with the ``http.client`` patch it needs, which brings urllib3) was about 50 ms of every
+cold start, so `XRayDaemon` sends those subsegments itself: one UDP datagram per subsegment to
+the daemon Lambda runs (``AWS_XRAY_DAEMON_ADDRESS``), in the segment document format, under the
+trace and parent of the invocation's ``_X_AMZN_TRACE_ID``, only when that header says Sampled=1.
+Powertools' `Tracer` takes it as its provider, so the handler code is powertools' as usual.
+
+On or off is powertools' own rule: inside Lambda, not in SAM's emulator, unless
+POWERTOOLS_TRACE_DISABLED. Off, nothing is recorded and nothing is sent.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+import traceback
 from collections.abc import Generator
 from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-#: What X-Ray traces besides the handler (when tracing is on): http.client, which carries the S3
-#: reads of `recsys.s3` (and boto3's, through urllib3). Patching everything (powertools' default)
-#: imports botocore, requests and more at cold start for calls these functions never make.
-TRACED_MODULES = ("httplib",)
+HEADER = b'{"format": "json", "version": 1}\n'
+DEFAULT_DAEMON = "127.0.0.1:2000"
 
 
 def create_tracer() -> Tracer:
-    """Powertools' X-Ray tracer, patching only `TRACED_MODULES`, when tracing is on; else a tracer
-    whose provider does nothing, so that the X-Ray SDK is never imported (powertools imports it for
-    a disabled tracer too). On or off is powertools' own rule: inside Lambda, not in SAM's emulator,
-    unless POWERTOOLS_TRACE_DISABLED."""
-    if not Tracer._is_tracer_disabled():
-        return Tracer(patch_modules=TRACED_MODULES)
-    return Tracer(disabled=True, provider=Untraced())
+    """Powertools' tracer with `XRayDaemon` as its provider when tracing is on; else one whose
+    provider records nothing (`Untraced`). Never powertools' own "disabled" mode: it imports the
+    X-Ray SDK to switch it off, and the layer has no X-Ray SDK."""
+    provider: BaseProvider = Untraced() if Tracer._is_tracer_disabled() else XRayDaemon()
+    return Tracer(provider=provider, auto_patch=False, disabled=False)
+
+
+class Subsegment(BaseSegment):
+    """One subsegment being recorded: its document, sent when it closes."""
+
+    def __init__(self, daemon: XRayDaemon, name: str, parent_id: str | None) -> None:
+        self.daemon = daemon
+        self.doc: dict[str, Any] = {"name": name, "id": secrets.token_hex(8), "start_time": time.time(),
+                                    "type": "subsegment", "parent_id": parent_id}  # fmt: skip
+
+    def close(self, end_time: int | None = None) -> None:
+        self.doc["end_time"] = time.time() if end_time is None else end_time
+        self.daemon.send(self.doc)
+
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        self.doc.setdefault("annotations", {})[key] = value
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        self.doc.setdefault("metadata", {}).setdefault(namespace, {})[key] = value
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        frames = traceback.extract_tb(exception.__traceback__)[-8:]
+        self.doc["fault"] = True
+        self.doc["cause"] = {"exceptions": [{
+            "id": secrets.token_hex(8), "type": type(exception).__name__, "message": str(exception)[:500],
+            "remote": remote, "stack": [{"path": f.filename, "line": f.lineno, "label": f.name} for f in frames],
+        }]}  # fmt: skip
+
+
+class XRayDaemon(BaseProvider):
+    """A powertools tracing provider that sends subsegments straight to the X-Ray daemon (UDP).
+
+    `remote` records an S3 request after the fact (`recsys.s3.S3Client`'s ``observe``).
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        host, _, port = (address or os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or DEFAULT_DAEMON).partition(":")
+        self.address = (host, int(port or 2000))
+        self._socket: socket.socket | None = None
+        self._open = threading.local()  # the subsegments open on this thread, innermost last
+
+    def _trace(self) -> tuple[str, str] | None:
+        """(trace id, parent id) of the current invocation, or None when it is not sampled."""
+        fields = dict(
+            part.split("=", 1) for part in os.environ.get("_X_AMZN_TRACE_ID", "").split(";") if "=" in part
+        )
+        if fields.get("Sampled") != "1" or "Root" not in fields or "Parent" not in fields:
+            return None
+        return fields["Root"], fields["Parent"]
+
+    def send(self, doc: dict[str, Any]) -> None:
+        trace = self._trace()
+        if trace is None:
+            return
+        doc = {**doc, "trace_id": trace[0], "parent_id": doc.get("parent_id") or trace[1]}
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):  # tracing never fails a request
+            self._socket.sendto(HEADER + json.dumps(doc, default=str).encode(), self.address)
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
+        stack: list[Subsegment] = self._open.__dict__.setdefault("stack", [])
+        subsegment = Subsegment(self, name or "subsegment", stack[-1].doc["id"] if stack else None)
+        stack.append(subsegment)
+        try:
+            yield subsegment
+        finally:
+            stack.pop()
+            subsegment.close()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> Any:
+        with self.in_subsegment(name) as subsegment:
+            yield subsegment
+
+    def remote(self, method: str, url: str, status: int, start: float, end: float) -> None:
+        """Record a finished request to another service (S3) under the open subsegment."""
+        stack: list[Subsegment] = self._open.__dict__.get("stack", [])
+        doc: dict[str, Any] = {
+            "name": url.split("/")[2] if "://" in url else "remote", "id": secrets.token_hex(8), "type": "subsegment",
+            "namespace": "remote", "start_time": start, "end_time": end,
+            "parent_id": stack[-1].doc["id"] if stack else None,
+            "http": {"request": {"method": method, "url": url}, "response": {"status": status}},
+        }  # fmt: skip
+        if status == 0 or status >= 500:
+            doc["fault"] = True
+        elif status >= 400:
+            doc["error"] = True
+        self.send(doc)
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        stack = self._open.__dict__.get("stack")
+        if stack:
+            stack[-1].put_annotation(key, value)
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        stack = self._open.__dict__.get("stack")
+        if stack:
+            stack[-1].put_metadata(key, value, namespace)
+
+    def patch(self, modules: Any) -> None: ...
+    def patch_all(self) -> None: ...
 
 
 class _NoSegment(BaseSegment):
