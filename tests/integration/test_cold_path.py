@@ -200,8 +200,11 @@ def test_container_credentials_are_fetched_once_and_again_before_they_expire() -
 def test_container_credentials_over_plain_http_only_from_this_host() -> None:
     env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "t"}
     assert S3Client.from_env(env) is None  # never sends the token across a network
-    with pytest.raises(ValueError, match="plain http"):
-        ContainerCredentials("http://10.0.0.1/creds", "t")
+    for url in ("http://10.0.0.1/creds", "http://127.0.0.1.example.com/creds", "http://localhost.example.com/c"):
+        with pytest.raises(ValueError, match="plain http"):
+            ContainerCredentials(url, "t")  # refused at construction: nothing is sent
+    for url in ("http://127.0.0.1:9001/c", "http://[::1]/c", "http://169.254.170.2/c", "https://creds.example/c"):
+        assert ContainerCredentials(url, "t").url == url
 
 
 def test_with_container_credentials_a_function_reads_the_model_without_boto3(  # type: ignore[no-untyped-def]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import warnings
 from typing import Any
 
@@ -144,11 +145,16 @@ def parse_body(text: str) -> Any:
         raise InvalidRequestError(f"the body is not JSON: {getattr(exc, 'msg', exc)}") from None
     if _depth_over(value, MAX_BODY_DEPTH):
         raise InvalidRequestError(f"the body nests deeper than {MAX_BODY_DEPTH} levels")
-    try:
-        json.dumps(value, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise InvalidRequestError("the body holds a lone surrogate, which is not Unicode text") from None
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then is the parsed value walked for a lone one
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError("the body holds a lone surrogate, which is not Unicode text") from None
     return value
+
+
+#: A surrogate, escaped (\uD800) or raw: only a body holding one can hold a lone one (a pair is fine).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _int(digits: str) -> int:

@@ -39,19 +39,6 @@ POINTER = "latest.json"
 MODELS = "models"
 SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
 
-#: The parts a model is published in, and the fields of each. Every function loads "catalog".
-PARTS: dict[str, tuple[str, ...]] = {
-    "catalog": (
-        "item_ids", "popularity", "like_counts", "titles", "years", "genre_names", "item_genres", "provenance",
-        "schema",
-    ),
-    "item_vectors": ("item_factors", "item_biases", "item_unit", "fold_in_map"),
-    "neighbours": ("neighbours", "neighbour_sims"),
-    "user_vectors": ("user_factors", "user_biases"),
-    "histories": ("user_ids", "history_indptr", "history_items", "unliked_indptr", "unliked_items"),
-    "ratings": ("history_ratings", "history_days"),
-}  # fmt: skip
-
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
     ("numpy", "dtype"), ("numpy", "ndarray"),
@@ -189,8 +176,8 @@ def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -
     """Verify one part's bytes against the pointer, unpickle them safely: the part's fields.
 
     The part must say it is part `name` of model `version`, so that parts of two versions never
-    mix, and hold exactly the fields `PARTS` lists for it. Raises ModelIntegrityError when it does
-    not, and ModelUnavailableError (not remembered as a bad model) when memory ran out.
+    mix. Raises ModelIntegrityError when it does not, and ModelUnavailableError (not remembered as
+    a bad model) when memory ran out. Its fields are checked with the other parts' (`check_parts`).
     """
     if len(data) != size:
         raise ModelIntegrityError(f"part {name} is {len(data)} bytes, the pointer says {size}")
@@ -210,10 +197,9 @@ def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -
     if obj["part"] != name or obj["version"] != version:
         raise ModelIntegrityError(f"part {name} of {version} holds part {obj['part']!r} of {obj['version']!r}")
     fields = obj["fields"]
-    if not isinstance(fields, dict) or set(fields) != set(PARTS[name]):
-        got = sorted(map(str, fields)) if isinstance(fields, dict) else type(fields).__name__
-        raise ModelIntegrityError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
-    return fields
+    if not isinstance(fields, dict):
+        raise ModelIntegrityError(f"part {name} holds no fields")
+    return fields  # which fields, and what they hold: `check_parts`
 
 
 # -- what each part holds -------------------------------------------------------------------
@@ -275,6 +261,8 @@ SPECS: dict[str, dict[str, Spec]] = {
 }
 #: The ids first, so that sizes are measured against them.
 CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "neighbours", "user_vectors")
+#: The parts a model is published in, and the fields of each. Every function loads "catalog".
+PARTS: dict[str, tuple[str, ...]] = {name: tuple(fields) for name, fields in SPECS.items()}
 _FINITE = ("item_factors", "item_biases", "item_unit", "fold_in_map", "user_factors", "user_biases")
 
 
@@ -296,8 +284,9 @@ def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
         if name not in PARTS:
             raise ValueError(f"unknown part {name!r}")
         fields = parts[name]
-        if set(fields) != set(PARTS[name]):
-            raise ValueError(f"part {name}: expected fields {sorted(PARTS[name])}, got {sorted(map(str, fields))}")
+        if not isinstance(fields, Mapping) or set(fields) != set(PARTS[name]):
+            got = sorted(map(str, fields)) if isinstance(fields, Mapping) else type(fields).__name__
+            raise ValueError(f"part {name}: expected fields {sorted(PARTS[name])}, got {got}")
         for field, spec in SPECS[name].items():
             _check_field(field, fields[field], spec, dims)
             if field == "item_ids":

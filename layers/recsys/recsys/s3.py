@@ -64,7 +64,7 @@ class ContainerCredentials:
     """
 
     REFRESH_BEFORE_S = 300.0
-    _LOCAL_HOSTS = ("127.", "localhost", "[::1]", "169.254.170.2", "169.254.170.23")
+    _AGENT_HOSTS = ("localhost", "169.254.170.2", "169.254.170.23")
 
     def __init__(
         self,
@@ -74,10 +74,22 @@ class ContainerCredentials:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "https" and not (parts.scheme == "http" and parts.netloc.startswith(self._LOCAL_HOSTS)):
+        if parts.scheme != "https" and not (parts.scheme == "http" and self._local(parts.hostname or "")):
             raise ValueError(f"container credentials over plain http only from this host, not {parts.netloc!r}")
         self.url, self.token, self.timeout, self.clock = url, token, timeout, clock
         self._cached: tuple[Credentials, dt.datetime] | None = None
+
+    @classmethod
+    def _local(cls, host: str) -> bool:
+        """Loopback, or a container agent's link-local address: the whole host name, never a prefix."""
+        import ipaddress  # only where container credentials are used
+
+        if host in cls._AGENT_HOSTS:
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     def current(self) -> Credentials:
         if self._cached is None or (self._cached[1] - self.clock()).total_seconds() < self.REFRESH_BEFORE_S:
