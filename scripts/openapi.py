@@ -1,9 +1,10 @@
 """Generate docs/openapi.json from the three handlers, so the document cannot disagree with the code.
 
-Each function's powertools resolver describes its own routes; this merges the three documents
-into one for the whole API (the routes and handlers come from template.yaml), and drops what
-powertools adds that this API never answers: 422 (request validation answers 400 with the
-error body) and the schemas only 422 used.
+Each function's routes (`recsys.api.App`) carry their functions; a parameter's place and bounds come
+from its `recsys.routing` marker, the body's schema from its dataclass, an answer's from the
+TypedDict the function returns (`recsys.schemas`). These are what `recsys.routing` checks every
+request against, so what the document promises is what the handlers enforce. The routes and
+handlers come from template.yaml, and the two must agree.
 
     python -m scripts.openapi            # rewrite docs/openapi.json
     python -m scripts.openapi --check    # exit 1 when docs/openapi.json is out of date
@@ -12,17 +13,22 @@ error body) and the schemas only 422 used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, Required, get_args, get_origin
 
 from devstack.invoker import Invoker
 from devstack.template import load_application
+from recsys import schemas as api_types
+from recsys.routing import Path as PathParameter
+from recsys.routing import Query, Route, Spec, optional, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = ROOT / "docs" / "openapi.json"
-UNUSED = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
 INFO = {
     "title": "Movie recommender API",
@@ -34,27 +40,119 @@ INFO = {
     ),
 }
 SERVERS = [{"url": "http://127.0.0.1:3000", "description": "the local stack of `make demo`"}]
+PRIMITIVES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+class Schemas:
+    """JSON schemas of the types `recsys.routing` checks and `recsys.schemas` declares; a TypedDict
+    or dataclass becomes a component, referred to by name."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def of(self, tp: Any) -> dict[str, Any]:
+        if get_origin(tp) in (NotRequired, Required):
+            (tp,) = get_args(tp)
+        tp, spec = unwrap(tp)
+        inner, nullable = optional(tp)
+        schema = self._of(inner, spec)
+        if nullable:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        if spec is not None and spec.description:
+            schema["description"] = spec.description
+        return schema
+
+    def _of(self, tp: Any, spec: Spec | None) -> dict[str, Any]:
+        limits = spec or Spec()
+        if tp in PRIMITIVES:
+            schema: dict[str, Any] = {"type": PRIMITIVES[tp]}
+            bounds = {"minimum": limits.ge, "maximum": limits.le} if tp is int else {"maxLength": limits.max_length}
+            return schema | {k: v for k, v in bounds.items() if v is not None}
+        if tp is object:
+            return {}
+        origin = get_origin(tp)
+        if origin is Literal:
+            return {"type": "string", "enum": list(get_args(tp))}
+        if origin is list:
+            (item,) = get_args(tp)
+            schema = {"type": "array", "items": self.of(item)}
+            return schema | ({"maxItems": limits.max_length} if limits.max_length is not None else {})
+        if origin is dict:
+            return {"type": "object", "additionalProperties": self.of(get_args(tp)[1]) or True}
+        if typing.is_typeddict(tp) or dataclasses.is_dataclass(tp):
+            return self._component(tp)
+        raise TypeError(f"no JSON schema for {tp!r}")
+
+    def _component(self, cls: Any) -> dict[str, Any]:
+        name = cls.__name__
+        if name not in self.components:
+            self.components[name] = {}  # claimed first: a model may refer to itself
+            hints = typing.get_type_hints(cls, include_extras=True)
+            schema: dict[str, Any] = {"type": "object", "properties": {n: self.of(t) for n, t in hints.items()}}
+            if dataclasses.is_dataclass(cls):
+                fields = dataclasses.fields(cls)
+                schema["required"] = [f.name for f in fields if f.default is dataclasses.MISSING
+                                      and f.default_factory is dataclasses.MISSING]  # fmt: skip
+                for f in fields:
+                    if f.default is not dataclasses.MISSING:
+                        schema["properties"][f.name]["default"] = f.default
+                schema["additionalProperties"] = False  # `recsys.routing.check_object` refuses unknown keys
+            else:
+                schema["required"] = [n for n in hints if n in cls.__required_keys__]
+            if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):  # a dataclass's default doc is its signature
+                schema["description"] = inspect.cleandoc(cls.__doc__)
+            self.components[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
+
+def operation(route: Route, schemas: Schemas) -> dict[str, Any]:
+    """The OpenAPI operation of `route`: parameters, body, and responses."""
+    out: dict[str, Any] = {"tags": list(route.tags), "summary": f"{route.method} {route.path}",
+                           "operationId": route.function.__name__}  # fmt: skip
+    if route.function.__doc__:
+        out["description"] = inspect.cleandoc(route.function.__doc__)
+    parameters = []
+    for p in route.parameters:
+        spec = unwrap(p.type)[1]
+        if p.where in (PathParameter, Query):
+            schema = schemas.of(p.type)
+            required = p.default is inspect.Parameter.empty
+            if not required and p.default is not None:
+                schema["default"] = p.default
+            parameters.append({"name": p.name, "in": "path" if p.where is PathParameter else "query",
+                               "required": required, "description": spec.description if spec else None,
+                               "schema": schema})  # fmt: skip
+        else:
+            content = {"application/json": {"schema": schemas.of(unwrap(p.type)[0])}}
+            out["requestBody"] = {"required": True, "content": content}
+    if parameters:
+        out["parameters"] = parameters
+    answer = typing.get_type_hints(route.function)["return"]
+    responses: dict[str, Any] = {}
+    for status, response in sorted(route.responses.items()):
+        response = dict(response)
+        if status == 200:
+            response["content"] = {"application/json": {"schema": schemas.of(answer)}}
+        elif "content" in response:
+            response["content"] = {t: {"schema": schemas.of(getattr(api_types, c["schema"]))}
+                                   for t, c in response["content"].items()}  # fmt: skip
+        responses[str(status)] = response
+    out["responses"] = responses
+    return out
 
 
 def build() -> dict[str, Any]:
     app = load_application()
     invoker = Invoker(app, {})
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
+    schemas = Schemas()
     tags: set[str] = set()
     for name in sorted(app.functions):
         invoker.handler(name)  # imports the function module in isolation
-        resolver = invoker.modules[name].app
-        part = json.loads(resolver.get_openapi_json_schema(title=INFO["title"], version=INFO["version"]))
-        for path, operations in part.get("paths", {}).items():
-            for operation in operations.values():
-                operation["responses"].pop("422", None)
-                operation["x-function"] = name
-                tags.update(operation.get("tags", []))
-            paths.setdefault(path, {}).update(operations)
-        schemas.update(part.get("components", {}).get("schemas", {}))
-    for unused in UNUSED:
-        schemas.pop(unused, None)
+        for route in invoker.modules[name].app.routes:
+            op = operation(route, schemas) | {"x-function": name}
+            tags.update(op["tags"])
+            paths.setdefault(route.path, {})[route.method.lower()] = op
     declared = {(r.method.lower(), r.path) for r in app.routes if r.method != "OPTIONS"}  # preflight: CORS
     generated = {(m, p) for p, ops in paths.items() for m in ops}
     if declared != generated:
@@ -65,7 +163,7 @@ def build() -> dict[str, Any]:
         "servers": SERVERS,
         "tags": [{"name": t} for t in sorted(tags)],
         "paths": {p: paths[p] for p in sorted(paths)},
-        "components": {"schemas": {k: schemas[k] for k in sorted(schemas)}},
+        "components": {"schemas": {k: schemas.components[k] for k in sorted(schemas.components)}},
     }
 
 

@@ -1,21 +1,15 @@
-"""RecommendFunction: personalized and popularity recommendations, and the serving model's card.
-
-Each route returns the plain dict of `recsys.service`; its annotation names the pydantic model that
-powertools validates that dict against and documents in the OpenAPI document, hence the one
-``type: ignore[return-value]`` per route.
-"""
+"""RecommendFunction: personalized and popularity recommendations, and the serving model's card."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
 from recsys.runtime import Runtime, register_snapstart
-from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, Taste, TasteRecommendations, UserId
+from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, TasteBody, TasteRecommendations, UserId
 from recsys.tracing import create_tracer
 
 #: The parts of the model this function reads (`recsys.parts.PARTS`).
@@ -29,30 +23,30 @@ runtime = Runtime(metrics, parts=MODEL_PARTS, tracer=tracer)
 register_snapstart(runtime)
 
 
-@app.get("/recommendations/<user_id>", responses=api.RESPONSES, tags=["recommendations"])
+@app.get("/recommendations/{user_id}", tags=("recommendations",))
 def recommendations(
     user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
 ) -> Recommendations:
     """Movies for a user: personalized (LightFM) or popularity; unknown users get popularity."""
-    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)  # type: ignore[return-value]  # see module docstring
+    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)
 
 
-@app.post("/recommendations", responses=api.POST_RESPONSES, tags=["recommendations"])
-def recommendations_for_taste(taste: Annotated[Taste, Body()]) -> TasteRecommendations:
+@app.post("/recommendations", tags=("recommendations",))
+def recommendations_for_taste(taste: TasteBody) -> TasteRecommendations:
     """Personalized picks for anyone, from the movies they like: folded in per request, nothing stored."""
-    return service.recommendations_for(  # type: ignore[return-value]  # see module docstring
+    return service.recommendations_for(
         runtime.model(), taste.liked, taste.disliked, taste.k, taste.genre, taste.explain
     )
 
 
-@app.get("/model", responses=api.RESPONSES, tags=["model"])
+@app.get("/model", tags=("model",))
 def model_card() -> ModelInfo:
     """The serving model's version, data summary and evaluation metrics."""
-    return service.model_info(runtime.model())  # type: ignore[return-value]  # see module docstring
+    return service.model_info(runtime.model())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.resolve(app, event, context)
+    return runtime.resolve(app, event)

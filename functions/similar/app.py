@@ -1,19 +1,14 @@
-"""SimilarFunction: movies similar to a movie, and title search.
-
-Each route returns the plain dict of `recsys.service`; its annotation names the pydantic model that
-powertools validates that dict against and documents in the OpenAPI document, hence the one
-``type: ignore[return-value]`` per route.
-"""
+"""SimilarFunction: movies similar to a movie, and title search."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from recsys import api, service
+from recsys.routing import Query
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import K, MovieId, Movies, SearchQuery, Similar
 from recsys.tracing import create_tracer
@@ -31,20 +26,20 @@ register_snapstart(runtime)
 Limit = Annotated[int, Query(ge=1, le=100, description="How many movies (1..100)")]
 
 
-@app.get("/movies/<movie_id>/similar", responses=api.RESPONSES, tags=["movies"])
+@app.get("/movies/{movie_id}/similar", tags=("movies",))
 def similar(movie_id: MovieId, k: K = 10) -> Similar:
     """Movies whose LightFM item vectors are closest (cosine) to this movie's, itself excluded."""
-    return service.similar(runtime.model(), movie_id, k)  # type: ignore[return-value]  # see module docstring
+    return service.similar(runtime.model(), movie_id, k)
 
 
-@app.get("/movies", responses=api.RESPONSES, tags=["movies"])
+@app.get("/movies", tags=("movies",))
 def movies(query: SearchQuery = "", limit: Limit = 10) -> Movies:
     """Title search, case- and accent-insensitive; an empty query gives the most liked movies."""
-    return service.search_movies(runtime.model(), query, limit)  # type: ignore[return-value]  # see module docstring
+    return service.search_movies(runtime.model(), query, limit)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return runtime.resolve(app, event, context)
+    return runtime.resolve(app, event)

@@ -47,8 +47,14 @@ def events(draw: st.DrawFn, route: Any) -> dict[str, Any]:
 
 
 def _event(
-    route: Any, method: str, path: str, headers: dict[str, str] | None, query: dict[str, list[str]],
-    path_parameters: dict[str, str] | None, body: str | None, is_base64: bool,
+    route: Any,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None,
+    query: dict[str, list[str]],
+    path_parameters: dict[str, str] | None,
+    body: str | None,
+    is_base64: bool,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, as the gateway would pass it."""
     return {

@@ -314,12 +314,14 @@ HOSTILE_POINTERS = {
     "size Infinity": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": Infinity}}}',
     "size 1e400": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": 1e400}}}',
     "size of 5000 digits": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": '
-    + b"9" * 5000 + b"}}}",
+    + b"9" * 5000
+    + b"}}}",
     "size as text": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": "12"}}}',
     "size true": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": true}}}',
     "size negative": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": -1}}}',
     "size over the cap": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "%s", "size": '
-    + str(MAX_PART_BYTES + 1).encode() + b"}}}",
+    + str(MAX_PART_BYTES + 1).encode()
+    + b"}}}",
     "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
     "nested part entry": b'{"version": "v1", "parts": {"catalog": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}",
     "sha256 not hex": b'{"version": "v1", "parts": {"catalog": {"key": "k", "sha256": "zz", "size": 3}}}',

@@ -1,4 +1,4 @@
-"""HTTP glue shared by the handlers: the resolver, the request body, the error map, CORS.
+"""HTTP glue shared by the handlers: the router, the request body, the error map, CORS.
 
 Every error leaves as ``{"error": {"code": ..., "message": ...}}``, mapped in one place
 (`error_response`) from the exception types of `recsys.errors`:
@@ -6,8 +6,7 @@ Every error leaves as ``{"error": {"code": ..., "message": ...}}``, mapped in on
 =================================  ======  =====================================
 raised                             status  code
 =================================  ======  =====================================
-RequestValidationError (pydantic)  400     invalid_request
-InvalidRequestError                400     invalid_request (the body checks below raise it too)
+InvalidRequestError                400     invalid_request (a bad parameter or body: `recsys.routing`)
 UnknownUser/Movie/GenreError       404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
@@ -17,11 +16,9 @@ anything else                      500     internal (logged with its trace)
 
 A 5xx body is a fixed text and the request id; the cause is logged under that id, never sent.
 
-A POST body is read by this module, not by powertools' default: it must come as
-``application/json``, hold at most `MAX_BODY_BYTES`, and be JSON whose nesting, numbers and keys
-stay within `parse_body`'s limits. Powertools validates a body before any middleware runs, so the
-checks that need the raw event (content type, size, base64) run just before routing (`handle`),
-and the JSON parser is the resolver's own deserializer; both raise `InvalidRequestError`.
+A POST body must come as ``application/json``, hold at most `MAX_BODY_BYTES`, and be JSON whose
+nesting, numbers and keys stay within `parse_body`'s limits; `check_body` looks at the raw event
+before routing, and the route's body parameter is parsed only when the route is found.
 """
 
 from __future__ import annotations
@@ -31,18 +28,11 @@ import json
 import logging
 import re
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.types import (
-    OpenAPIResponse,
-    OpenAPIResponseContentModel,
-    OpenAPIResponseContentSchema,
-)
-
-from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError, RecsysError
-from recsys.schemas import ErrorBody
+from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError
+from recsys.routing import Route
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +42,11 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 NAMESPACE = "MovieRecommender"
 RETRY_AFTER_SECONDS = 5
-_ERROR_CONTENT: dict[str, OpenAPIResponseContentModel | OpenAPIResponseContentSchema] = {
-    "application/json": {"model": ErrorBody}
-}
+_ERROR_CONTENT = {"application/json": {"schema": "ErrorBody"}}
 # What every route documents (docs/openapi.json is generated from these). 200 takes its schema
-# from the handler's return annotation; request validation answers 400, never 422; 429 comes
-# from API Gateway's throttling, through the template's THROTTLED gateway response.
-RESPONSES: dict[int, OpenAPIResponse] = {
+# from the handler's return annotation; 429 comes from API Gateway's throttling, through the
+# template's THROTTLED gateway response.
+RESPONSES: dict[int, Any] = {
     200: {"description": "OK"},
     400: {"description": "A parameter is malformed or out of range", "content": _ERROR_CONTENT},
     404: {"description": "Unknown user, movie, genre or route", "content": _ERROR_CONTENT},
@@ -71,7 +59,7 @@ RESPONSES: dict[int, OpenAPIResponse] = {
 }
 
 
-POST_RESPONSES: dict[int, OpenAPIResponse] = {
+POST_RESPONSES: dict[int, Any] = {
     **RESPONSES,
     400: {
         "description": "The body is not JSON of the request schema, is over 32 KiB, or is not sent as "
@@ -86,24 +74,57 @@ MAX_BODY_BYTES = 32 * 1024
 MAX_BODY_DEPTH = 8
 MAX_NUMBER_DIGITS = 20
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def create_app() -> APIGatewayRestResolver:
-    """A REST resolver with validation on, our body parser, and every error mapped to the JSON error body."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_body)
-    register_error_handlers(app)
-    return app
+
+class App:
+    """The routes of one function, and the dispatch of an API Gateway REST (proxy) event to them."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def get(self, path: str, *, responses: dict[int, Any] = RESPONSES, tags: tuple[str, ...] = ()) -> Callable[[F], F]:
+        return self._route("GET", path, responses, tags)
+
+    def post(
+        self, path: str, *, responses: dict[int, Any] = POST_RESPONSES, tags: tuple[str, ...] = ()
+    ) -> Callable[[F], F]:
+        return self._route("POST", path, responses, tags)
+
+    def _route(self, method: str, path: str, responses: dict[int, Any], tags: tuple[str, ...]) -> Callable[[F], F]:
+        def register(function: F) -> F:
+            self.routes.append(Route(method, path, function, tags, responses))
+            return function
+
+        return register
+
+    def resolve(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The proxy response to `event`: the route's answer as JSON, or the mapped error."""
+        method, path = event.get("httpMethod"), str(event.get("path") or "/")
+        try:
+            for route in self.routes:
+                match = route.pattern.fullmatch(path)
+                if match and route.method == method:
+                    answer = route.function(**route.arguments(match, event, lambda: request_json(event)))
+                    return proxy_response(200, json.dumps(answer, allow_nan=False))
+            return error(404, "no_route", f"no route {method} {path}")
+        except Exception as exc:  # the one place every error becomes its response
+            return error_response(exc, request_id(event))
+
+
+def create_app() -> App:
+    return App()
 
 
 # -- the request body ------------------------------------------------------------------------
 
 
-def check_body(event: dict[str, Any]) -> dict[str, Any]:
-    """The POST `event` with its media type spelled as the resolver expects (``application/json``);
-    InvalidRequestError when the body is not sent as JSON, is too large, or is not base64 of UTF-8
+def check_body(event: dict[str, Any]) -> None:
+    """InvalidRequestError when the POST `event`'s body is not sent as JSON (media types are
+    case-insensitive, and a charset is all it may add), is too large, or is not base64 of UTF-8
     text where API Gateway says it is base64."""
-    headers = {str(k): v for k, v in (event.get("headers") or {}).items()}
-    name = next((k for k in headers if k.lower() == "content-type"), "Content-Type")
-    media_type = str(headers.get(name) or "").split(";")[0].strip().lower()
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = str(headers.get("content-type") or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidRequestError(f"the body must be sent as application/json, not {media_type or 'no content type'}")
     body = event.get("body") or ""
@@ -117,9 +138,16 @@ def check_body(event: dict[str, Any]) -> dict[str, Any]:
             base64.b64decode(body, validate=True).decode()
         except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
             raise InvalidRequestError("the body is not base64 of UTF-8 JSON text") from None
-    # media types are case-insensitive, and charset is all a JSON body may add; powertools reads
-    # the header case-sensitively and would call "APPLICATION/JSON" unsupported
-    return {**event, "headers": {**headers, name: "application/json"}}
+
+
+def request_json(event: dict[str, Any]) -> Any:
+    """The JSON value of the body of `event` (after `check_body`), parsed by `parse_body`."""
+    text = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode()
+    if not text.strip():
+        raise InvalidRequestError("body: a JSON object is required, and the body is empty")
+    return parse_body(text)
 
 
 def parse_body(text: str) -> Any:
@@ -199,9 +227,7 @@ def _depth_over(value: Any, limit: int) -> bool:
 # -- routing ---------------------------------------------------------------------------------
 
 
-def handle(
-    app: APIGatewayRestResolver, event: dict[str, Any], context: Any, allowed_origin: str | None
-) -> dict[str, Any]:
+def handle(app: App, event: dict[str, Any], allowed_origin: str | None) -> dict[str, Any]:
     """The response to `event`: a CORS preflight is answered here, a POST body is checked, the rest
     is routed by `app`; every response gets the CORS headers of `allowed_origin`."""
     method = event.get("httpMethod")
@@ -210,11 +236,11 @@ def handle(
     else:
         try:
             if method == "POST":
-                event = check_body(event)
+                check_body(event)
         except InvalidRequestError as exc:
-            response = as_proxy_response(error_response(exc, None))
+            response = error_response(exc, request_id(event))
         else:
-            response = app.resolve(event, context)
+            response = app.resolve(event)
     add_cors(response, event, allowed_origin)
     return response
 
@@ -222,11 +248,17 @@ def handle(
 # -- errors ----------------------------------------------------------------------------------
 
 
+def proxy_response(status: int, body: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A response in the REST proxy form, JSON."""
+    multi = {"Content-Type": ["application/json"], **{k: [v] for k, v in (headers or {}).items()}}
+    return {"statusCode": status, "multiValueHeaders": multi, "body": body, "isBase64Encoded": False}
+
+
 def error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, request_id: str | None = None
-) -> Response[str]:
+) -> dict[str, Any]:
     detail = {"code": code, "message": message, **({"request_id": request_id} if request_id else {})}
-    return Response(status, "application/json", json.dumps({"error": detail}), headers=headers)
+    return proxy_response(status, json.dumps({"error": detail}), headers)
 
 
 # What a 5xx tells the caller: a fixed text and the request id. What went wrong (paths, bucket
@@ -235,12 +267,8 @@ UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-Af
 INTERNAL_MESSAGE = "internal error; it has been logged"
 
 
-def error_response(exc: Exception, request_id: str | None) -> Response[str]:
+def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
     """The one map from an exception to its error response (the table in this module's docstring)."""
-    if isinstance(exc, RequestValidationError):
-        return error(400, "invalid_request", describe_validation(exc.errors()))
-    if isinstance(exc, RequestUnsupportedContentType):  # `check_body` lets none through; kept a 400 all the same
-        return error(400, "invalid_request", "the body must be sent as application/json")
     if isinstance(exc, InvalidRequestError):
         return error(400, exc.code, str(exc))
     if isinstance(exc, NotFoundError):
@@ -253,33 +281,10 @@ def error_response(exc: Exception, request_id: str | None) -> Response[str]:
     return error(500, "internal", INTERNAL_MESSAGE, request_id=request_id)
 
 
-def register_error_handlers(app: APIGatewayRestResolver) -> None:
-    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, RecsysError, Exception])  # type: ignore[untyped-decorator]  # powertools leaves it unannotated
-    def _mapped(exc: Exception) -> Response[str]:
-        return error_response(exc, _request_id(app))
-
-    @app.not_found
-    def _no_route(exc: Exception) -> Response[str]:
-        return error(404, "no_route", f"no route {app.current_event.http_method} {app.current_event.path}")
-
-
-def _request_id(app: APIGatewayRestResolver) -> str:
+def request_id(event: dict[str, Any]) -> str:
     """API Gateway's id of the request (what its own access log and x-amzn-RequestId carry)."""
-    try:
-        return str(app.current_event.request_context.request_id or "unknown")
-    except (AttributeError, KeyError, TypeError):
-        return "unknown"
-
-
-def describe_validation(errors: Any) -> str:
-    """One readable sentence per pydantic error: where, and what was wrong."""
-    parts = []
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ())]
-        where = f"{loc[0]} parameter {'.'.join(loc[1:])}" if len(loc) > 1 else ".".join(loc) or "request"
-        where = where.replace("path parameter", "path segment")
-        parts.append(f"{where}: {e.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+    context = event.get("requestContext")
+    return str((context.get("requestId") if isinstance(context, dict) else None) or "unknown")
 
 
 PREFLIGHT_HEADERS = {
@@ -293,13 +298,6 @@ def preflight() -> dict[str, Any]:
     """The answer to a CORS preflight; `add_cors` then allows the origin only if it is the allowed one."""
     headers = {k: [v] for k, v in PREFLIGHT_HEADERS.items()}
     return {"statusCode": 204, "multiValueHeaders": headers, "body": "", "isBase64Encoded": False}
-
-
-def as_proxy_response(response: Response[str]) -> dict[str, Any]:
-    """An error `Response` made before routing, in the REST proxy form the resolver returns."""
-    headers = {"Content-Type": [str(response.content_type)], **{k: [str(v)] for k, v in response.headers.items()}}
-    return {"statusCode": response.status_code, "multiValueHeaders": headers, "body": response.body,
-            "isBase64Encoded": False}  # fmt: skip
 
 
 def add_cors(response: dict[str, Any], event: dict[str, Any], allowed: str | None) -> None:

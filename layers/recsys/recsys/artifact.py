@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -276,7 +276,7 @@ class ModelArtifact:
         n = int(np.count_nonzero(sims > -np.inf))  # padding sorts last
         return self.neighbours[i, :n].astype(np.int64), sims[:n]
 
-    def basis(self, i: int) -> str:
+    def basis(self, i: int) -> Literal["model", "genres"]:
         """What `similar(i)` ranks by: "model" (item vectors) or "genres" (a never-liked item)."""
         return "model" if self.like_counts[i] > 0 else "genres"
 

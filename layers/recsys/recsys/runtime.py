@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from recsys import api
@@ -49,9 +48,9 @@ class Runtime:
     def model(self) -> ModelArtifact:
         return self.store.get()
 
-    def resolve(self, app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, app: api.App, event: dict[str, Any]) -> dict[str, Any]:
         """The response to `event`: routed by `app` (see `recsys.api.handle`), with CORS headers."""
-        return api.handle(app, event, context, self._allowed_origin())
+        return api.handle(app, event, self._allowed_origin())
 
     def _allowed_origin(self) -> str | None:
         try:

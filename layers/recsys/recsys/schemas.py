@@ -1,12 +1,17 @@
-"""Request parameter types and response models of the API (they generate docs/openapi.json)."""
+"""The API's types: request parameters, the request body, and the answers (docs/openapi.json).
 
-from __future__ import annotations
+Parameters are ``Annotated`` with a `recsys.routing` marker, which `recsys.routing` checks each
+request against; answers are TypedDicts, which `recsys.service` builds and mypy checks. Nothing
+here imports more than ``typing``: a cold start pays for no schema library.
 
-from typing import Annotated, Literal
+No ``from __future__ import annotations`` here: a TypedDict reads ``NotRequired`` from evaluated
+annotations only.
+"""
 
-from annotated_types import Interval
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from dataclasses import dataclass, field
+from typing import Annotated, Literal, NotRequired, TypedDict
+
+from recsys.routing import Body, Path, Query, Spec
 
 MAX_ID = 2**31 - 1
 
@@ -21,7 +26,43 @@ Explain = Annotated[bool, Query(description="List liked movies behind each perso
 SearchQuery = Annotated[str, Query(max_length=200, description="Words of the title; empty: most popular")]
 
 
-class Movie(BaseModel):
+def doc(text: str) -> Spec:
+    """A field's description in the OpenAPI document."""
+    return Spec(description=text)
+
+
+# -- the request body -----------------------------------------------------------------------
+
+MAX_TASTE_IDS = 500
+TasteId = Annotated[int, Spec(ge=0, le=MAX_ID)]
+
+
+@dataclass(frozen=True)
+class Taste:
+    """A visitor's taste: movies they like (and optionally dislike). Nothing is stored."""
+
+    liked: Annotated[
+        list[TasteId],
+        Spec(
+            max_length=MAX_TASTE_IDS,
+            description="Movie ids the visitor likes; duplicates count once, unknown ids are ignored",
+        ),
+    ]
+    disliked: Annotated[list[TasteId], Spec(max_length=MAX_TASTE_IDS, description="Movie ids never to recommend")] = (
+        field(default_factory=list)
+    )
+    k: Annotated[int, Spec(ge=1, le=100, description="How many items (1..100)")] = 10
+    genre: Annotated[str | None, Spec(max_length=64, description="Only movies of this genre")] = None
+    explain: Annotated[bool, Spec(description="List liked movies behind each personalized pick")] = False
+
+
+TasteBody = Annotated[Taste, Body()]
+
+
+# -- the answers ----------------------------------------------------------------------------
+
+
+class Movie(TypedDict):
     movie_id: int
     title: str
     year: int | None
@@ -30,74 +71,45 @@ class Movie(BaseModel):
 
 class Recommendation(Movie):
     score: float
-    because_you_liked: list[Movie] | None = None
+    because_you_liked: Annotated[list[Movie] | None, doc("With explain: the liked movies behind the pick")]
 
 
-class Recommendations(BaseModel):
+class Recommendations(TypedDict):
     model_version: str
     user_id: int
     model: Literal["personalized", "popularity"]
     k: int
     genre: str | None
-    fallback: Literal["unknown_user", "no_likes"] | None = Field(
-        None,
-        description="Why popularity answered a personalized request: the user is not in the model "
-        "(unknown_user), or rated movies but liked none (no_likes; their rated movies are still excluded)",
-    )
+    fallback: Annotated[
+        Literal["unknown_user", "no_likes"] | None,
+        doc(
+            "Why popularity answered a personalized request: the user is not in the model (unknown_user), "
+            "or rated movies but liked none (no_likes; their rated movies are still excluded)"
+        ),
+    ]
     items: list[Recommendation]
 
 
-MAX_TASTE_IDS = 500
-
-
-def _json_integer(value: object) -> object:
-    """JSON integers only: 7 and 7.0 pass on to int validation; "7" and true do not."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("Input should be a whole number")
-    return value
-
-
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
-# the bounds before the validator, or pydantic writes them as "ge"/"le" instead of minimum/maximum
-TasteId = Annotated[int, Interval(ge=0, le=MAX_ID), BeforeValidator(_json_integer)]
-
-
-class Taste(BaseModel):
-    """A visitor's taste: movies they like (and optionally dislike). Nothing is stored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    liked: list[TasteId] = Field(
-        max_length=MAX_TASTE_IDS,
-        description="Movie ids the visitor likes; duplicates count once, unknown ids are ignored",
-    )
-    disliked: list[TasteId] = Field(
-        default_factory=list, max_length=MAX_TASTE_IDS, description="Movie ids never to recommend"
-    )
-    k: JsonInt = Field(10, ge=1, le=100, description="How many items (1..100)")
-    genre: str | None = Field(None, max_length=64, description="Only movies of this genre")
-    explain: StrictBool = Field(False, description="List liked movies behind each personalized pick")
-
-
-class TasteRecommendations(BaseModel):
+class TasteRecommendations(TypedDict):
     model_version: str
     model: Literal["personalized", "popularity"]
     k: int
     genre: str | None
-    fallback: Literal["no_known_likes"] | None = Field(
-        None, description="No liked id is in the model: popularity answered, minus the liked and disliked movies"
-    )
-    liked: list[int] = Field(description="The liked ids the model knows, once each, in the order given")
-    ignored: list[int] = Field(description="Liked or disliked ids the model does not know")
-    items: list[Recommendation] = Field(description="Never one of the liked or disliked movies")
+    fallback: Annotated[
+        Literal["no_known_likes"] | None,
+        doc("No liked id is in the model: popularity answered, minus the liked and disliked movies"),
+    ]
+    liked: Annotated[list[int], doc("The liked ids the model knows, once each, in the order given")]
+    ignored: Annotated[list[int], doc("Liked or disliked ids the model does not know")]
+    items: Annotated[list[Recommendation], doc("Never one of the liked or disliked movies")]
 
 
 class Liked(Movie):
     rating: float
-    rated_at: str = Field(description="ISO date")
+    rated_at: Annotated[str, doc("ISO date")]
 
 
-class History(BaseModel):
+class History(TypedDict):
     model_version: str
     user_id: int
     total: int
@@ -106,13 +118,13 @@ class History(BaseModel):
     items: list[Liked]
 
 
-class UserSummary(BaseModel):
+class UserSummary(TypedDict):
     user_id: int
     likes: int
     top_genres: list[str]
 
 
-class Users(BaseModel):
+class Users(TypedDict):
     model_version: str
     seed: int
     items: list[UserSummary]
@@ -126,23 +138,26 @@ class PopularMovie(Movie):
     likes: int
 
 
-class Similar(BaseModel):
+class Similar(TypedDict):
     model_version: str
-    movie: PopularMovie = Field(description="The movie asked about, with how many users liked it in training")
-    basis: Literal["model", "genres"] = Field(
-        description="model: nearest LightFM item vectors (cosine). genres: nobody liked this movie in training, "
-        "so its vector carries no signal; the neighbours are liked movies sharing most of its genres (Jaccard)"
-    )
-    items: list[SimilarMovie] = Field(description="Never a movie that nobody liked in training")
+    movie: Annotated[PopularMovie, doc("The movie asked about, with how many users liked it in training")]
+    basis: Annotated[
+        Literal["model", "genres"],
+        doc(
+            "model: nearest LightFM item vectors (cosine). genres: nobody liked this movie in training, so its "
+            "vector carries no signal; the neighbours are liked movies sharing most of its genres (Jaccard)"
+        ),
+    ]
+    items: Annotated[list[SimilarMovie], doc("Never a movie that nobody liked in training")]
 
 
-class Movies(BaseModel):
+class Movies(TypedDict):
     model_version: str
     query: str
     items: list[PopularMovie]
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(TypedDict):
     model_version: str
     created_at: str | None
     users: int
@@ -154,11 +169,11 @@ class ModelInfo(BaseModel):
     libraries: dict[str, str]
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(TypedDict):
     code: str
     message: str
-    request_id: str | None = Field(None, description="On a 5xx: quote it to find the cause in the logs")
+    request_id: NotRequired[Annotated[str, doc("On a 5xx: quote it to find the cause in the logs")]]
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(TypedDict):
     error: ErrorDetail

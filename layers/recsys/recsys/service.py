@@ -10,9 +10,24 @@ import numpy as np
 
 from recsys.artifact import ModelArtifact
 from recsys.errors import UnknownGenreError, UnknownMovieError, UnknownUserError
+from recsys.schemas import (
+    History,
+    Liked,
+    ModelInfo,
+    Movie,
+    Movies,
+    PopularMovie,
+    Recommendation,
+    Recommendations,
+    Similar,
+    SimilarMovie,
+    TasteRecommendations,
+    Users,
+    UserSummary,
+)
 
 
-def movie(model: ModelArtifact, i: int) -> dict[str, object]:
+def movie(model: ModelArtifact, i: int) -> Movie:
     year = int(model.years[i])
     return {
         "movie_id": int(model.item_ids[i]),
@@ -24,49 +39,53 @@ def movie(model: ModelArtifact, i: int) -> dict[str, object]:
 
 def recommendations(
     model: ModelArtifact, user_id: int, k: int, kind: str, genre: str | None, explain: bool
-) -> dict[str, object]:
+) -> Recommendations:
     bit = _genre_bit(model, genre)
     u = model.user_index(user_id)
-    answer: dict[str, object] = {"model_version": model.version, "user_id": user_id, "k": k, "genre": genre}
+    answer: Recommendations = {
+        "model_version": model.version, "user_id": user_id, "model": "popularity", "k": k, "genre": genre,
+        "fallback": None, "items": [],
+    }  # fmt: skip
     if u is None:
-        items = model.popular(k, genre_bit=bit)
-        answer.update(model="popularity", fallback="unknown_user", items=_popular_items(model, items))
-        return answer
-    if kind == "popularity" or not model.has_likes(u):
+        answer["fallback"] = "unknown_user"
+        answer["items"] = _popular_items(model, model.popular(k, genre_bit=bit))
+    elif kind == "popularity" or not model.has_likes(u):
         # popularity never returns a seen movie either; a user who liked nothing has a vector
         # that training never moved, so they get popularity and are told why
-        items = model.popular(k, exclude=model.seen(u), genre_bit=bit)
-        answer.update(model="popularity", items=_popular_items(model, items))
+        answer["items"] = _popular_items(model, model.popular(k, exclude=model.seen(u), genre_bit=bit))
         if kind != "popularity":
             answer["fallback"] = "no_likes"
-        return answer
-    items, scores = model.recommend(u, k, bit)
-    reasons = model.because(u, items) if explain else None
-    answer.update(model="personalized", items=_personalized(model, items, scores, reasons))
+    else:
+        items, scores = model.recommend(u, k, bit)
+        reasons = model.because(u, items) if explain else None
+        answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
     return answer
 
 
 def recommendations_for(
     model: ModelArtifact, liked_ids: list[int], disliked_ids: list[int], k: int, genre: str | None, explain: bool
-) -> dict[str, object]:
+) -> TasteRecommendations:
     """Picks for a visitor the model was not trained on, folded in from the movies they like."""
     bit = _genre_bit(model, genre)
     liked, unknown_liked = _known_items(model, liked_ids)
     disliked, unknown_disliked = _known_items(model, disliked_ids)
-    answer: dict[str, object] = {
+    answer: TasteRecommendations = {
         "model_version": model.version,
+        "model": "popularity",
         "k": k,
+        "fallback": None,
         "genre": genre,
         "liked": [int(model.item_ids[i]) for i in liked.tolist()],
         "ignored": sorted(set(unknown_liked) | set(unknown_disliked)),
+        "items": [],
     }
     if liked.size == 0:
         items = model.popular(k, exclude=disliked, genre_bit=bit)
-        answer.update(model="popularity", fallback="no_known_likes", items=_popular_items(model, items))
+        answer["fallback"], answer["items"] = "no_known_likes", _popular_items(model, items)
         return answer
     items, scores = model.recommend_for(liked, disliked, k, bit)
     reasons = model.because_liked(liked, items) if explain else None
-    answer.update(model="personalized", items=_personalized(model, items, scores, reasons))
+    answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
     return answer
 
 
@@ -82,27 +101,25 @@ def _known_items(model: ModelArtifact, ids: list[int]) -> tuple[np.ndarray, list
 
 def _personalized(
     model: ModelArtifact, items: np.ndarray, scores: np.ndarray, reasons: list[np.ndarray] | None
-) -> list[dict[str, object]]:
+) -> list[Recommendation]:
     """Scored picks, each with the liked movies behind it when `reasons` are given."""
-    out: list[dict[str, object]] = [
-        {**movie(model, i), "score": round(float(s), 5)} for i, s in zip(items.tolist(), scores.tolist(), strict=True)
-    ]
+    out = [_scored(model, i, round(float(s), 5)) for i, s in zip(items.tolist(), scores.tolist(), strict=True)]
     for entry, liked in zip(out, reasons or [], strict=False):
         entry["because_you_liked"] = [movie(model, j) for j in liked.tolist()]
     return out
 
 
-def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str, object]:
+def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> History:
     u = model.user_index(user_id)
     if u is None:
         raise UnknownUserError(user_id)
     rows = model.liked(u)
     total = rows.stop - rows.start
     page = range(rows.start + min(offset, total), rows.start + min(offset + k, total))
-    items = [
+    items: list[Liked] = [
         {
             **movie(model, int(model.history_items[r])),
-            "rating": model.history_ratings[r] / 2,
+            "rating": float(model.history_ratings[r]) / 2,
             "rated_at": model.rated_on(r),
         }
         for r in page
@@ -117,14 +134,14 @@ def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> dict[str
     }
 
 
-def sample_users(model: ModelArtifact, limit: int, seed: int, min_likes: int = 5) -> dict[str, object]:
+def sample_users(model: ModelArtifact, limit: int, seed: int, min_likes: int = 5) -> Users:
     """A deterministic sample of users with at least `min_likes` likes, for the website's picker."""
     likes = np.diff(model.history_indptr)
     pool = np.flatnonzero(likes >= min_likes)
     if pool.size == 0:
         pool = np.flatnonzero(likes > 0)
     chosen = np.sort(np.random.default_rng(seed).choice(pool, size=min(limit, pool.size), replace=False))
-    items = []
+    items: list[UserSummary] = []
     for u in chosen.tolist():
         liked = model.history_items[model.liked(u)]
         bits = model.item_genres[liked]
@@ -134,27 +151,28 @@ def sample_users(model: ModelArtifact, limit: int, seed: int, min_likes: int = 5
     return {"model_version": model.version, "seed": seed, "items": items}
 
 
-def similar(model: ModelArtifact, movie_id: int, k: int) -> dict[str, object]:
+def similar(model: ModelArtifact, movie_id: int, k: int) -> Similar:
     i = model.item_index(movie_id)
     if i is None:
         raise UnknownMovieError(movie_id)
     items, sims = model.similar(i, k)
+    neighbours: list[SimilarMovie] = [
+        {**movie(model, j), "similarity": round(float(s), 5)}
+        for j, s in zip(items.tolist(), sims.tolist(), strict=True)
+    ]
     return {
         "model_version": model.version,
         "movie": {**movie(model, i), "likes": int(model.like_counts[i])},
         "basis": model.basis(i),
-        "items": [
-            {**movie(model, j), "similarity": round(float(s), 5)}
-            for j, s in zip(items.tolist(), sims.tolist(), strict=True)
-        ],
+        "items": neighbours,
     }
 
 
-def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, object]:
+def search_movies(model: ModelArtifact, query: str, limit: int) -> Movies:
     """Titles containing every word of `query` (case- and accent-insensitive), prefix matches first,
     then the most liked; an empty query gives the most liked movies."""
     hits = model.search_index.find(query, limit)
-    items = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
+    items: list[PopularMovie] = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
     return {"model_version": model.version, "query": query, "items": items}
 
 
@@ -162,7 +180,7 @@ def search_movies(model: ModelArtifact, query: str, limit: int) -> dict[str, obj
 PRIVATE_DATA = frozenset({"source"})
 
 
-def model_info(model: ModelArtifact) -> dict[str, object]:
+def model_info(model: ModelArtifact) -> ModelInfo:
     p = model.provenance
     return {
         "model_version": model.version,
@@ -186,5 +204,9 @@ def _genre_bit(model: ModelArtifact, genre: str | None) -> int | None:
     return bit
 
 
-def _popular_items(model: ModelArtifact, items: np.ndarray) -> list[dict[str, object]]:
-    return [{**movie(model, i), "score": float(model.like_counts[i])} for i in items.tolist()]
+def _popular_items(model: ModelArtifact, items: np.ndarray) -> list[Recommendation]:
+    return [_scored(model, i, float(model.like_counts[i])) for i in items.tolist()]
+
+
+def _scored(model: ModelArtifact, i: int, score: float) -> Recommendation:
+    return {**movie(model, i), "score": score, "because_you_liked": None}

@@ -85,9 +85,7 @@ class XRayDaemon(BaseProvider):
 
     def _trace(self) -> tuple[str, str] | None:
         """(trace id, parent id) of the current invocation, or None when it is not sampled."""
-        fields = dict(
-            part.split("=", 1) for part in os.environ.get("_X_AMZN_TRACE_ID", "").split(";") if "=" in part
-        )
+        fields = dict(part.split("=", 1) for part in os.environ.get("_X_AMZN_TRACE_ID", "").split(";") if "=" in part)
         if fields.get("Sampled") != "1" or "Root" not in fields or "Parent" not in fields:
             return None
         return fields["Root"], fields["Parent"]
