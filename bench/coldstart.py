@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MARK = "COLD-START-DONE "  # the child's answer line; powertools' logger writes to stdout too
+MARK = "COLD-START-DONE "  # the child's answer line; metrics are printed to stdout too
 FLOOR = f"import boto3, numpy; boto3.client('s3'); print('{MARK}{{}}', flush=True)"
 #: The floor of the shipped layout, as the issue states it: `python -c "import numpy"` (the layer's).
 NUMPY_FLOOR = f"import numpy; print('{MARK}{{}}', flush=True)"
 
 #: What Lambda sets in a function's environment that the code under test reacts to: the function's
-#: name (powertools turns tracing on inside Lambda only), the task root (the X-Ray SDK's Lambda
+#: name (tracing is on inside Lambda only: `recsys.tracing`), the task root (the X-Ray SDK's Lambda
 #: mode), the trace header of the invocation and the daemon address (UDP on loopback, nobody listens).
 LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
@@ -37,7 +37,7 @@ LAMBDA_ENV = {
 
 
 class Context:
-    """The attributes of Lambda's context object that powertools reads."""
+    """The attributes of Lambda's context object that the handlers read."""
 
     function_name = "bench"
     function_version = "$LATEST"

@@ -81,7 +81,7 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    names = ("numpy", "scipy", "pandas", "rectools-lightfm", "aws-lambda-powertools", "boto3", "moto")
+    names = ("numpy", "scipy", "pandas", "rectools-lightfm", "boto3", "moto")
     out = {}
     for name in names:
         try:

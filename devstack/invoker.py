@@ -39,9 +39,8 @@ class Invoker:
     the whole process shares, so an import during another function's first request would hand
     that function this function's settings (a 60 s refresh instead of 1 s, once).
 
-    Like one Lambda container per function, each function handles one event at a time: the
-    powertools resolver keeps the current event on itself, so two concurrent events in one
-    module would read each other's parameters.
+    Like one Lambda container per function, each function handles one event at a time: a
+    handler module's state (its model store, its metrics of the invocation) is one container's.
     """
 
     def __init__(self, app: Application, overrides: dict[str, str], functions: list[str] | None = None) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging import correlation_paths
-
-from recsys import api, service
+from recsys import api, service, telemetry
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, TasteBody, TasteRecommendations, UserId
 from recsys.tracing import create_tracer
@@ -15,9 +12,8 @@ from recsys.tracing import create_tracer
 #: The parts of the model this function reads (`recsys.parts.PARTS`).
 MODEL_PARTS = ("catalog", "item_vectors", "user_vectors", "histories")
 
-logger = Logger()
 tracer = create_tracer()
-metrics = Metrics(namespace=api.NAMESPACE)
+metrics = telemetry.Metrics(namespace=api.NAMESPACE)
 app = api.create_app()
 runtime = Runtime(metrics, parts=MODEL_PARTS, tracer=tracer)
 register_snapstart(runtime)
@@ -45,8 +41,6 @@ def model_card() -> ModelInfo:
     return service.model_info(runtime.model())
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@telemetry.instrument(tracer, metrics)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return runtime.resolve(app, event)

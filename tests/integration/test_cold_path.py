@@ -87,9 +87,9 @@ def test_tracing_off_imports_neither_xray_nor_boto3(  # type: ignore[no-untyped-
     assert data.train(checkerboard_dir, uri) == 0
     result = _cold_start(function, uri, tmp_path, {"POWERTOOLS_TRACE_DISABLED": "true"})
     assert result["status"] == 200
-    # botocore's top package only (powertools reads its version for the user agent): no client
-    # machinery, and no X-Ray SDK at all (powertools' own "disabled" mode imported it to switch it off)
-    assert result["modules"] == ["botocore"]
+    # no AWS SDK module at all: no boto3, no botocore, no X-Ray SDK (powertools, gone from the
+    # layer, imported botocore's top package for its user agent)
+    assert result["modules"] == []
 
 
 def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(

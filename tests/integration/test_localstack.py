@@ -50,8 +50,8 @@ def probe_app(tmp_path: Path) -> Application:
 
 
 def test_a_function_handles_one_event_at_a_time_as_a_lambda_container(tmp_path: Path) -> None:
-    # powertools' resolver keeps the current event on itself; two events at once in one module
-    # raised KeyError('_route_args') under load (seen in CI). Lambda never does that, nor may we.
+    # a handler module's state is one container's (powertools' resolver, once, kept the current event
+    # on itself: two events at once raised KeyError('_route_args') in CI). Lambda never does that, nor may we.
     invoker = Invoker(probe_app(tmp_path), {})
     results: list[dict] = []
 

@@ -7,6 +7,7 @@ import os
 import pickle
 import pickletools
 import subprocess
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
 from recsys.parts import ARRAY_GLOBALS, MAX_PART_BYTES, PARTS, Pointer, RestrictedUnpickler, load_part
 from recsys.s3 import Deadline
-from recsys.store import FAILED_LOAD_BACKOFF_S, ModelStore
+from recsys.store import FAILED_LOAD_BACKOFF_S, ModelStore, at_once
 from recsys.uri import ModelUri
 from tests.unit.test_artifact import tiny
 
@@ -426,3 +427,41 @@ def test_each_read_of_a_load_has_the_same_deadline() -> None:
     # THEN the pointer and every part were read under one deadline of the configured length
     assert len(seen) == 1 + len(FUNCTION_PARTS["RecommendFunction"])
     assert len({id(d) for d in seen}) == 1 and seen[0] is not None and seen[0].seconds == 2.5
+
+
+def test_a_load_reads_its_parts_at_the_same_time() -> None:
+    # GIVEN a store whose part reads each wait until every part's read has started (read one after
+    # the other, the first would wait forever: the barrier's timeout only ends a broken test)
+    parts = FUNCTION_PARTS["RecommendFunction"]
+    barrier = threading.Barrier(len(parts), timeout=60)
+
+    class Meeting(MemoryReader):
+        def read(self, relative: str, **kwargs: object) -> bytes:
+            if relative != "latest.json":
+                barrier.wait()
+            return super().read(relative)
+
+    reader = Meeting()
+    reader.publish("v1", _blob("v1"))
+    # WHEN a function loads its parts THEN all of them were being read at once, and the model serves
+    assert _store(reader, Clock(), parts=parts).get().version == "v1"
+    assert not barrier.broken and len(reader.reads) == len(parts) + 1
+
+
+def test_of_parts_read_at_once_the_error_of_the_first_failed_is_raised() -> None:
+    # GIVEN three parts, where the third fails before the second does
+    third_failed = threading.Event()
+
+    def fetch(name: str) -> str:
+        if name == "c":
+            third_failed.set()
+            raise ModelUnavailableError("c is unreachable")
+        if name == "b":
+            third_failed.wait(60)
+            raise ModelIntegrityError("b is not what the pointer promised")
+        return name
+
+    # WHEN they are read at once THEN the error raised is the second's, as reading in order would give
+    with pytest.raises(ModelIntegrityError, match="b is not"):
+        at_once(fetch, ("a", "b", "c"))
+    assert at_once(str.upper, ("a", "b")) == {"a": "A", "b": "B"}

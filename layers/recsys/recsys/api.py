@@ -27,7 +27,6 @@ import base64
 import json
 import logging
 import re
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,10 +34,6 @@ from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavaila
 from recsys.routing import Route
 
 logger = logging.getLogger(__name__)
-
-# Metrics are emitted on cold start and model loads only; a warm request has none, by design, and
-# powertools would warn about that on every one of them.
-warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 NAMESPACE = "MovieRecommender"
 RETRY_AFTER_SECONDS = 5

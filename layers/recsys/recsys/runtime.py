@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from recsys import api
 from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ConfigurationError
 from recsys.store import ModelStore
-from recsys.tracing import XRayDaemon
+from recsys.telemetry import Metrics
+from recsys.tracing import Tracer, XRayDaemon
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +24,12 @@ class Runtime:
     becomes a 503 instead of a crashed init.
     """
 
-    def __init__(self, metrics: Any = None, parts: tuple[str, ...] | None = None, tracer: Any = None) -> None:
+    def __init__(
+        self, metrics: Metrics | None = None, parts: tuple[str, ...] | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.metrics = metrics
         self.parts = parts
-        provider = getattr(tracer, "provider", None)
+        provider = tracer.provider if tracer is not None else None
         self._observe = provider.remote if isinstance(provider, XRayDaemon) else None
         self._settings: Settings | None = None
         self._store: ModelStore | None = None
@@ -79,7 +80,7 @@ class Runtime:
 
     def _loaded(self, model: ModelArtifact, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=seconds * 1000)
+            self.metrics.add_metric(name="ModelLoadMs", unit="Milliseconds", value=seconds * 1000)
             self.metrics.add_metadata(key="model_version", value=model.version)
 
 

@@ -306,19 +306,50 @@ def read_model(
     missing = [name for name in wanted if name not in pointer.parts]
     if missing:
         raise ModelIntegrityError(f"{POINTER} of {pointer.version} names no part {', '.join(missing)}")
-    fields, size = {}, 0
-    for name in wanted:
+
+    def fetch(name: str) -> dict[str, Any]:
         entry = pointer.parts[name]
         data = reader.read(entry.key, size=entry.size, deadline=deadline)
-        size += len(data)
-        fields[name] = load_part(data, name=name, version=pointer.version, sha256=entry.sha256, size=entry.size)
-        del data
+        return load_part(data, name=name, version=pointer.version, sha256=entry.sha256, size=entry.size)
+
+    fields = at_once(fetch, wanted)
+    size = sum(pointer.parts[name].size for name in wanted)
     try:
         return ModelArtifact.from_parts(fields), size
     except MemoryError:
         raise
     except Exception as exc:  # whatever a hostile state makes the checks raise, it is a bad model
         raise ModelIntegrityError(f"model is inconsistent: {type(exc).__name__}: {exc}") from exc
+
+
+def at_once[T](fetch: Callable[[str], T], names: tuple[str, ...]) -> dict[str, T]:
+    """``fetch(name)`` of every name, each on a thread of its own (the first on this one): a cold
+    start waits for the slowest part instead of for the sum of them, as S3's latency is per request.
+
+    When any fails, raises the error of the first failed name in `names`' order, as reading them one
+    after the other would; every thread has finished by then (each read is bounded by the load's
+    deadline).
+    """
+    results: dict[str, T] = {}
+    errors: dict[str, BaseException] = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = fetch(name)
+        except BaseException as exc:  # handed to the caller below, whatever it is
+            errors[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,), name=f"read-{name}") for name in names[1:]]
+    for thread in threads:
+        thread.start()
+    if names:
+        run(names[0])
+    for thread in threads:
+        thread.join()
+    failed = [name for name in names if name in errors]
+    if failed:
+        raise errors[failed[0]]
+    return results
 
 
 def open_model(location: str, parts: tuple[str, ...] | None = None) -> ModelArtifact:

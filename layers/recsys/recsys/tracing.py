@@ -1,15 +1,15 @@
 """Tracing of the handlers, without the X-Ray SDK.
 
 With `Tracing: Active`, Lambda itself records each invocation's segments. What the functions add
-are subsegments: the handler (powertools' ``## lambda_handler``, with the ColdStart annotation)
-and one per S3 request. The X-Ray SDK for Python reaches end of support on 2027-02-25, and its
-import (with the ``http.client`` patch it needs, which brings urllib3) was about 50 ms of every
-cold start, so `XRayDaemon` sends those subsegments itself: one UDP datagram per subsegment to
-the daemon Lambda runs (``AWS_XRAY_DAEMON_ADDRESS``), in the segment document format, under the
-trace and parent of the invocation's ``_X_AMZN_TRACE_ID``, only when that header says Sampled=1.
-Powertools' `Tracer` takes it as its provider, so the handler code is powertools' as usual.
+are subsegments: the handler (``## lambda_handler``, with the ColdStart annotation, opened by
+`recsys.telemetry.instrument`) and one per S3 request. The X-Ray SDK for Python reaches end of
+support on 2027-02-25, and its import (with the ``http.client`` patch it needs, which brings
+urllib3) was about 50 ms of every cold start, so `XRayDaemon` sends those subsegments itself: one
+UDP datagram per subsegment to the daemon Lambda runs (``AWS_XRAY_DAEMON_ADDRESS``), in the
+segment document format, under the trace and parent of the invocation's ``_X_AMZN_TRACE_ID``,
+only when that header says Sampled=1.
 
-On or off is powertools' own rule: inside Lambda, not in SAM's emulator, unless
+On or off is powertools' rule (`tracing_disabled`): inside Lambda, not in SAM's emulator, unless
 POWERTOOLS_TRACE_DISABLED. Off, nothing is recorded and nothing is sent.
 """
 
@@ -20,28 +20,39 @@ import json
 import os
 import secrets
 import socket
-import threading
 import time
 import traceback
-from collections.abc import Generator
+from collections.abc import Iterator
 from typing import Any
-
-from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 HEADER = b'{"format": "json", "version": 1}\n'
 DEFAULT_DAEMON = "127.0.0.1:2000"
 
 
+def tracing_disabled(env: dict[str, str] | None = None) -> bool:
+    """Off outside Lambda, in SAM's emulator, or when POWERTOOLS_TRACE_DISABLED is true."""
+    env = dict(os.environ) if env is None else env
+    if env.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
+        return True
+    return "AWS_LAMBDA_FUNCTION_NAME" not in env or "AWS_SAM_LOCAL" in env
+
+
+class Tracer:
+    """The handlers' tracer: subsegments through `provider` (`XRayDaemon`, or `Untraced` when off)."""
+
+    def __init__(self, provider: XRayDaemon | Untraced) -> None:
+        self.provider = provider
+
+    def subsegment(self, name: str) -> contextlib.AbstractContextManager[Subsegment | NoSegment]:
+        return self.provider.in_subsegment(name)
+
+
 def create_tracer() -> Tracer:
-    """Powertools' tracer with `XRayDaemon` as its provider when tracing is on; else one whose
-    provider records nothing (`Untraced`). Never powertools' own "disabled" mode: it imports the
-    X-Ray SDK to switch it off, and the layer has no X-Ray SDK."""
-    provider: BaseProvider = Untraced() if Tracer._is_tracer_disabled() else XRayDaemon()
-    return Tracer(provider=provider, auto_patch=False, disabled=False)
+    """A tracer sending to the X-Ray daemon when tracing is on (`tracing_disabled`), else one that records nothing."""
+    return Tracer(Untraced() if tracing_disabled() else XRayDaemon())
 
 
-class Subsegment(BaseSegment):
+class Subsegment:
     """One subsegment being recorded: its document, sent when it closes."""
 
     def __init__(self, daemon: XRayDaemon, name: str, parent_id: str | None) -> None:
@@ -52,9 +63,6 @@ class Subsegment(BaseSegment):
     def close(self, end_time: int | None = None) -> None:
         self.doc["end_time"] = time.time() if end_time is None else end_time
         self.daemon.send(self.doc)
-
-    def add_subsegment(self, subsegment: Any) -> None: ...
-    def remove_subsegment(self, subsegment: Any) -> None: ...
 
     def put_annotation(self, key: str, value: Any) -> None:
         self.doc.setdefault("annotations", {})[key] = value
@@ -71,8 +79,8 @@ class Subsegment(BaseSegment):
         }]}  # fmt: skip
 
 
-class XRayDaemon(BaseProvider):
-    """A powertools tracing provider that sends subsegments straight to the X-Ray daemon (UDP).
+class XRayDaemon:
+    """Sends subsegments straight to the X-Ray daemon (UDP).
 
     `remote` records an S3 request after the fact (`recsys.s3.S3Client`'s ``observe``).
     """
@@ -81,7 +89,10 @@ class XRayDaemon(BaseProvider):
         host, _, port = (address or os.environ.get("AWS_XRAY_DAEMON_ADDRESS") or DEFAULT_DAEMON).partition(":")
         self.address = (host, int(port or 2000))
         self._socket: socket.socket | None = None
-        self._open = threading.local()  # the subsegments open on this thread, innermost last
+        # The subsegments open now, innermost last: one list for the process, as Lambda runs one
+        # invocation at a time, so that a model load's reads on other threads (recsys.store) are
+        # recorded under the handler's subsegment too.
+        self._open: list[Subsegment] = []
 
     def _trace(self) -> tuple[str, str] | None:
         """(trace id, parent id) of the current invocation, or None when it is not sampled."""
@@ -101,24 +112,22 @@ class XRayDaemon(BaseProvider):
             self._socket.sendto(HEADER + json.dumps(doc, default=str).encode(), self.address)
 
     @contextlib.contextmanager
-    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
-        stack: list[Subsegment] = self._open.__dict__.setdefault("stack", [])
+    def in_subsegment(self, name: str | None = None) -> Iterator[Subsegment]:
+        stack = self._open
         subsegment = Subsegment(self, name or "subsegment", stack[-1].doc["id"] if stack else None)
         stack.append(subsegment)
         try:
             yield subsegment
+        except BaseException as exc:
+            subsegment.add_exception(exc, None)
+            raise
         finally:
             stack.pop()
             subsegment.close()
 
-    @contextlib.asynccontextmanager
-    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> Any:
-        with self.in_subsegment(name) as subsegment:
-            yield subsegment
-
     def remote(self, method: str, url: str, status: int, start: float, end: float) -> None:
         """Record a finished request to another service (S3) under the open subsegment."""
-        stack: list[Subsegment] = self._open.__dict__.get("stack", [])
+        stack = self._open
         doc: dict[str, Any] = {
             "name": url.split("/")[2] if "://" in url else "remote", "id": secrets.token_hex(8), "type": "subsegment",
             "namespace": "remote", "start_time": start, "end_time": end,
@@ -131,41 +140,16 @@ class XRayDaemon(BaseProvider):
             doc["error"] = True
         self.send(doc)
 
-    def put_annotation(self, key: str, value: Any) -> None:
-        stack = self._open.__dict__.get("stack")
-        if stack:
-            stack[-1].put_annotation(key, value)
 
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
-        stack = self._open.__dict__.get("stack")
-        if stack:
-            stack[-1].put_metadata(key, value, namespace)
-
-    def patch(self, modules: Any) -> None: ...
-    def patch_all(self) -> None: ...
-
-
-class _NoSegment(BaseSegment):
-    def close(self, end_time: int | None = None) -> None: ...
-    def add_subsegment(self, subsegment: Any) -> None: ...
-    def remove_subsegment(self, subsegment: Any) -> None: ...
+class NoSegment:
     def put_annotation(self, key: str, value: Any) -> None: ...
     def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
     def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
 
 
-class Untraced(BaseProvider):
-    """A tracing provider that records nothing (tracing off)."""
+class Untraced:
+    """Records nothing (tracing off)."""
 
     @contextlib.contextmanager
-    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment]:
-        yield _NoSegment()
-
-    @contextlib.asynccontextmanager
-    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> Any:
-        yield _NoSegment()
-
-    def put_annotation(self, key: str, value: Any) -> None: ...
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
-    def patch(self, modules: Any) -> None: ...
-    def patch_all(self) -> None: ...
+    def in_subsegment(self, name: str | None = None) -> Iterator[NoSegment]:
+        yield NoSegment()

@@ -262,24 +262,6 @@ class OneStage(CloudFormationLintRule):
         return matches
 
 
-class TracesKeepNoResponses(CloudFormationLintRule):
-    id = "E9007"
-    shortdesc = "Traced functions do not store responses in X-Ray"
-    description = "A function with active tracing sets POWERTOOLS_TRACER_CAPTURE_RESPONSE to false"
-    tags = ["lambda", "privacy"]
-
-    def match(self, cfn: Any) -> list[RuleMatch]:
-        matches = []
-        for name, res in cfn.get_resources(["AWS::Serverless::Function"]).items():
-            props = res.get("Properties", {})
-            if props.get("Tracing") != "Active":
-                continue
-            env = props.get("Environment", {}).get("Variables", {})
-            if str(env.get("POWERTOOLS_TRACER_CAPTURE_RESPONSE", "true")).lower() != "false":
-                matches.append(RuleMatch(["Resources", name], f"{name}: traces would capture every response"))
-        return matches
-
-
 #: The requests that write under models/, as S3 authorizes them (all are the action s3:PutObject),
 #: with the condition keys each carries (AWS, "Enforce conditional writes on Amazon S3 buckets"):
 #: s3:ObjectCreationOperation is true for the calls that create the object and false for the
