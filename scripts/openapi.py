@@ -13,7 +13,6 @@ handlers come from template.yaml, and the two must agree.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import inspect
 import json
 import sys
@@ -73,13 +72,13 @@ class Schemas:
         origin = get_origin(tp)
         if origin is Literal:
             return {"type": "string", "enum": list(get_args(tp))}
-        if origin is list:
-            (item,) = get_args(tp)
+        if origin in (list, tuple):  # tuple[X, ...] is what `recsys.routing` makes of a JSON array
+            item = get_args(tp)[0]
             schema = {"type": "array", "items": self.of(item)}
             return schema | ({"maxItems": limits.max_length} if limits.max_length is not None else {})
         if origin is dict:
             return {"type": "object", "additionalProperties": self.of(get_args(tp)[1]) or True}
-        if typing.is_typeddict(tp) or dataclasses.is_dataclass(tp):
+        if typing.is_typeddict(tp) or _is_namedtuple(tp):
             return self._component(tp)
         raise TypeError(f"no JSON schema for {tp!r}")
 
@@ -89,20 +88,21 @@ class Schemas:
             self.components[name] = {}  # claimed first: a model may refer to itself
             hints = typing.get_type_hints(cls, include_extras=True)
             schema: dict[str, Any] = {"type": "object", "properties": {n: self.of(t) for n, t in hints.items()}}
-            if dataclasses.is_dataclass(cls):
-                fields = dataclasses.fields(cls)
-                schema["required"] = [f.name for f in fields if f.default is dataclasses.MISSING
-                                      and f.default_factory is dataclasses.MISSING]  # fmt: skip
-                for f in fields:
-                    if f.default is not dataclasses.MISSING:
-                        schema["properties"][f.name]["default"] = f.default
-                schema["additionalProperties"] = False  # `recsys.routing.check_object` refuses unknown keys
+            if _is_namedtuple(cls):  # a request body: `recsys.routing.check_object`
+                schema["required"] = [n for n in cls._fields if n not in cls._field_defaults]
+                for field, default in cls._field_defaults.items():
+                    schema["properties"][field]["default"] = list(default) if isinstance(default, tuple) else default
+                schema["additionalProperties"] = False  # unknown keys are refused
             else:
                 schema["required"] = [n for n in hints if n in cls.__required_keys__]
-            if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):  # a dataclass's default doc is its signature
+            if cls.__doc__ and not cls.__doc__.startswith(f"{name}("):  # a NamedTuple's default doc is its signature
                 schema["description"] = inspect.cleandoc(cls.__doc__)
             self.components[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _is_namedtuple(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields")
 
 
 def operation(route: Route, schemas: Schemas) -> dict[str, Any]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from recsys.errors import ConfigurationError
 from recsys.uri import ModelUri
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What a function needs to serve.
 
     model_uri : where `latest.json` lives (``s3://bucket/prefix`` or a local folder).

@@ -28,8 +28,7 @@ import pickle
 import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,8 +61,7 @@ def model_key(version: str, name: str) -> str:
 # -- the pointer ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PartEntry:
+class PartEntry(NamedTuple):
     """Where one part of a version lies, and what its bytes must be."""
 
     key: str
@@ -71,8 +69,7 @@ class PartEntry:
     size: int
 
 
-@dataclass(frozen=True)
-class Pointer:
+class Pointer(NamedTuple):
     """What ``latest.json`` says: the serving version, and each of its parts."""
 
     version: str
@@ -91,7 +88,7 @@ class Pointer:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "parts": {name: vars(entry) for name, entry in self.parts.items()},
+            "parts": {name: entry._asdict() for name, entry in self.parts.items()},
             "created_at": self.created_at,
         }
 
@@ -208,8 +205,7 @@ def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -
 MAX_NEIGHBOURS = 100
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """One field: its Python type and, for arrays, the dtypes it may have and its shape in named
     dimensions ("items", "users", "d", "likes", "unliked", "neighbours"; "+1" adds one)."""
 

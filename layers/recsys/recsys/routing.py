@@ -7,30 +7,29 @@ A route is a plain function; its parameters say where each value comes from and 
 
 where ``UserId = Annotated[int, Path(ge=0, le=MAX_ID, description=...)]``. The request's text is
 checked against the type and the `Spec` (`check`), and a failure names where and what, as
-`InvalidRequestError`. A body parameter is a dataclass marked `Body()`; its fields are checked the
+`InvalidRequestError`. A body parameter is a NamedTuple marked `Body()`; its fields are checked the
 same way, from JSON instead of text. `scripts/openapi.py` writes the OpenAPI document from the
 same annotations, so the document and the checks cannot disagree.
 
 This is what serving needs of a web framework and no more: the imports are the standard library's,
-so a cold start pays for no validation library (docs/BENCHMARKS.md, "Cold start").
+so a cold start pays for no validation library (docs/BENCHMARKS.md, "Cold start"). The value
+types are NamedTuples, as in the rest of the cold path: a dataclass costs about 1 ms to define
+(it compiles its methods at import), a NamedTuple a tenth of that.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 from recsys.errors import InvalidRequestError
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """What a value may be beyond its type: bounds for numbers, a length for text and lists."""
 
     ge: int | None = None
@@ -39,19 +38,22 @@ class Spec:
     description: str | None = None
 
 
-@dataclass(frozen=True)
 class Path(Spec):
     """A segment of the route's path, ``{name}``."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class Query(Spec):
     """A query-string parameter; the last value wins when one is repeated."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class Body(Spec):
-    """The JSON body, checked against the dataclass the parameter is annotated with."""
+    """The JSON body, checked against the NamedTuple the parameter is annotated with."""
+
+    __slots__ = ()
 
 
 class Invalid(InvalidRequestError):
@@ -92,8 +94,9 @@ _TRUE, _FALSE = frozenset({"true", "1", "yes", "on", "t", "y"}), frozenset({"fal
 
 
 def check(value: Any, tp: Any, loc: Sequence[str | int], text: bool = False) -> Any:
-    """`value` as type `tp` (int, float, bool, str, a Literal of strings, a list, ``X | None``, each
-    optionally ``Annotated`` with a `Spec`), or `Invalid` naming `loc`.
+    """`value` as type `tp`, or `Invalid` naming `loc`. The types: int, bool, str, a Literal of
+    strings, ``tuple[X, ...]`` (from a JSON array), ``X | None``, each optionally ``Annotated`` with
+    a `Spec`.
 
     With `text`, `value` is the text of a path segment or query parameter and is parsed; otherwise
     it is a parsed JSON value, taken as it is: an integer field admits a JSON integer or a whole
@@ -128,13 +131,13 @@ def check(value: Any, tp: Any, loc: Sequence[str | int], text: bool = False) -> 
         if spec is not None and spec.max_length is not None and len(value) > spec.max_length:
             raise Invalid(loc, f"String should have at most {spec.max_length} characters")
         return value
-    if origin is list:
+    if origin is tuple:  # tuple[X, ...]: a JSON array, kept immutable
         if not isinstance(value, list):
             raise Invalid(loc, "Input should be a valid list")
         if spec is not None and spec.max_length is not None and len(value) > spec.max_length:
             raise Invalid(loc, f"List should have at most {spec.max_length} items, not {len(value)}")
-        (item,) = get_args(tp)
-        return [check(v, item, [*loc, i]) for i, v in enumerate(value)]
+        item = get_args(tp)[0]
+        return tuple(check(v, item, [*loc, i]) for i, v in enumerate(value))
     raise TypeError(f"{describe(loc)}: no check for {tp!r}")  # a route declared with a type this module lacks
 
 
@@ -150,47 +153,40 @@ def _integer(value: Any, loc: Sequence[str | int], text: bool) -> int:
 
 
 def check_object(value: Any, cls: type[Any], loc: Sequence[str | int]) -> Any:
-    """An instance of dataclass `cls` from a JSON object: every field checked (`check`), the
+    """An instance of NamedTuple `cls` from a JSON object: every field checked (`check`), the
     missing ones at their defaults, a missing required field or an unknown key refused."""
     if not isinstance(value, dict):
         raise Invalid(loc, "Input should be a JSON object")
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in value:
-        if key not in fields:
+        if key not in cls._fields:
             raise Invalid([*loc, key], "Extra inputs are not permitted")
     values = {}
-    for name, field in fields.items():
+    for name in cls._fields:
         if name in value:
             values[name] = check(value[name], hints[name], [*loc, name])
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif name not in cls._field_defaults:
             raise Invalid([*loc, name], "Field required")
     return cls(**values)
 
 
-@dataclass(frozen=True)
-class Parameter:
+class Parameter(NamedTuple):
     name: str
     where: type[Spec]  # Path, Query or Body
     type: Any  # as annotated, Annotated[...] included
     default: Any  # inspect.Parameter.empty when required
 
 
-@dataclass
 class Route:
     """One operation: its method, path template, function, and what the OpenAPI document says of it."""
 
-    method: str
-    path: str
-    function: Callable[..., Any]
-    tags: tuple[str, ...]
-    responses: dict[int, Any]
-    pattern: re.Pattern[str] = dataclasses.field(init=False)
-    _parameters: tuple[Parameter, ...] | None = dataclasses.field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+    def __init__(
+        self, method: str, path: str, function: Callable[..., Any], tags: tuple[str, ...], responses: dict[int, Any]
+    ) -> None:
+        self.method, self.path, self.function, self.tags, self.responses = method, path, function, tags, responses
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
         self.pattern = re.compile(f"{regex}/?")
+        self._parameters: tuple[Parameter, ...] | None = None
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

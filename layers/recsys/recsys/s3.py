@@ -22,14 +22,13 @@ import hashlib
 import hmac
 import http.client
 import json
-import random
+import os
 import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")  # no dots: virtual-hosted TLS works
@@ -43,8 +42,7 @@ class S3Error(Exception):
         self.status, self.code = status, code
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     access_key: str
     secret_key: str
     token: str | None = None
@@ -135,8 +133,7 @@ class Deadline:
         return left
 
 
-@dataclass(frozen=True)
-class S3Object:
+class S3Object(NamedTuple):
     body: bytes
     etag: str | None
 
@@ -148,8 +145,7 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 1.0
 
 
-@dataclass(frozen=True)
-class S3Client:
+class S3Client(NamedTuple):
     """GET of S3 objects with bounded timeouts, attempts and an overall deadline.
 
     Parameters
@@ -231,7 +227,7 @@ class S3Client:
         failure = S3Error(0, "NoAttempt")
         for attempt in range(max(1, self.attempts)):
             if attempt:
-                pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+                pause = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * _fraction()
                 if pause >= deadline.remaining():
                     break
                 self.sleep(pause)
@@ -306,6 +302,11 @@ class S3Client:
             f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return headers
+
+
+def _fraction() -> float:
+    """A random number in [0, 1) for the jitter, from the OS (no `random` module on the cold path)."""
+    return int.from_bytes(os.urandom(4)) / 2**32
 
 
 def check_length(key: str, length: int | None, size: int | None, limit: int | None) -> int | None:

@@ -8,8 +8,7 @@ No ``from __future__ import annotations`` here: a TypedDict reads ``NotRequired`
 annotations only.
 """
 
-from dataclasses import dataclass, field
-from typing import Annotated, Literal, NotRequired, TypedDict
+from typing import Annotated, Literal, NamedTuple, NotRequired, TypedDict
 
 from recsys.routing import Body, Path, Query, Spec
 
@@ -37,20 +36,19 @@ MAX_TASTE_IDS = 500
 TasteId = Annotated[int, Spec(ge=0, le=MAX_ID)]
 
 
-@dataclass(frozen=True)
-class Taste:
+class Taste(NamedTuple):
     """A visitor's taste: movies they like (and optionally dislike). Nothing is stored."""
 
     liked: Annotated[
-        list[TasteId],
+        tuple[TasteId, ...],
         Spec(
             max_length=MAX_TASTE_IDS,
             description="Movie ids the visitor likes; duplicates count once, unknown ids are ignored",
         ),
     ]
-    disliked: Annotated[list[TasteId], Spec(max_length=MAX_TASTE_IDS, description="Movie ids never to recommend")] = (
-        field(default_factory=list)
-    )
+    disliked: Annotated[
+        tuple[TasteId, ...], Spec(max_length=MAX_TASTE_IDS, description="Movie ids never to recommend")
+    ] = ()
     k: Annotated[int, Spec(ge=1, le=100, description="How many items (1..100)")] = 10
     genre: Annotated[str | None, Spec(max_length=64, description="Only movies of this genre")] = None
     explain: Annotated[bool, Spec(description="List liked movies behind each personalized pick")] = False

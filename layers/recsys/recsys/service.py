@@ -6,6 +6,8 @@ two models even while a refresh swaps in a new one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from recsys.artifact import ModelArtifact
@@ -63,7 +65,12 @@ def recommendations(
 
 
 def recommendations_for(
-    model: ModelArtifact, liked_ids: list[int], disliked_ids: list[int], k: int, genre: str | None, explain: bool
+    model: ModelArtifact,
+    liked_ids: Sequence[int],
+    disliked_ids: Sequence[int],
+    k: int,
+    genre: str | None,
+    explain: bool,
 ) -> TasteRecommendations:
     """Picks for a visitor the model was not trained on, folded in from the movies they like."""
     bit = _genre_bit(model, genre)
@@ -89,7 +96,7 @@ def recommendations_for(
     return answer
 
 
-def _known_items(model: ModelArtifact, ids: list[int]) -> tuple[np.ndarray, list[int]]:
+def _known_items(model: ModelArtifact, ids: Sequence[int]) -> tuple[np.ndarray, list[int]]:
     """Unique item indices of the known ids (first occurrence order), and the unknown ids."""
     known: list[int] = []
     unknown: list[int] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import time
 import traceback
@@ -57,7 +56,7 @@ class Subsegment:
 
     def __init__(self, daemon: XRayDaemon, name: str, parent_id: str | None) -> None:
         self.daemon = daemon
-        self.doc: dict[str, Any] = {"name": name, "id": secrets.token_hex(8), "start_time": time.time(),
+        self.doc: dict[str, Any] = {"name": name, "id": os.urandom(8).hex(), "start_time": time.time(),
                                     "type": "subsegment", "parent_id": parent_id}  # fmt: skip
 
     def close(self, end_time: int | None = None) -> None:
@@ -74,7 +73,7 @@ class Subsegment:
         frames = traceback.extract_tb(exception.__traceback__)[-8:]
         self.doc["fault"] = True
         self.doc["cause"] = {"exceptions": [{
-            "id": secrets.token_hex(8), "type": type(exception).__name__, "message": str(exception)[:500],
+            "id": os.urandom(8).hex(), "type": type(exception).__name__, "message": str(exception)[:500],
             "remote": remote, "stack": [{"path": f.filename, "line": f.lineno, "label": f.name} for f in frames],
         }]}  # fmt: skip
 
@@ -129,7 +128,7 @@ class XRayDaemon:
         """Record a finished request to another service (S3) under the open subsegment."""
         stack = self._open
         doc: dict[str, Any] = {
-            "name": url.split("/")[2] if "://" in url else "remote", "id": secrets.token_hex(8), "type": "subsegment",
+            "name": url.split("/")[2] if "://" in url else "remote", "id": os.urandom(8).hex(), "type": "subsegment",
             "namespace": "remote", "start_time": start, "end_time": end,
             "parent_id": stack[-1].doc["id"] if stack else None,
             "http": {"request": {"method": method, "url": url}, "response": {"status": status}},

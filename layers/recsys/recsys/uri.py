@@ -10,14 +10,13 @@ The layout under it is the same on both; what its files hold is `recsys.parts`::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from recsys.parts import POINTER
 
 
-@dataclass(frozen=True)
-class ModelUri:
+class ModelUri(NamedTuple):
     """A parsed model-store location. `bucket` is None for a local folder."""
 
     bucket: str | None
