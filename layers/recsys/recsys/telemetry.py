@@ -106,6 +106,7 @@ class Metrics:
             print(self.emf({"ColdStart": ("Count", [1.0])}, dimensions), flush=True)
 
     def flush(self) -> None:
-        metrics, self.metrics, self.metadata = self.metrics, {}, {}
-        if metrics and not self.disabled:
-            print(self.emf(metrics, {"service": service_name()}), flush=True)
+        """Print the invocation's metrics, with its metadata, as one EMF line; then forget both."""
+        if self.metrics and not self.disabled:
+            print(self.emf(self.metrics, {"service": service_name()}), flush=True)
+        self.metrics, self.metadata = {}, {}
