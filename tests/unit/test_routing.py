@@ -99,10 +99,9 @@ def test_an_unknown_annotation_is_an_error_of_the_route_not_of_the_request() -> 
 def test_metrics_are_one_emf_line_per_invocation_and_cold_start_counts_once(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
 ) -> None:
-    # GIVEN metrics on, a fresh process (no invocation yet), and a handler that adds a metric
+    # GIVEN metrics on, and a handler that adds a metric, never invoked yet
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "svc")
-    monkeypatch.setattr(telemetry, "_cold", True)
     metrics = telemetry.Metrics(namespace="Test")
 
     @telemetry.instrument(Tracer(Untraced()), metrics)

@@ -20,6 +20,7 @@ keeps working: ``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``,
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import time
@@ -30,16 +31,6 @@ if TYPE_CHECKING:
     from recsys.tracing import Tracer
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-#: True until the first invocation of this process has started.
-_cold = True
-
-
-def take_cold_start() -> bool:
-    """Whether this invocation is the process's first; the first call says True, later ones False."""
-    global _cold
-    cold, _cold = _cold, False
-    return cold
 
 
 def service_name() -> str:
@@ -52,9 +43,11 @@ def instrument(tracer: Tracer, metrics: Metrics) -> Callable[[H], H]:
     it returns or raises."""
 
     def decorate(handler: H) -> H:
+        invocations = itertools.count()  # a Lambda process has one entry point: its first call is the cold start
+
         @functools.wraps(handler)
         def wrapped(event: Any, context: Any) -> Any:
-            cold = take_cold_start()
+            cold = next(invocations) == 0
             if cold:
                 metrics.cold_start(str(getattr(context, "function_name", "")))
             try:
