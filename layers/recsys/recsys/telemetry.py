@@ -1,8 +1,8 @@
 """CloudWatch metrics and the handler's trace subsegment, with the standard library only.
 
 What powertools' Metrics and Tracer decorators gave the handlers, in the same shapes, without
-their imports (powertools was about 17 ms of every cold start, a fifth of ``import numpy``:
-docs/BENCHMARKS.md):
+their imports (powertools was about 17 ms of every cold start here, a fifth of ``import numpy``;
+README, "Cold start"):
 
 - `Metrics`: metrics in the CloudWatch embedded metric format (EMF), printed once at the end of
   an invocation that has any, and a ColdStart count on a cold start.
