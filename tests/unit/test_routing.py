@@ -101,6 +101,7 @@ def test_metrics_are_one_emf_line_per_invocation_and_cold_start_counts_once(
 ) -> None:
     # GIVEN metrics on, and a handler that adds a metric, never invoked yet
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)  # the template's, when a stack ran before
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "svc")
     metrics = telemetry.Metrics(namespace="Test")
 
