@@ -115,6 +115,7 @@ def test_metrics_are_one_emf_line_per_invocation_and_cold_start_counts_once(
     assert handler({}, lambda_context) == "ok" and handler({}, lambda_context) == "ok"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     # THEN one ColdStart, under the function and service, then the metric with its metadata once per invocation
+    assert {line["service"] for line in lines} == {"svc"}
     cold = [line for line in lines if "ColdStart" in line]
     assert len(cold) == 1 and cold[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["function_name", "service"]]
     loads = [line for line in lines if "LoadMs" in line]

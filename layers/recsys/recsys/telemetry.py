@@ -53,7 +53,7 @@ def instrument(tracer: Tracer, metrics: Metrics) -> Callable[[H], H]:
             try:
                 with tracer.subsegment(f"## {handler.__name__}") as subsegment:
                     subsegment.put_annotation("ColdStart", cold)
-                    subsegment.put_annotation("Service", service_name())
+                    subsegment.put_annotation("Service", metrics.service)
                     return handler(event, context)
             finally:
                 metrics.flush()
@@ -67,7 +67,10 @@ class Metrics:
     """Metrics of one invocation, printed as one EMF line when it ends (`flush`)."""
 
     def __init__(self, namespace: str) -> None:
+        # read once, at the handler's import: the function's own environment (the local stack
+        # swaps os.environ per function while it imports them, as each Lambda process has its own)
         self.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or namespace
+        self.service = service_name()
         self.metrics: dict[str, tuple[str, list[float]]] = {}
         self.metadata: dict[str, Any] = {}
 
@@ -95,11 +98,11 @@ class Metrics:
 
     def cold_start(self, function_name: str) -> None:
         if not self.disabled:
-            dimensions = {"function_name": function_name, "service": service_name()}
+            dimensions = {"function_name": function_name, "service": self.service}
             print(self.emf({"ColdStart": ("Count", [1.0])}, dimensions), flush=True)
 
     def flush(self) -> None:
         """Print the invocation's metrics, with its metadata, as one EMF line; then forget both."""
         if self.metrics and not self.disabled:
-            print(self.emf(self.metrics, {"service": service_name()}), flush=True)
+            print(self.emf(self.metrics, {"service": self.service}), flush=True)
         self.metrics, self.metadata = {}, {}
