@@ -14,7 +14,7 @@ MODEL_PARTS = ("catalog", "item_vectors", "user_vectors", "histories")
 
 tracer = create_tracer()
 metrics = telemetry.Metrics(namespace=api.NAMESPACE)
-app = api.create_app()
+app = api.App()
 runtime = Runtime(metrics, parts=MODEL_PARTS, tracer=tracer)
 register_snapstart(runtime)
 

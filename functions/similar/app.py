@@ -15,7 +15,7 @@ MODEL_PARTS = ("catalog", "item_vectors", "neighbours")
 
 tracer = create_tracer()
 metrics = telemetry.Metrics(namespace=api.NAMESPACE)
-app = api.create_app()
+app = api.App()
 runtime = Runtime(metrics, parts=MODEL_PARTS, tracer=tracer)
 register_snapstart(runtime)
 

@@ -107,10 +107,6 @@ class App:
             return error_response(exc, request_id(event))
 
 
-def create_app() -> App:
-    return App()
-
-
 # -- the request body ------------------------------------------------------------------------
 
 

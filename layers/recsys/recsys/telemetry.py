@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 H = TypeVar("H", bound=Callable[..., Any])
 
 
-def service_name() -> str:
-    return os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
-
-
 def instrument(tracer: Tracer, metrics: Metrics) -> Callable[[H], H]:
     """Decorate a Lambda entry point: it runs in the ``## <name>`` subsegment (annotated ColdStart
     and Service), a cold start counts one ColdStart, and the invocation's metrics are flushed when
@@ -70,7 +66,7 @@ class Metrics:
         # read once, at the handler's import: the function's own environment (the local stack
         # swaps os.environ per function while it imports them, as each Lambda process has its own)
         self.namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or namespace
-        self.service = service_name()
+        self.service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
         self.metrics: dict[str, tuple[str, list[float]]] = {}
         self.metadata: dict[str, Any] = {}
 
