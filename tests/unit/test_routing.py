@@ -10,7 +10,7 @@ import pytest
 from recsys import api, telemetry
 from recsys.routing import Invalid, Query, check_object
 from recsys.schemas import K, Taste, TasteBody, UserId
-from recsys.tracing import Tracer, Untraced
+from recsys.tracing import Untraced
 
 Flag = Annotated[bool, Query(description="a flag")]
 Choice = Annotated[Literal["a", "b"], Query()]
@@ -105,7 +105,7 @@ def test_metrics_are_one_emf_line_per_invocation_and_cold_start_counts_once(
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "svc")
     metrics = telemetry.Metrics(namespace="Test")
 
-    @telemetry.instrument(Tracer(Untraced()), metrics)
+    @telemetry.instrument(Untraced(), metrics)
     def handler(event: Any, context: Any) -> str:
         metrics.add_metric("LoadMs", "Milliseconds", 12.5)
         metrics.add_metadata("model_version", "v1")

@@ -29,8 +29,7 @@ class Runtime:
     ) -> None:
         self.metrics = metrics
         self.parts = parts
-        provider = tracer.provider if tracer is not None else None
-        self._observe = provider.remote if isinstance(provider, XRayDaemon) else None
+        self._observe = tracer.remote if isinstance(tracer, XRayDaemon) else None
         self._settings: Settings | None = None
         self._store: ModelStore | None = None
 

@@ -47,7 +47,7 @@ def instrument(tracer: Tracer, metrics: Metrics) -> Callable[[H], H]:
             if cold:
                 metrics.cold_start(str(getattr(context, "function_name", "")))
             try:
-                with tracer.subsegment(f"## {handler.__name__}") as subsegment:
+                with tracer.in_subsegment(f"## {handler.__name__}") as subsegment:
                     subsegment.put_annotation("ColdStart", cold)
                     subsegment.put_annotation("Service", metrics.service)
                     return handler(event, context)

@@ -21,34 +21,19 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 HEADER = b'{"format": "json", "version": 1}\n'
 DEFAULT_DAEMON = "127.0.0.1:2000"
 
 
-def tracing_disabled(env: dict[str, str] | None = None) -> bool:
+def tracing_disabled(env: Mapping[str, str] | None = None) -> bool:
     """Off outside Lambda, in SAM's emulator, or when POWERTOOLS_TRACE_DISABLED is true."""
-    env = dict(os.environ) if env is None else env
+    env = os.environ if env is None else env
     if env.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true"):
         return True
     return "AWS_LAMBDA_FUNCTION_NAME" not in env or "AWS_SAM_LOCAL" in env
-
-
-class Tracer:
-    """The handlers' tracer: subsegments through `provider` (`XRayDaemon`, or `Untraced` when off)."""
-
-    def __init__(self, provider: XRayDaemon | Untraced) -> None:
-        self.provider = provider
-
-    def subsegment(self, name: str) -> contextlib.AbstractContextManager[Subsegment | NoSegment]:
-        return self.provider.in_subsegment(name)
-
-
-def create_tracer() -> Tracer:
-    """A tracer sending to the X-Ray daemon when tracing is on (`tracing_disabled`), else one that records nothing."""
-    return Tracer(Untraced() if tracing_disabled() else XRayDaemon())
 
 
 class Subsegment:
@@ -152,3 +137,12 @@ class Untraced:
     @contextlib.contextmanager
     def in_subsegment(self, name: str | None = None) -> Iterator[NoSegment]:
         yield NoSegment()
+
+
+#: What the handlers trace with: `XRayDaemon`, or `Untraced` when tracing is off.
+Tracer = XRayDaemon | Untraced
+
+
+def create_tracer() -> Tracer:
+    """The X-Ray daemon's sender when tracing is on (`tracing_disabled`), else one that records nothing."""
+    return Untraced() if tracing_disabled() else XRayDaemon()
