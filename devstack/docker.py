@@ -14,6 +14,7 @@ their inputs (runtime, suite, pins), so a second run builds nothing, and a runti
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -67,12 +68,40 @@ def _docker_answers() -> bool:
         return False
 
 
+#: Every run that uses the Docker daemon holds a shared lock on this file while it does, so that
+#: the run that started the daemon stops it only when no other run (another clone's make test, a
+#: demo) is still using it. Machine-wide: the daemon is.
+USERS_LOCK = Path(tempfile.gettempdir()) / "recommender-dockerd.users"
+
+
 @contextlib.contextmanager
 def docker_daemon() -> Iterator[None]:
-    """A running Docker daemon: the one that runs, or one started here and stopped on exit."""
-    if _docker_answers():
-        yield
-        return
+    """A running Docker daemon: the one that runs, or one started here and stopped on exit, unless
+    another run still uses it then (`USERS_LOCK`)."""
+    with open(USERS_LOCK, "a+b") as users:
+        fcntl.flock(users, fcntl.LOCK_SH)
+        if _docker_answers():
+            yield
+            return
+        proc = _start_daemon()
+        try:
+            yield
+        finally:
+            if _alone(users):  # else another run uses it, and it stays up
+                stop(proc, timeout=30)
+
+
+def _alone(users: Any) -> bool:
+    """Whether no other run holds the users' lock: only then can ours become exclusive."""
+    try:
+        fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _start_daemon() -> subprocess.Popen[bytes]:
+    """dockerd, started and answering (or DockerUnavailable)."""
     dockerd = shutil.which("dockerd") or next(
         (p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if Path(p).exists()), None
     )
@@ -92,9 +121,10 @@ def docker_daemon() -> Iterator[None]:
                 tail = log.read_text(errors="replace")[-1500:]
                 raise DockerUnavailable(f"dockerd did not start (exit {proc.poll()}): {tail}")
             time.sleep(0.5)
-        yield
-    finally:
+    except BaseException:
         stop(proc, timeout=30)
+        raise
+    return proc
 
 
 # -- the images --------------------------------------------------------------------------------
