@@ -72,6 +72,7 @@ def _docker_answers() -> bool:
 #: the run that started the daemon stops it only when no other run (another clone's make test, a
 #: demo) is still using it. Machine-wide: the daemon is.
 USERS_LOCK = Path(tempfile.gettempdir()) / "recommender-dockerd.users"
+_LEFT_RUNNING: list[subprocess.Popen[bytes]] = []
 
 
 @contextlib.contextmanager
@@ -87,8 +88,10 @@ def docker_daemon() -> Iterator[None]:
         try:
             yield
         finally:
-            if _alone(users):  # else another run uses it, and it stays up
+            if _alone(users):
                 stop(proc, timeout=30)
+            else:  # another run uses it: it stays up, its handle kept for as long as this process lives
+                _LEFT_RUNNING.append(proc)
 
 
 def _alone(users: Any) -> bool:
