@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import socket
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ from functions.history import app as history_app
 from functions.recommend import app as recommend_app
 from functions.similar import app as similar_app
 from recsys import api, store
+from recsys.parts import dump_part, load_part
 from recsys.runtime import Runtime
 from tests import data
 from tests.conftest import free_port, load_event
@@ -138,15 +138,16 @@ def _break(s3, how: str) -> None:  # type: ignore[no-untyped-def]
     key = "recommender/latest.json"
     pointer = json.loads(s3.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
     version = f"broken-{how}"
-    parts = {
-        name: pickle.loads(s3.get_object(Bucket=s3.bucket, Key=f"recommender/{entry['key']}")["Body"].read())["fields"]  # noqa: S301 - our own parts, to tamper with
-        for name, entry in pointer["parts"].items()
-    }
+    parts = {}
+    for name, entry in pointer["parts"].items():  # our own parts, read as serving does, copied to tamper with
+        data = s3.get_object(Bucket=s3.bucket, Key=f"recommender/{entry['key']}")["Body"].read()
+        loaded = load_part(data, name=name, version=pointer["version"], sha256=entry["sha256"], size=entry["size"])
+        parts[name] = {f: np.array(v) if isinstance(v, np.ndarray) else v for f, v in loaded.items()}
     if how in HOSTILE:  # pickles that pass size, sha256 and the allow-list, with a state made to do harm
         HOSTILE[how](parts)
     entries = {}
     for name, part_fields in parts.items():
-        blob = pickle.dumps({"part": name, "version": version, "fields": part_fields}, protocol=5)
+        blob = dump_part(name, version, part_fields)
         entries[name] = {
             "key": f"models/{version}/{name}.pkl",
             "sha256": hashlib.sha256(blob).hexdigest(),

@@ -106,6 +106,16 @@ def huge_length(handler: BaseHTTPRequestHandler, body: bytes) -> None:
     handler.close_connection = True
 
 
+def cut_short(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """The true size in the headers, half the body, then the connection closed."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
 def slow_down(times: int) -> Behaviour:
     """S3's 503 SlowDown for the first `times` requests, then the object."""
     left = [times]
@@ -141,6 +151,17 @@ def test_a_drip_fed_body_meets_the_deadline(fake_s3: FakeS3) -> None:
     with pytest.raises(S3Error) as failed:
         _client(fake_s3).get("b", "k", size=1000, deadline=Deadline(0.6))
     assert failed.value.code == "DeadlineExceeded"
+
+
+def test_a_body_cut_short_is_retried_and_refused_never_padded(fake_s3: FakeS3) -> None:
+    # GIVEN an object whose connection closes halfway through the announced (and expected) size
+    fake_s3.files["b/k"] = b"x" * 100_000
+    fake_s3.behaviour["b/k"] = cut_short
+    # WHEN it is read THEN every attempt fails on the short body, and no body is returned
+    with pytest.raises(S3Error) as failed:
+        _client(fake_s3, pauses=[]).get("b", "k", size=100_000)
+    assert failed.value.code == "IncompleteRead"
+    assert fake_s3.requests == [("GET", "b/k")] * 3
 
 
 def test_a_size_other_than_the_pointers_is_refused_before_the_body(fake_s3: FakeS3) -> None:

@@ -6,11 +6,13 @@ import json
 import os
 import pickle
 import pickletools
+import struct
 import subprocess
 import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from devstack.docker import pin
@@ -18,7 +20,7 @@ from devstack.template import model_parts
 from recsys.artifact import ModelArtifact
 from recsys.config import Settings
 from recsys.errors import ModelIntegrityError, ModelUnavailableError
-from recsys.parts import ARRAY_GLOBALS, MAX_PART_BYTES, PARTS, Pointer, RestrictedUnpickler, load_part
+from recsys.parts import ARRAY_GLOBALS, MAX_PART_BYTES, PARTS, Pointer, RestrictedUnpickler, frame, load_part, unframe
 from recsys.s3 import Deadline
 from recsys.store import FAILED_LOAD_BACKOFF_S, ModelStore, at_once
 from recsys.uri import ModelUri
@@ -37,7 +39,9 @@ class _Exploit:
         return self.call, self.args
 
 
-def _load(data: bytes) -> object:
+def _load(pickled: bytes) -> object:
+    """A pickle loaded as a part: framed as training frames one, with its true digest and size."""
+    data = frame(pickled, [])
     return load_part(data, name="catalog", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
@@ -102,7 +106,7 @@ def test_real_parts_need_only_numpy_globals() -> None:
     # GIVEN the parts training writes WHEN their opcodes are read THEN every global they name is numpy's
     for name, data in tiny().to_parts().items():
         named, strings = set(), []
-        for op, arg, _ in pickletools.genops(data):
+        for op, arg, _ in pickletools.genops(bytes(unframe(memoryview(data))[0])):
             if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
                 strings.append(arg)
             elif op.name == "STACK_GLOBAL":
@@ -113,6 +117,50 @@ def test_real_parts_need_only_numpy_globals() -> None:
         assert named <= ARRAY_GLOBALS, name
         fields = load_part(data, name=name, version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         assert set(fields) == set(PARTS[name])
+
+
+def test_a_parts_arrays_are_read_only_views_of_the_bytes_read() -> None:
+    # GIVEN the histories part as published WHEN it is loaded THEN its arrays are the downloaded bytes
+    # themselves (nothing copied), and nothing can write to them
+    data = tiny().to_parts()["histories"]
+    fields = load_part(data, name="histories", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    body = np.frombuffer(data, dtype=np.uint8)
+    for name, value in fields.items():
+        assert np.shares_memory(value, body), name
+        assert not value.flags.writeable, name
+        assert value.flags.aligned, name
+        with pytest.raises(ValueError, match="read-only"):
+            value[...] = 0
+
+
+def test_a_plain_pickle_of_an_earlier_release_is_refused_with_what_to_do() -> None:
+    envelope = {"part": "catalog", "version": "v1", "fields": tiny().part("catalog")}
+    data = pickle.dumps(envelope, protocol=5)
+    with pytest.raises(ModelIntegrityError, match="earlier release.*Republish"):
+        load_part(data, name="catalog", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def _respan(data: bytes, index: int, offset: int, size: int) -> bytes:
+    """`data` with the span of buffer `index` in its header replaced."""
+    out = bytearray(data)
+    struct.pack_into("<QQ", out, 24 + 16 * index, offset, size)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    (lambda d: _respan(d, 0, len(d) - 8, 16), "buffer 0 out of range"),  # past the end
+    (lambda d: _respan(d, 1, 30, 8), "buffer 1 out of range"),  # inside the header and the pickle
+    (lambda d: _respan(d, 2, struct.unpack_from("<Q", d, 24 + 16)[0], 8), "buffer 2 out of range"),  # overlaps 1
+    (lambda d: d[:20], "too short"),
+    (lambda d: d[:16] + (1000).to_bytes(8, "little") + d[24:], "header out of range"),  # too many buffers
+    (lambda d: d[:8] + (len(d)).to_bytes(8, "little") + d[16:], "header out of range"),  # pickle past the end
+])  # fmt: skip
+def test_a_frame_whose_header_lies_is_refused_before_unpickling(how: object, message: str) -> None:
+    # GIVEN the catalog part with one span of its header rewritten (and the pointer's digest of it)
+    data = how(tiny().to_parts()["catalog"])  # type: ignore[operator]
+    # WHEN it is loaded THEN the header itself is refused
+    with pytest.raises(ModelIntegrityError, match=message):
+        load_part(data, name="catalog", version="v1", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
 class MemoryReader:

@@ -4,8 +4,14 @@ Training writes through this module and serving reads through it, so the format 
 
     latest.json                     the pointer (`Pointer`): {version, parts: {name: {key, sha256, size}},
                                     created_at}, written last
-    models/<version>/<part>.pkl     one pickled envelope per part (`dump_part`):
+    models/<version>/<part>.pkl     one framed pickle per part (`dump_part`) of the envelope
                                     {"part": name, "version": version, "fields": {field: value}}
+
+A part's file is a frame (`frame`): a header, the pickle (protocol 5), then the bytes of each of its
+arrays, 64-byte aligned, outside the pickle (out-of-band buffers). Loading hands those bytes to the
+unpickler as they lie in the file that was read, so an array is a read-only view of the downloaded
+bytes: nothing is copied, and a part costs its size in memory once. Everything the header says is
+checked before anything is unpickled.
 
 A part holds numpy arrays, str tuples, ints and a provenance dict, nothing else: its unpickler
 (`RestrictedUnpickler`) resolves numpy's array reconstruction only (`ARRAY_GLOBALS`), so no class
@@ -26,6 +32,7 @@ import io
 import json
 import pickle
 import re
+import struct
 import types
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -36,7 +43,7 @@ from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
 MODELS = "models"
-SCHEMA_VERSION = 3  # 2: precomputed neighbour lists; 3: seen sets, neighbours only liked, fold-in map
+SCHEMA_VERSION = 4  # 2: neighbour lists; 3: seen sets, neighbours only liked, fold-in map; 4: framed parts
 
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
@@ -96,7 +103,7 @@ class Pointer(NamedTuple):
         return json.dumps(self.to_json(), indent=2).encode()
 
     @classmethod
-    def parse(cls, raw: bytes) -> Pointer:
+    def parse(cls, raw: bytes | bytearray) -> Pointer:
         """The pointer in `raw`, every value checked; ModelIntegrityError for anything else."""
         if len(raw) > MAX_POINTER_BYTES:
             raise ModelIntegrityError(f"{POINTER} is {len(raw)} bytes, over {MAX_POINTER_BYTES}")
@@ -164,13 +171,68 @@ class RestrictedUnpickler(pickle.Unpickler):
         return found
 
 
+#: A frame: magic, pickle length, buffer count; then (offset, length) of each buffer.
+_HEADER = struct.Struct("<8sQQ")
+_SPAN = struct.Struct("<QQ")
+MAGIC = b"RSYSPRT1"
+#: The most buffers (arrays) one part may hold; a real part has at most nine.
+MAX_BUFFERS = 64
+_ALIGN = 64
+
+
 def dump_part(name: str, version: str, fields: Mapping[str, Any]) -> bytes:
-    """Part `name` of model `version`, pickled in its envelope (see `load_part`)."""
-    return pickle.dumps({"part": name, "version": version, "fields": dict(fields)}, protocol=5)
+    """Part `name` of model `version`: its envelope pickled and framed (see `load_part`)."""
+    buffers: list[pickle.PickleBuffer] = []
+    envelope = {"part": name, "version": version, "fields": dict(fields)}
+    data = pickle.dumps(envelope, protocol=5, buffer_callback=buffers.append)
+    return frame(data, [buffer.raw() for buffer in buffers])
 
 
-def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -> dict[str, Any]:
+def frame(data: bytes, buffers: list[memoryview]) -> bytes:
+    """A pickle `data` and its out-of-band `buffers` in the layout `unframe` reads."""
+    offset = _HEADER.size + _SPAN.size * len(buffers) + len(data)
+    spans = []
+    for buffer in buffers:
+        offset = -(-offset // _ALIGN) * _ALIGN
+        spans.append((offset, buffer.nbytes))
+        offset += buffer.nbytes
+    out = bytearray(_HEADER.pack(MAGIC, len(data), len(buffers)))
+    for span in spans:
+        out += _SPAN.pack(*span)
+    out += data
+    for (start, _), buffer in zip(spans, buffers, strict=True):
+        out += bytes(start - len(out))
+        out += buffer
+    return bytes(out)
+
+
+def unframe(data: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """The pickle and the buffers of a frame, as views of `data`; ModelIntegrityError unless every
+    span lies inside it, after the pickle, in order and without overlap."""
+    if data.nbytes < _HEADER.size:
+        raise ModelIntegrityError("not a framed part: too short")
+    magic, length, count = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ModelIntegrityError(
+            "not a framed part: published by an earlier release? Republish the model with this release's training"
+        )
+    start = _HEADER.size + _SPAN.size * count
+    if count > MAX_BUFFERS or start + length > data.nbytes:
+        raise ModelIntegrityError("framed part: header out of range")
+    buffers, end = [], start + length
+    for i in range(count):
+        offset, size = _SPAN.unpack_from(data, _HEADER.size + _SPAN.size * i)
+        if offset < end or offset + size > data.nbytes:
+            raise ModelIntegrityError(f"framed part: buffer {i} out of range")
+        buffers.append(data[offset : offset + size])
+        end = offset + size
+    return data[start : start + length], buffers
+
+
+def load_part(data: bytes | bytearray, *, name: str, version: str, sha256: str, size: int) -> dict[str, Any]:
     """Verify one part's bytes against the pointer, unpickle them safely: the part's fields.
+
+    The arrays are read-only views of `data` (see `frame`), which they keep alive.
 
     The part must say it is part `name` of model `version`, so that parts of two versions never
     mix. Raises ModelIntegrityError when it does not, and ModelUnavailableError (not remembered as
@@ -182,7 +244,8 @@ def load_part(data: bytes, *, name: str, version: str, sha256: str, size: int) -
     if digest != sha256:
         raise ModelIntegrityError(f"part {name} sha256 is {digest}, the pointer says {sha256}")
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data)).load()
+        pickled, buffers = unframe(memoryview(data).toreadonly())
+        obj = RestrictedUnpickler(io.BytesIO(pickled), buffers=buffers).load()
     except ModelIntegrityError:
         raise
     except MemoryError as exc:

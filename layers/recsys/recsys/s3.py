@@ -134,7 +134,7 @@ class Deadline:
 
 
 class S3Object(NamedTuple):
-    body: bytes
+    body: bytes | bytearray
     etag: str | None
 
 
@@ -250,7 +250,7 @@ class S3Client(NamedTuple):
 
     def _attempt(
         self, bucket: str, key: str, size: int | None, limit: int | None, deadline: Deadline
-    ) -> tuple[int, str | None, bytes]:
+    ) -> tuple[int, str | None, bytes | bytearray]:
         """One GET: status, ETag and body (of an error, its first 64 KiB)."""
         scheme, host, path = self.url(bucket, key)
         connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
@@ -261,7 +261,10 @@ class S3Client(NamedTuple):
                 deadline.check(key)
                 if response.status != 200:
                     return response.status, None, _read(response, deadline, key, 64 * 1024, truncate=True)
-                cap = check_length(key, _content_length(response), size, limit)
+                length = _content_length(response)
+                cap = check_length(key, length, size, limit)
+                if size is not None and length == size and not response.chunked:
+                    return 200, response.getheader("etag"), _read_into(response, deadline, key, size)
                 return 200, response.getheader("etag"), _read(response, deadline, key, cap)
         finally:
             connection.close()
@@ -341,16 +344,32 @@ def _read(
         chunks.append(chunk)
 
 
+def _read_into(response: http.client.HTTPResponse, deadline: Deadline, key: str, size: int) -> bytearray:
+    """A body of announced `size` (not chunked), read straight from the socket's buffer into one
+    buffer, so no byte is copied twice; what has arrived is taken at once, and the deadline checked
+    before each read, as in `_read`."""
+    body = bytearray(size)
+    view, total = memoryview(body), 0
+    with view:
+        while total < size:
+            deadline.check(key)
+            got = response.fp.readinto1(view[total : total + CHUNK_BYTES])
+            if not got:
+                raise http.client.IncompleteRead(bytes(view[:0]), size - total)
+            total += got
+    return body
+
+
 def _content_length(response: http.client.HTTPResponse) -> int | None:
     raw = response.getheader("content-length")
     return int(raw) if raw is not None and raw.isdigit() and len(raw) < 16 else None
 
 
-def _error_code(status: int, body: bytes) -> str:
+def _error_code(status: int, body: bytes | bytearray) -> str:
     match = re.search(rb"<Code>([^<]{1,64})</Code>", body)
     return match.group(1).decode(errors="replace") if match else str(status)
 
 
-def _error_message(body: bytes) -> str:
+def _error_message(body: bytes | bytearray) -> str:
     match = re.search(rb"<Message>([^<]{0,300})</Message>", body)
     return match.group(1).decode(errors="replace") if match else ""

@@ -57,7 +57,7 @@ class Reader(Protocol):
 
     def read(
         self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
-    ) -> bytes: ...
+    ) -> bytes | bytearray: ...
 
 
 class LocalReader:
@@ -90,7 +90,7 @@ class S3Reader:
 
     def read(
         self, relative: str, *, size: int | None = None, limit: int | None = None, deadline: Deadline | None = None
-    ) -> bytes:
+    ) -> bytes | bytearray:
         key = self.uri.key(relative)
         try:
             got: S3Object = self.client.get(self.uri.bucket, key, size=size, limit=limit, deadline=deadline)
@@ -293,7 +293,10 @@ class ModelStore:
 
 
 def read_model(
-    reader: Reader, raw_pointer: bytes, parts: tuple[str, ...] | None = None, deadline: Deadline | None = None
+    reader: Reader,
+    raw_pointer: bytes | bytearray,
+    parts: tuple[str, ...] | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[ModelArtifact, int]:
     """The model the pointer `raw_pointer` names, with only `parts` (all when None), and the bytes read.
 
