@@ -152,15 +152,19 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         f"{_spread(s['ingest']['parse_seconds'])} s.",
         f"- Training end to end: {t['seconds']:.1f} s, {t['epochs']} epochs per fit, peak RSS {t['peak_rss_mb']:,} MB; "
         f"LightFM epoch on all positives ({side['positives']:,}): {_spread(side['epoch_seconds'])} s.",
+        "- Seconds by phase: " + ", ".join(f"{k} {v:g}" for k, v in t["metrics"]["seconds_by_phase"].items())
+        + " (`fold-in item-item` is within `fold-in fit and scores`).",
         f"- Artifact: {a['mb']:.1f} MiB in {len(a['part_mb'])} parts ("
         + ", ".join(f"{n} {mb:.1f}" for n, mb in a["part_mb"].items())
         + " MiB).",
     ]
-    q, split = t["metrics"]["models"], t["metrics"]["split"]["name"]
+    q, split, blend = t["metrics"]["models"], t["metrics"]["split"]["name"], t["metrics"]["served"]
     lines += [
-        f"- Quality ({split} split, seen movies masked, k=10): LightFM precision@10 "
-        f"{q['lightfm']['precision@10']:.4f}, ndcg@10 {q['lightfm']['ndcg@10']:.4f}; popularity "
-        f"{q['popularity']['precision@10']:.4f} / {q['popularity']['ndcg@10']:.4f}.",
+        f"- Quality ({split} split, seen movies masked, k=10), precision@10 / ndcg@10: "
+        + "; ".join(f"{m} {q[m]['precision@10']:.4f} / {q[m]['ndcg@10']:.4f}" for m in q)
+        + f". Served: {blend['shares']['lightfm']:g} LightFM + {blend['shares']['item_item']:g} item-item "
+        f"({blend['item_item']['method']}, λ {blend['item_item']['lambda']:g}, {blend['item_item']['weights']:,} "
+        "weights), chosen on validation.",
         "",
         f"Cold start, process start to first 200, seconds, median (min–max); floor "
         f"{_spread(s['cold_start']['floor_s'], 3)} s:",

@@ -147,10 +147,14 @@ def _report_published(done: Published, metrics: dict[str, Any]) -> None:
     print(f"  {metrics['split']['name']} split, {metrics['split']['evaluated_users']:,} users, seen movies masked:")
     for name, m in metrics["models"].items():
         print(f"  {name:<11} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
+    blend = metrics["served"]
+    shares, item_item = blend["shares"], blend["item_item"]
+    print(f"  served = {shares['lightfm']:g} lightfm + {shares['item_item']:g} item_item "
+          f"(λ {item_item['lambda']:g}, {item_item['weights']:,} weights), chosen on validation")  # fmt: skip
     folded = metrics["fold_in"]
     print(f"  fold-in of {folded['users']} users left out of a separate fit (ridge λ {folded['lambda']:g}):")
     for name, m in folded["models"].items():
-        print(f"  {name:<11} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
+        print(f"  {name:<18} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:
         print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")
 

@@ -10,6 +10,7 @@ of the fold-in map, so the reported users never choose anything.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +18,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.scoring import fold_in
+from training import itemitem
 from training import model as lfm
 from training.evaluate import ScoreFn, evaluate, popularity_scorer
 
 METHOD = (
-    "ridge map from the mean of the liked movies' LightFM item vectors to a user vector, "
-    "fitted on the trained users; item vectors frozen"
+    "the served blend: LightFM's side a ridge map from the mean of the liked movies' LightFM item vectors to a "
+    "user vector, fitted on the trained users, item vectors frozen; the item-item side the liked movies' weights"
 )
 LAMBDAS = (0.01, 0.1, 1.0, 10.0)
 SHARE = 0.1  # of the evaluated users, reported (and as many again to choose the ridge λ)
@@ -37,6 +39,7 @@ MAX_FIT_POSITIVES = 1_000_000
 class FoldInResult:
     lam: float
     report: dict[str, Any]
+    item_item_seconds: float = 0.0  # of the fit, in the item-item side's own data
 
 
 def scorer(item_factors: np.ndarray, item_biases: np.ndarray, likes: sp.csr_matrix, projection: np.ndarray) -> ScoreFn:
@@ -59,13 +62,19 @@ def evaluate_fold_in(
     train: sp.csr_matrix,
     seen: sp.csr_matrix,
     test: sp.csr_matrix,
-    trained_in: ScoreFn,
+    trained_in: tuple[ScoreFn, ScoreFn],
+    blend: tuple[np.ndarray, float, float],
     progress: bool = False,
 ) -> FoldInResult:
-    """Fold-in, popularity and the trained-in model on the same held-out users.
+    """Fold-in, popularity and the trained-in models on the same held-out users: the served blend
+    ("fold_in", "trained_in") and LightFM alone ("fold_in_lightfm", "trained_in_lightfm").
 
     `train`, `seen` and `test` are the main split's matrices; `trained_in` scores users with the
-    model fitted on all of `train` (so it saw these users' training-side likes).
+    models fitted on all of `train` (so they saw these users' training-side likes): LightFM alone,
+    and the served blend. `blend` is the Gram matrix of `train`, the item-item model's λ and
+    LightFM's share. The folded-in
+    blend's item-item side is fitted on the separate fit's users too, so it never saw the reported
+    users either.
     """
     candidates = np.flatnonzero((np.diff(test.indptr) > 0) & (np.diff(train.indptr) > 0))
     n = int(min(MAX_USERS, max(1, round(SHARE * candidates.size))))
@@ -90,10 +99,22 @@ def evaluate_fold_in(
         lam = max(LAMBDAS, key=lambda v: ndcg[v])
     else:
         lam = LAMBDAS[1]
+    # The item-item side is fitted on every training user but the reported ones: they are never in
+    # any fit, and the model is not weakened by leaving out users that only choose the map's λ. Its
+    # Gram matrix is the main one minus theirs (G is a sum over users).
+    train_gram, item_item_lambda, share = blend
+    started = time.perf_counter()
+    without = train_gram - itemitem.gram(train[report_users], params.threads)
+    item_item = itemitem.fit_gram(without, (item_item_lambda,), params.threads)[item_item_lambda]
+    del without
+    item_item_seconds = time.perf_counter() - started
+    folded = itemitem.blend_scorer(scorer(vf, ib, train, maps[lam]), itemitem.scorer(train, item_item), share)
     results = {
-        "fold_in": evaluate(scorer(vf, ib, train, maps[lam]), seen, test, users=report_users),
+        "fold_in": evaluate(folded, seen, test, users=report_users),
+        "trained_in": evaluate(trained_in[1], seen, test, users=report_users),
+        "fold_in_lightfm": evaluate(scorer(vf, ib, train, maps[lam]), seen, test, users=report_users),
+        "trained_in_lightfm": evaluate(trained_in[0], seen, test, users=report_users),
         "popularity": evaluate(popularity_scorer(others), seen, test, users=report_users),
-        "trained_in": evaluate(trained_in, seen, test, users=report_users),
     }
     report = {
         "method": METHOD,
@@ -102,4 +123,4 @@ def evaluate_fold_in(
         "users": int(report_users.size),
         "models": {name: {k: r[k] for k in ("precision@10", "recall@10", "ndcg@10")} for name, r in results.items()},
     }
-    return FoldInResult(lam, report)
+    return FoldInResult(lam, report, round(item_item_seconds, 1))

@@ -14,10 +14,11 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from tqdm import tqdm
 
-from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours
+from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, unit_rows
 from training.cleaning import Interactions
 from training.datasets import Movies
 from training.evaluate import ScoreFn, evaluate
+from training.itemitem import ItemItem
 from training.split import to_matrix
 
 ITEM_FEATURES = ("none", "genres", "genres+decade")
@@ -196,12 +197,14 @@ def build_artifact(
     data: Interactions,
     cat: Catalogue,
     provenance: dict[str, Any],
+    item_item: ItemItem,
+    share: float,
     fold_in_lambda: float = 0.1,
 ) -> ModelArtifact:
-    """The serving artifact of a model trained on all of `data`."""
+    """The serving artifact of a model trained on all of `data`, blended with `item_item` (fitted
+    on the same likes), LightFM's share of the blend being `share`."""
     ub, uf, ib, vf = representations(model, features)
-    norms = np.linalg.norm(vf, axis=1, keepdims=True)
-    unit = np.divide(vf, norms, out=np.zeros_like(vf), where=norms > 0).astype(np.float32)
+    unit = unit_rows(vf)
     liked = data.positives(float(provenance["params"]["min_rating"]))
     users, items = data.users[liked], data.items[liked]
     n_users = data.user_ids.size
@@ -229,7 +232,10 @@ def build_artifact(
         user_biases=ub,
         item_factors=vf,
         item_biases=ib,
-        item_unit=unit.astype(np.float32),
+        item_item_indptr=item_item.indptr,
+        item_item_targets=item_item.targets.astype(item_dtype),
+        item_item_weights=item_item.weights,
+        blend_shares=np.array([share, 1.0 - share], dtype=np.float32),
         neighbours=neighbours,
         neighbour_sims=neighbour_sims,
         popularity=popularity,

@@ -20,12 +20,15 @@ import numpy as np
 
 import recsys
 from recsys.parts import SCHEMA_VERSION
-from training import ease, foldin
+from training import ease, foldin, itemitem
 from training import model as lfm
 from training.cleaning import Interactions
 from training.evaluate import evaluate, popularity_scorer
 from training.report import render
 from training.split import auto_split, make_split, to_matrix
+
+#: Validation users that choose the item-item model's λ and the blend's shares (a seeded sample).
+TUNE_USERS = 2000
 
 
 def train_and_evaluate(
@@ -60,13 +63,26 @@ def train_and_evaluate(
     if params.early_stopping:
         params = lfm.resolve_epochs(params, int(val_train.nnz))
         with phases("validation fit"):
-            _, epochs, history = lfm.fit(
+            val_model, epochs, history = lfm.fit(
                 params, val_train.tocoo(), features, params.epochs or 1, (val_seen, val_test), "validate", progress
             )
         print(f"early stopping: best smoothed validation ndcg@10 after {epochs} of at most {params.epochs} epochs")
     else:
         params = lfm.resolve_epochs(params, int(split.train.sum()))
         epochs = params.epochs or 1
+        with phases("validation fit"):  # the blend's share is chosen against it
+            val_model, _, _ = lfm.fit(params, val_train.tocoo(), features, epochs, desc="validate", progress=progress)
+    with phases("item-item: validation"):
+        # λ on the item-item model alone, then LightFM's share of the blend, on validation users only
+        tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
+        lambdas = itemitem.LAMBDAS if shape[1] <= itemitem.DENSE_MAX_ITEMS else itemitem.LAMBDAS_LARGE
+        candidates = itemitem.fit(val_train, lambdas, params.threads)
+        ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_train, val_seen, val_test, tune)
+        val_item_item = itemitem.scorer(val_train, candidates[ii_lambda])
+        val_lightfm = lfm.lightfm_scorer(val_model, features)
+        share, share_grid = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
+        del candidates, val_model
+    print(f"served blend: {share:g} LightFM + {1 - share:g} item-item (λ {ii_lambda:g}), chosen on validation")
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
     with phases("evaluation fit and scores"):
         model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
@@ -76,6 +92,13 @@ def train_and_evaluate(
             "lightfm": evaluate(trained, seen_m, test_m, users=sample),
             "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
         }
+    with phases("item-item: evaluation fit and scores"):
+        train_gram = itemitem.gram(train_m, params.threads)  # kept for the fold-in's item-item side
+        item_item = itemitem.fit_gram(train_gram, (ii_lambda,), params.threads)[ii_lambda]
+        item_item_scores = itemitem.scorer(train_m, item_item)
+        results["item_item"] = evaluate(item_item_scores, seen_m, test_m, users=sample)
+        served = itemitem.blend_scorer(trained, item_item_scores, share)
+        results["served"] = evaluate(served, seen_m, test_m, users=sample)
     baseline: dict[str, Any]
     reason = ease.skipped(shape[1], params.ease)
     if reason is not None:
@@ -90,9 +113,23 @@ def train_and_evaluate(
             baseline = {"lambda": lam, "validation_ndcg@10": grid}
             del weights
     with phases("fold-in fit and scores"):
-        folded = foldin.evaluate_fold_in(params, features, epochs, train_m, seen_m, test_m, trained, progress)
+        folded = foldin.evaluate_fold_in(
+            params,
+            features,
+            epochs,
+            train_m,
+            seen_m,
+            test_m,
+            (trained, served),
+            (train_gram, ii_lambda, share),
+            progress,
+        )
+        del train_gram
+    phases.seconds["fold-in item-item"] = folded.item_item_seconds  # within the phase above
     with phases("final fit"):
         final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
+    with phases("item-item: final fit"):
+        item_item = itemitem.fit(matrix(liked), (ii_lambda,), params.threads)[ii_lambda]
     train_s = time.perf_counter() - started
 
     version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
@@ -110,6 +147,15 @@ def train_and_evaluate(
         "split": split_info,
         "k": 10,
         "models": {name: {k: v for k, v in r.items() if k != "curves"} for name, r in results.items()},
+        "served": {
+            "name": "served",
+            "components": ["lightfm", "item_item"],
+            "shares": {"lightfm": share, "item_item": round(1.0 - share, 6)},
+            "normalization": "each model's scores z-scored over all movies, per user, then mixed by the shares",
+            "item_item": item_item.describe(),
+            "chosen_on": "validation",
+            "validation_ndcg@10": {"lambda": lambda_grid, "lightfm_share": share_grid},
+        },
         "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
         "ease": baseline,
         "fold_in": folded.report,
@@ -121,7 +167,9 @@ def train_and_evaluate(
         "created_at": created.isoformat().replace("+00:00", "Z"),
     }  # fmt: skip
     with phases("artifact"):
-        artifact = lfm.build_artifact(final, features, data, cat, provenance(metrics), fold_in_lambda=folded.lam)
+        artifact = lfm.build_artifact(
+            final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam
+        )
     parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
     metrics["part_bytes"] = {name: len(blob) for name, blob in parts.items()}
@@ -153,7 +201,7 @@ def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
         "created_at": metrics["created_at"],
         "params": metrics["params"],
         "data": metrics["data"],
-        "metrics": {key: metrics[key] for key in ("split", "k", "models", "curves", "ease", "fold_in")},
+        "metrics": {key: metrics[key] for key in ("split", "k", "models", "served", "curves", "ease", "fold_in")},
         "libraries": lfm.library_versions(),
     }))  # fmt: skip
     return plain

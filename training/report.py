@@ -16,11 +16,12 @@ from training.evaluate import METRICS  # noqa: E402
 
 
 def curves_png(metrics: dict[str, Any]) -> bytes:
-    """precision@k and recall@k for k = 1..20, LightFM against popularity (and EASE)."""
+    """precision@k and recall@k for k = 1..20: the served blend, its parts, popularity (and EASE)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     ks = metrics["curves"]["k"]
     for ax, name in zip(axes, ("precision", "recall"), strict=True):
-        for model, style in (("lightfm", "-o"), ("popularity", "--s"), ("ease", ":^")):
+        for model, style in (("served", "-D"), ("lightfm", "-o"), ("item_item", "-.v"), ("popularity", "--s"),
+                             ("ease", ":^")):  # fmt: skip
             if model in metrics["curves"]:
                 ax.plot(ks, metrics["curves"][model][name], style, markersize=3, label=model)
         ax.set_xlabel("k")
@@ -37,7 +38,7 @@ def curves_png(metrics: dict[str, Any]) -> bytes:
 def render(metrics: dict[str, Any]) -> bytes:
     png = base64.b64encode(curves_png(metrics)).decode()
     models = metrics["models"]
-    names = [m for m in ("lightfm", "popularity", "ease") if m in models]
+    names = [m for m in LABELS if m in models]
     heads = "".join(f"<th>{LABELS[m]}</th>" for m in names)
     rows = "".join(
         f"<tr><th>{name}</th>"
@@ -56,6 +57,14 @@ def render(metrics: dict[str, Any]) -> bytes:
     )
     split = metrics["split"]
     ease = metrics.get("ease", {})
+    blend = metrics.get("served")
+    served = (
+        f"Served: {blend['shares']['lightfm']:g} × LightFM + {blend['shares']['item_item']:g} × item-item "
+        f"({blend['item_item']['method']}, λ = {blend['item_item']['lambda']:g}, {blend['item_item']['weights']:,} "
+        f"weights), {blend['normalization']}; shares and λ chosen on validation."
+        if blend
+        else ""
+    )
     baseline = (
         f"EASE (closed-form item-item, a yardstick, not served): λ = {ease['lambda']:g}, chosen on validation."
         if "lambda" in ease
@@ -72,13 +81,15 @@ img{{max-width:100%}}</style></head><body>
 <p>Model version <code>{html.escape(metrics["version"])}</code>, split <b>{html.escape(split["name"])}</b>:
 {html.escape(split["description"])} ({html.escape(split["chosen_by"])}). k = {metrics["k"]},
 {split["evaluated_users"]} users evaluated. Masked in every ranking: {html.escape(split["seen_masked"])}.</p>
+<p>{html.escape(served)}</p>
 <p>{html.escape(baseline)}</p>
-<table><thead><tr><th>metric</th>{heads}<th>LightFM ÷ popularity</th></tr></thead>
+<table><thead><tr><th>metric</th>{heads}<th>served ÷ popularity</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>Visitors the model never saw (fold-in)</h2>
 <p>{folded["users"] if folded else 0} held-out users, left out of a separate fit; their training-side likes
 are folded in ({html.escape(folded["method"]) if folded else "-"}) and their held-out likes scored, seen movies masked.
-<i>trained_in</i> is the main model on the same users and likes.</p>
+<i>trained_in</i> is the served model trained with them, on the same users and likes; the <i>_lightfm</i> rows are
+LightFM alone.</p>
 <table><thead><tr><th>model</th>{"".join(f"<th>{k}</th>" for k in FOLD_IN_METRICS)}</tr></thead>
 <tbody>{fold_rows}</tbody></table>
 <h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
@@ -89,9 +100,11 @@ are folded in ({html.escape(folded["method"]) if folded else "-"}) and their hel
 
 
 FOLD_IN_METRICS = ("precision@10", "recall@10", "ndcg@10")
-LABELS = {"lightfm": "LightFM", "popularity": "popularity", "ease": "EASE"}
+LABELS = {"served": "served blend", "lightfm": "LightFM", "item_item": "item-item", "popularity": "popularity",
+          "ease": "EASE (dense)"}  # fmt: skip
 
 
 def _ratio(models: dict[str, Any], name: str) -> str:
     base = models["popularity"][name]
-    return f"{models['lightfm'][name] / base:.2f}×" if base else "–"
+    top = models.get("served", models["lightfm"])
+    return f"{top[name] / base:.2f}×" if base else "–"

@@ -1,10 +1,11 @@
-// The model page: version, data, and LightFM against popularity, with precision@k / recall@k charts.
+// The model page: version, data, the served blend against its parts and popularity, with precision@k / recall@k charts.
 import { get } from "./api.js";
 import { el, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const COLORS = { lightfm: "#2b8a3e", popularity: "#a15c00", ease: "#5f3dc4" };
+const COLORS = { served: "#1864ab", lightfm: "#2b8a3e", item_item: "#c2255c", popularity: "#a15c00", ease: "#5f3dc4" };
+const MODELS = ["served", "lightfm", "item_item", "popularity", "ease"];
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -38,7 +39,7 @@ function chart(title, ks, series) {
 }
 
 function series(curves, name) {
-  return Object.fromEntries(["lightfm", "popularity", "ease"].filter((m) => curves[m]).map((m) => [m, curves[m][name]]));
+  return Object.fromEntries(MODELS.filter((m) => curves[m]).map((m) => [m, curves[m][name]]));
 }
 
 function fact(term, value) {
@@ -58,6 +59,7 @@ async function main() {
   const p = model.params;
   const split = model.metrics.split;
   const ease = model.metrics.ease ?? {};
+  const served = model.metrics.served;
   $("facts").replaceChildren(
     ...fact("Version", model.model_version),
     ...fact("Created", model.created_at ?? "unknown"),
@@ -66,18 +68,24 @@ async function main() {
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),
     ...fact("Split", `${split.name}: ${split.description}`),
     ...fact("Masked", split.seen_masked),
-    ...fact("EASE", ease.lambda !== undefined ? `λ = ${ease.lambda}, chosen on the validation split` : `not scored: ${ease.skipped ?? "not run"}`),
+    ...(served ? fact("Served", `${served.shares.lightfm} × LightFM + ${served.shares.item_item} × item-item, ${served.normalization}; chosen on the validation split`) : []),
+    ...(served ? fact("Item-item", `${served.item_item.method}, λ = ${served.item_item.lambda}, ${served.item_item.weights} weights (${served.item_item.dtype})`) : []),
+    ...fact("EASE (dense, a yardstick)", ease.lambda !== undefined ? `λ = ${ease.lambda}, chosen on the validation split` : `not scored: ${ease.skipped ?? "not run"}`),
   );
   const m = model.metrics.models;
+  const cell = (value) => el("td", { text: value === undefined ? "–" : value.toFixed(4) });
   $("metrics").tBodies[0].replaceChildren(...Object.keys(m.lightfm).filter((k) => k !== "users").map((name) => {
-    const ours = m.lightfm[name], base = m.popularity[name], yardstick = m.ease?.[name];
-    return el("tr", {}, el("th", { scope: "row", text: name }), el("td", { text: ours.toFixed(4) }),
-      el("td", { text: base.toFixed(4) }), el("td", { text: yardstick === undefined ? "–" : yardstick.toFixed(4) }),
+    const ours = (m.served ?? m.lightfm)[name], base = m.popularity[name];
+    return el("tr", {}, el("th", { scope: "row", text: name }), cell(m.served?.[name]), cell(m.lightfm[name]),
+      cell(m.item_item?.[name]), cell(base), cell(m.ease?.[name]),
       el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
   }));
   const folded = model.metrics.fold_in;
   if (folded) {
-    const names = { fold_in: "fold-in (the visitor's likes, no retraining)", popularity: "popularity", trained_in: "trained on them (upper bound)" };
+    const names = {
+      fold_in: "served, folded in (the visitor's likes, no retraining)", trained_in: "served, trained on them (upper bound)",
+      fold_in_lightfm: "LightFM alone, folded in", trained_in_lightfm: "LightFM alone, trained on them", popularity: "popularity",
+    };
     $("fold-in-note").textContent = `${folded.users} users were left out of a separate fit; their earlier likes were folded in (${folded.method}) and their later likes had to be found, seen movies masked.`;
     $("fold-in").tBodies[0].replaceChildren(...Object.entries(folded.models).map(([name, m]) =>
       el("tr", {}, el("th", { scope: "row", text: names[name] ?? name }),

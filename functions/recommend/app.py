@@ -10,7 +10,7 @@ from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, 
 from recsys.tracing import create_tracer
 
 #: The parts of the model this function reads (`recsys.parts.PARTS`).
-MODEL_PARTS = ("catalog", "item_vectors", "user_vectors", "histories")
+MODEL_PARTS = ("catalog", "item_vectors", "item_item", "user_vectors", "histories")
 
 tracer = create_tracer()
 metrics = telemetry.Metrics(namespace=api.NAMESPACE)

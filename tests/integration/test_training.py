@@ -13,6 +13,7 @@ from recsys.config import Settings
 from recsys.store import LocalReader, ModelStore
 from recsys.uri import ModelUri
 from tests import data
+from training import itemitem
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import read_ratings
@@ -39,10 +40,17 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     assert metrics["split"]["name"] == "per_user_latest_likes" and metrics["k"] == 10
     assert metrics["split"]["evaluated_users"] == metrics["models"]["lightfm"]["users"] > 0
     names = {"precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10"}
-    assert all(names <= set(metrics["models"][m]) for m in ("lightfm", "popularity", "ease"))
+    assert all(names <= set(metrics["models"][m]) for m in ("served", "lightfm", "item_item", "popularity", "ease"))
     assert f"{metrics['ease']['lambda']:g}" in metrics["ease"]["validation_ndcg@10"]
+    blend = metrics["served"]
+    assert blend["components"] == ["lightfm", "item_item"] and sum(blend["shares"].values()) == pytest.approx(1)
+    assert f"{blend['item_item']['lambda']:g}" in blend["validation_ndcg@10"]["lambda"]
+    assert f"{blend['shares']['lightfm']:g}" in blend["validation_ndcg@10"]["lightfm_share"]
+    np.testing.assert_allclose(model.blend_shares, [blend["shares"]["lightfm"], blend["shares"]["item_item"]])
+    assert model.item_item_weights.size == blend["item_item"]["weights"]
     folded = metrics["fold_in"]
-    assert set(folded["models"]) == {"fold_in", "popularity", "trained_in"} and folded["users"] > 0
+    assert set(folded["models"]) == {"fold_in", "trained_in", "fold_in_lightfm", "trained_in_lightfm", "popularity"}
+    assert folded["users"] > 0
     assert folded["method"] and "fold-in" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
@@ -59,7 +67,7 @@ def test_artifact_ranks_exactly_like_lightfm_predict(checkerboard_dir: Path, kin
     m = to_matrix(data_.users[pos], data_.items[pos], (data_.user_ids.size, data_.item_ids.size))
     model, _, _ = lfm.fit(params, m.tocoo(), features, 5, progress=False)
     prov = {"version": "t", "params": {"min_rating": 4.0}}
-    artifact = lfm.build_artifact(model, features, data_, cat, prov)
+    artifact = lfm.build_artifact(model, features, data_, cat, prov, itemitem.fit(m, (10.0,))[10.0], 1.0)
     items = np.arange(data_.item_ids.size, dtype=np.int32)
     for u in range(data_.user_ids.size):
         expected = model.predict(np.full(items.size, u, dtype=np.int32), items, item_features=features)
@@ -155,3 +163,51 @@ def test_the_model_cache_key_follows_the_code_and_the_titles(
     assert len(pipeline.code_fingerprint()) == 64
     monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "other code")
     assert pipeline.cache_folder(tmp_path, clean_data, params, raw.movies) != key
+
+
+def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
+    checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the real pipeline, with what it hands the item-item fits and the choosers recorded
+    from training import itemitem, pipeline
+
+    splits, fitted, chosen = [], [], []
+    real_split, real_fit = pipeline.make_split, itemitem.fit
+    real_lambda, real_share = itemitem.choose_lambda, itemitem.choose_share
+
+    def split(*args: object, **kwargs: object) -> object:
+        splits.append(real_split(*args, **kwargs))  # type: ignore[arg-type]
+        return splits[-1]
+
+    def fit(x: object, *args: object, **kwargs: object) -> object:
+        fitted.append(x)
+        return real_fit(x, *args, **kwargs)  # type: ignore[arg-type]
+
+    def choose_lambda(models: object, likes: object, seen: object, relevant: object, users: object) -> object:
+        chosen.extend([likes, seen, relevant])
+        return real_lambda(models, likes, seen, relevant, users)  # type: ignore[arg-type]
+
+    def choose_share(lightfm: object, item_item: object, seen: object, relevant: object, users: object) -> object:
+        chosen.extend([seen, relevant])
+        return real_share(lightfm, item_item, seen, relevant, users)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "make_split", split)
+    monkeypatch.setattr(itemitem, "fit", fit)
+    monkeypatch.setattr(itemitem, "choose_lambda", choose_lambda)
+    monkeypatch.setattr(itemitem, "choose_share", choose_share)
+    raw = read_ratings(checkerboard_dir)
+    data_ = clean(raw, 4.0, 0.01)
+    params = lfm.TrainParams(components=8, epochs=5, threads=1, early_stopping=False)
+    # WHEN it trains
+    pipeline.train_and_evaluate(data_, raw.movies, params, progress=False)
+    # THEN the first split is the test split; every like it holds out is absent from what chose λ and
+    # the shares, and from the item-item model fitted to choose them
+    test = splits[0].test
+    held_out = set(zip(data_.users[test].tolist(), data_.items[test].tolist(), strict=True))
+    assert held_out and len(chosen) == 5
+    for matrix in [fitted[0], *chosen]:
+        coo = matrix.tocoo()  # type: ignore[attr-defined]
+        assert not held_out & set(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
+    # and the control: the evaluation fit does hold the training side, the final fit everything
+    final = fitted[-1].tocoo()  # type: ignore[attr-defined]
+    assert held_out <= set(zip(final.row.tolist(), final.col.tolist(), strict=True))

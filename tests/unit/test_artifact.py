@@ -20,7 +20,8 @@ FUNCTION_PARTS = model_parts()
 def tiny(**changes: object) -> ModelArtifact:
     """3 users, 4 items in 2 dimensions; item 0 and 1 point the same way, 2 and 3 the other.
 
-    User 10 liked item 0, user 20 liked item 2, user 30 liked nothing and rated item 3 low.
+    User 10 liked item 0, user 20 liked item 2, user 30 liked nothing and rated item 3 low. The
+    item-item model has no weights and no share: the personalized scores rank as LightFM's.
     """
     items = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     users = np.array([[1, 0], [0, 1], [0.5, 0.5]], dtype=np.float32)
@@ -29,7 +30,9 @@ def tiny(**changes: object) -> ModelArtifact:
     fields: dict[str, object] = dict(
         user_ids=np.array([10, 20, 30], dtype=np.int32), item_ids=np.array([100, 200, 300, 400], dtype=np.int32),
         user_factors=users, user_biases=np.zeros(3, np.float32), item_factors=items,
-        item_biases=np.zeros(4, np.float32), item_unit=unit, neighbours=neighbours, neighbour_sims=neighbour_sims,
+        item_biases=np.zeros(4, np.float32), neighbours=neighbours, neighbour_sims=neighbour_sims,
+        item_item_indptr=np.zeros(5, np.int64), item_item_targets=np.zeros(0, np.int16),
+        item_item_weights=np.zeros(0, np.float16), blend_shares=np.array([1, 0], np.float32),
         popularity=np.array([2, 0, 1, 3], np.int32), like_counts=np.array([5, 3, 9, 1], np.int32),
         history_indptr=np.array([0, 1, 2, 2], np.int64), history_items=np.array([0, 2], np.int16),
         history_ratings=np.array([10, 8], np.uint8), history_days=np.array([10000, 10001], np.uint16),

@@ -37,7 +37,7 @@ def test_search_matches_the_reference_ranking(titles: list[str], likes: list[int
         item_ids=np.arange(1, n + 1, dtype=np.int32), titles=tuple(titles), like_counts=counts,
         popularity=np.lexsort((np.arange(n), -counts)).astype(np.int32), years=np.zeros(n, np.int16),
         item_genres=np.zeros(n, np.uint32), item_factors=np.zeros((n, 2), np.float32),
-        item_unit=np.zeros((n, 2), np.float32), item_biases=np.zeros(n, np.float32),
+        item_item_indptr=np.zeros(n + 1, np.int64), item_biases=np.zeros(n, np.float32),
         neighbours=base.neighbours[:0], neighbour_sims=base.neighbour_sims[:0],
     )  # fmt: skip
     got = [m["movie_id"] - 1 for m in service.search_movies(model, query, limit)["items"]]

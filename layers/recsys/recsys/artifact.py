@@ -45,8 +45,15 @@ class ModelArtifact:
     item_biases : ndarray of float32, shape (n_items,)
         LightFM representations: score(u, i) = user_biases[u] + item_biases[i]
         + user_factors[u] @ item_factors[i], exactly what `LightFM.predict` computes.
-    item_unit : ndarray of float32, shape (n_items, d)
-        `item_factors` scaled to unit length (all-zero rows stay zero), for cosine similarity.
+    item_item_indptr : ndarray of int64, shape (n_items + 1,)
+    item_item_targets : ndarray of int (as `history_items`), shape (n_weights,)
+    item_item_weights : ndarray of float16, shape (n_weights,)
+        The sparse item-item model (`training.itemitem`), CSR by liked item: row i lists the
+        items i points at and how much; a user's item-item scores are the sum of the rows of the
+        items they like.
+    blend_shares : ndarray of float32, shape (2,)
+        LightFM's and the item-item model's shares of the personalized score, each model's scores
+        z-scored per user first (`scoring.blend`); chosen by training on its validation split.
     neighbours : ndarray of uint16 (int32 above 65,535 items), shape (n_items, m)
     neighbour_sims : ndarray of float32, shape (n_items, m)
         Each item's m = min(MAX_NEIGHBOURS, n_items - 1) nearest items, best first, and their
@@ -91,7 +98,10 @@ class ModelArtifact:
     user_biases: np.ndarray
     item_factors: np.ndarray
     item_biases: np.ndarray
-    item_unit: np.ndarray
+    item_item_indptr: np.ndarray
+    item_item_targets: np.ndarray
+    item_item_weights: np.ndarray
+    blend_shares: np.ndarray
     neighbours: np.ndarray
     neighbour_sims: np.ndarray
     popularity: np.ndarray
@@ -213,20 +223,38 @@ class ModelArtifact:
         """ISO date of a history row."""
         return (_EPOCH + dt.timedelta(days=int(self.history_days[row]))).isoformat()
 
+    @cached_property
+    def item_unit(self) -> np.ndarray:
+        """`item_factors` scaled to unit length (all-zero rows stay zero), for cosine similarity:
+        computed on first use (a millisecond at the ML-10M shape), not published (2.7 MB)."""
+        return unit_rows(self.item_factors)
+
     # -- scoring ----------------------------------------------------------------------------
 
     def score_user(self, u: int) -> np.ndarray:
-        """Scores of every item for user index `u`, float32 of shape (n_items,)."""
+        """LightFM's scores of every item for user index `u`, float32 of shape (n_items,)."""
         return scoring.user_scores(
             self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
         )
 
+    def item_item_scores(self, liked: np.ndarray) -> np.ndarray:
+        """The item-item model's scores of every item for someone who likes `liked` (item indices)."""
+        return scoring.item_item_scores(
+            self.item_item_indptr, self.item_item_targets, self.item_item_weights, liked, self.n_items
+        )
+
+    def personal_scores(self, u: int) -> np.ndarray:
+        """The served personalized score of every item for user index `u`: LightFM's and the
+        item-item model's, blended (`scoring.blend`)."""
+        liked = self.history_items[self.liked(u)].astype(np.int64)
+        return scoring.blend(self.score_user(u), self.item_item_scores(liked), self.blend_shares)
+
     def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for user index `u` among those the user has not rated at all.
 
-        Returns ``(items, scores)``: int64 indices best first, and their float32 scores.
+        Returns ``(items, scores)``: int64 indices best first, and their float32 blended scores.
         """
-        scores = self.score_user(u)
+        scores = self.personal_scores(u)
         scores[self.history_items[self.liked(u)]] = -np.inf
         scores[self.unliked_items[self.unliked(u)]] = -np.inf
         return self._best(scores, k, genre_bit)
@@ -234,13 +262,15 @@ class ModelArtifact:
     def recommend_for(
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The k best items for a visitor the model was not trained on, folded in from `liked`.
+        """The k best items for a visitor the model was not trained on: LightFM's side folded in
+        from `liked`, the item-item side from `liked` directly, blended as for a trained user.
 
         `liked` (unique item indices, at least one) and `exclude` (item indices) are never returned.
         Returns ``(items, scores)`` as `recommend` does.
         """
         vector = scoring.fold_in(self.item_factors, liked, self.fold_in_map)
-        scores = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
+        lightfm = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
+        scores = scoring.blend(lightfm, self.item_item_scores(liked), self.blend_shares)
         scores[liked] = -np.inf
         scores[exclude] = -np.inf
         return self._best(scores, k, genre_bit)
@@ -284,11 +314,29 @@ class ModelArtifact:
         return self.because_liked(self.history_items[self.liked(u)].astype(np.int64), items, n)
 
     def because_liked(self, liked: np.ndarray, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
-        """For each item, up to `n` of the `liked` item indices most similar to it, best first."""
+        """For each item, up to `n` of the `liked` item indices behind it, best first.
+
+        Those whose item-item weight towards the item is positive, largest first: what they add
+        to its score, said directly. When none has, LightFM's side put it there: the liked items
+        whose vectors are the most cosine-similar to it.
+        """
         if liked.size == 0:
             return [np.empty(0, dtype=np.int64) for _ in items]
-        sims = self.item_unit[items] @ self.item_unit[liked].T  # (len(items), n_liked)
-        return [liked[scoring.top_k(row, n)] for row in sims]
+        starts, stops = self.item_item_indptr[liked].tolist(), self.item_item_indptr[liked + 1].tolist()
+        lengths = np.subtract(stops, starts)
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+        sources, targets = np.repeat(liked, lengths), self.item_item_targets[rows]
+        weights = self.item_item_weights[rows].astype(np.float32)
+        reasons = []
+        for item in items.tolist():
+            mine = np.flatnonzero((targets == item) & (weights > 0))
+            if mine.size:
+                order = np.lexsort((sources[mine], -weights[mine]))[:n]
+                reasons.append(sources[mine][order])
+            else:
+                sims = self.item_unit[liked] @ self.item_unit[item]
+                reasons.append(liked[scoring.top_k(sims, n)])
+        return reasons
 
     # -- integrity --------------------------------------------------------------------------
 
@@ -296,6 +344,13 @@ class ModelArtifact:
         """Raise ValueError naming the first field that is wrong (see `recsys.parts.check_parts`)."""
         state = vars(self)
         check_parts({name: {f: state[f] for f in names} for name, names in PARTS.items() if names[0] in state})
+
+
+def unit_rows(factors: np.ndarray) -> np.ndarray:
+    """Rows of `factors` scaled to unit length (all-zero rows stay zero), float32."""
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    unit: np.ndarray = np.divide(factors, norms, out=np.zeros(factors.shape, dtype=np.float32), where=norms > 0)
+    return unit
 
 
 def similar_to(unit: np.ndarray, i: int, k: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -43,7 +43,7 @@ from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
 MODELS = "models"
-SCHEMA_VERSION = 4  # 2: neighbour lists; 3: seen sets, neighbours only liked, fold-in map; 4: framed parts
+SCHEMA_VERSION = 4  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item
 
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
@@ -270,7 +270,8 @@ MAX_NEIGHBOURS = 100
 
 class Spec(NamedTuple):
     """One field: its Python type and, for arrays, the dtypes it may have and its shape in named
-    dimensions ("items", "users", "d", "likes", "unliked", "neighbours"; "+1" adds one)."""
+    dimensions ("items", "users", "d", "likes", "unliked", "neighbours", "weights",
+    "shares"; "+1" adds one)."""
 
     kind: type = np.ndarray
     dtypes: tuple[str, ...] = ()
@@ -295,8 +296,13 @@ SPECS: dict[str, dict[str, Spec]] = {
     "item_vectors": {
         "item_factors": Spec(dtypes=("float32",), shape=("items", "d")),
         "item_biases": Spec(dtypes=("float32",), shape=("items",)),
-        "item_unit": Spec(dtypes=("float32",), shape=("items", "d")),
         "fold_in_map": Spec(dtypes=("float32",), shape=("d+1", "d")),
+    },
+    "item_item": {
+        "item_item_indptr": Spec(dtypes=("int64",), shape=("items+1",)),
+        "item_item_targets": Spec(dtypes=_INDEX, shape=("weights",)),
+        "item_item_weights": Spec(dtypes=("float16",), shape=("weights",)),
+        "blend_shares": Spec(dtypes=("float32",), shape=("shares",)),
     },
     "neighbours": {
         "neighbours": Spec(dtypes=("uint16", "int32"), shape=("items", "neighbours")),
@@ -319,10 +325,11 @@ SPECS: dict[str, dict[str, Spec]] = {
     },
 }
 #: The ids first, so that sizes are measured against them.
-CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "neighbours", "user_vectors")
+CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "item_item", "neighbours", "user_vectors")
 #: The parts a model is published in, and the fields of each. Every function loads "catalog".
 PARTS: dict[str, tuple[str, ...]] = {name: tuple(fields) for name, fields in SPECS.items()}
-_FINITE = ("item_factors", "item_biases", "item_unit", "fold_in_map", "user_factors", "user_biases")
+_FINITE = ("item_factors", "item_biases", "fold_in_map", "user_factors", "user_biases", "item_item_weights",
+           "blend_shares")  # fmt: skip
 
 
 def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
@@ -338,7 +345,7 @@ def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
         raise ValueError("no catalog part: every model needs it")
     if "ratings" in parts and "histories" not in parts:
         raise ValueError("the ratings part needs the histories part")
-    dims: dict[str, int] = {}
+    dims: dict[str, int] = {"shares": 2}  # LightFM's and the item-item model's
     for name in sorted(parts, key=lambda n: CHECK_ORDER.index(n) if n in CHECK_ORDER else -1):
         if name not in PARTS:
             raise ValueError(f"unknown part {name!r}")
@@ -380,11 +387,12 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
         ids = fields.get(name)
         if ids is not None and ids.size > 1 and np.any(np.diff(ids) <= 0):
             raise ValueError(f"{name}: expected strictly ascending integers")
-    for name in ("history_items", "unliked_items", "neighbours"):
+    for name in ("history_items", "unliked_items", "neighbours", "item_item_targets"):
         arr = fields.get(name)
         if arr is not None and arr.size and (arr.min() < 0 or arr.max() >= items):
             raise ValueError(f"{name}: index out of range")
-    for indptr, rows in (("history_indptr", "history_items"), ("unliked_indptr", "unliked_items")):
+    for indptr, rows in (("history_indptr", "history_items"), ("unliked_indptr", "unliked_items"),
+                         ("item_item_indptr", "item_item_targets")):  # fmt: skip
         offsets = fields.get(indptr)
         if offsets is not None and (
             offsets[0] != 0 or offsets[-1] != fields[rows].shape[0] or np.any(np.diff(offsets) < 0)
@@ -400,6 +408,10 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
             raise ValueError("popularity: expected every item index exactly once")
         if fields["like_counts"].size and fields["like_counts"].min() < 0:
             raise ValueError("like_counts: negative")
+    if part == "item_item":
+        shares = fields["blend_shares"]
+        if shares.min() < 0 or shares.sum() <= 0:
+            raise ValueError("blend_shares: expected non-negative shares, not all zero")
     if part == "neighbours":
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():

@@ -68,14 +68,29 @@ class Movie(TypedDict):
 
 
 class Recommendation(Movie):
-    score: float
+    score: Annotated[
+        float,
+        doc("personalized: the blended score (a weighted sum of z-scores, higher is better); popularity: likes"),
+    ]
     because_you_liked: Annotated[list[Movie] | None, doc("With explain: the liked movies behind the pick")]
+
+
+class Blend(TypedDict):
+    lightfm: Annotated[float, doc("LightFM's share of the personalized score")]
+    item_item: Annotated[float, doc("The sparse item-item model's share (GET /model: its method, λ, weights)")]
+
+
+BlendShares = Annotated[
+    Blend | None,
+    doc("With model=personalized: what the score blends, each part z-scored per user first; otherwise null"),
+]
 
 
 class Recommendations(TypedDict):
     model_version: str
     user_id: int
     model: Literal["personalized", "popularity"]
+    blend: BlendShares
     k: int
     genre: str | None
     fallback: Annotated[
@@ -91,6 +106,7 @@ class Recommendations(TypedDict):
 class TasteRecommendations(TypedDict):
     model_version: str
     model: Literal["personalized", "popularity"]
+    blend: BlendShares
     k: int
     genre: str | None
     fallback: Annotated[

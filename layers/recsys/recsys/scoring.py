@@ -88,3 +88,51 @@ def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray)
     mean = item_factors[liked].mean(axis=0, dtype=np.float32)
     vector: np.ndarray = mean @ projection[:-1] + projection[-1]
     return vector
+
+
+def item_item_scores(
+    indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, liked: np.ndarray, n_items: int
+) -> np.ndarray:
+    """The item-item model's score of every item for someone who likes `liked`: the sum of the
+    liked items' rows of the sparse weights (CSR by liked item).
+
+    Parameters
+    ----------
+    indptr : ndarray of int, shape (n_items + 1,)
+    targets : ndarray of int, shape (n_weights,)
+    weights : ndarray of float16, shape (n_weights,)
+    liked : ndarray of int, shape (n,)
+        Item indices (callers pass unique ones); none gives all zeros.
+    n_items : int
+
+    Returns
+    -------
+    ndarray of float32, shape (n_items,)
+    """
+    starts, stops = indptr[liked], indptr[liked + 1]
+    if liked.size == 1:
+        rows = np.arange(int(starts[0]), int(stops[0]))
+    else:
+        lengths = stops - starts
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    scores: np.ndarray = np.bincount(targets[rows], weights=weights[rows], minlength=n_items).astype(np.float32)
+    return scores
+
+
+def blend(lightfm: np.ndarray, item_item: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The served score: each model's scores z-scored over the items (along the last axis), mixed by
+    `shares` (LightFM's, the item-item model's). A model whose scores are all equal adds nothing.
+
+    Works on one user's scores (shape (n_items,)) and on a batch (shape (users, n_items)) alike:
+    training evaluates the same arithmetic that serving runs. Returns float32.
+    """
+    out: np.ndarray = np.float32(shares[0]) * standardize(lightfm) + np.float32(shares[1]) * standardize(item_item)
+    return out
+
+
+def standardize(scores: np.ndarray) -> np.ndarray:
+    """Scores z-scored along the last axis (mean 0, standard deviation 1; all equal: all 0), float32."""
+    mean = scores.mean(axis=-1, keepdims=True, dtype=np.float64)
+    std = scores.std(axis=-1, keepdims=True, dtype=np.float64)
+    z: np.ndarray = ((scores - mean) / np.where(std > 0, std, np.inf)).astype(np.float32)
+    return z

@@ -13,6 +13,7 @@ import numpy as np
 from recsys.artifact import ModelArtifact
 from recsys.errors import UnknownGenreError, UnknownMovieError, UnknownUserError
 from recsys.schemas import (
+    Blend,
     History,
     Liked,
     ModelInfo,
@@ -45,8 +46,8 @@ def recommendations(
     bit = _genre_bit(model, genre)
     u = model.user_index(user_id)
     answer: Recommendations = {
-        "model_version": model.version, "user_id": user_id, "model": "popularity", "k": k, "genre": genre,
-        "fallback": None, "items": [],
+        "model_version": model.version, "user_id": user_id, "model": "popularity", "blend": None, "k": k,
+        "genre": genre, "fallback": None, "items": [],
     }  # fmt: skip
     if u is None:
         answer["fallback"] = "unknown_user"
@@ -61,7 +62,13 @@ def recommendations(
         items, scores = model.recommend(u, k, bit)
         reasons = model.because(u, items) if explain else None
         answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
+        answer["blend"] = _blend(model)
     return answer
+
+
+def _blend(model: ModelArtifact) -> Blend:
+    lightfm, item_item = model.blend_shares.tolist()
+    return {"lightfm": round(lightfm, 6), "item_item": round(item_item, 6)}
 
 
 def recommendations_for(
@@ -79,6 +86,7 @@ def recommendations_for(
     answer: TasteRecommendations = {
         "model_version": model.version,
         "model": "popularity",
+        "blend": None,
         "k": k,
         "fallback": None,
         "genre": genre,
@@ -93,6 +101,7 @@ def recommendations_for(
     items, scores = model.recommend_for(liked, disliked, k, bit)
     reasons = model.because_liked(liked, items) if explain else None
     answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
+    answer["blend"] = _blend(model)
     return answer
 
 

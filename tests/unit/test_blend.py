@@ -1,0 +1,122 @@
+"""The served blend with known answers: LightFM and the item-item model, each alone and together.
+
+Artifacts are built by hand where one part is neutral (all its scores equal: its z-score is zero)
+and the other is not, so the right ranking is obvious; the item-item model itself is fitted on a
+checkerboard by the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import scoring
+from recsys.artifact import ModelArtifact
+from tests.unit.test_artifact import tiny
+from training import itemitem
+from training.split import to_matrix
+
+pytestmark = pytest.mark.unit
+
+
+def with_item_item(model: ModelArtifact, rows: dict[int, dict[int, float]], shares: tuple[float, float]) -> Any:
+    """`model` with item-item weights `rows` (liked item -> {item: weight}) and blend `shares`."""
+    indptr, targets, weights = [0], [], []
+    for i in range(model.n_items):
+        row = sorted(rows.get(i, {}).items())
+        targets += [t for t, _ in row]
+        weights += [w for _, w in row]
+        indptr.append(len(targets))
+    return dataclasses.replace(
+        model, item_item_indptr=np.array(indptr, np.int64), item_item_targets=np.array(targets, np.int16),
+        item_item_weights=np.array(weights, np.float16), blend_shares=np.array(shares, np.float32),
+    )  # fmt: skip
+
+
+NEUTRAL_ITEMS = np.zeros((4, 2), np.float32)  # LightFM scores all equal: its side says nothing
+
+
+def test_only_the_item_item_side_supports_a_movie_it_comes_first() -> None:
+    # GIVEN user 10 (liked item 0), LightFM neutral, and item 0 pointing strongly at item 3
+    model = with_item_item(tiny(item_factors=NEUTRAL_ITEMS), {0: {3: 2.0, 2: 0.1}}, (0.5, 0.5))
+    # WHEN recommending THEN item 3 leads, then item 2, and the liked item 0 never appears
+    items, _ = model.recommend(0, 3)
+    assert items.tolist()[:2] == [3, 2] and 0 not in items.tolist()
+
+
+def test_only_the_lightfm_side_supports_a_movie_it_comes_first() -> None:
+    # GIVEN user 10 whose vector points at items 0 and 1, and no item-item weight at all
+    model = with_item_item(tiny(), {}, (0.5, 0.5))
+    # WHEN recommending THEN item 1 (LightFM's best unseen) leads
+    assert model.recommend(0, 3)[0].tolist()[0] == 1
+
+
+def test_the_shares_decide_between_two_parts_that_disagree() -> None:
+    # GIVEN LightFM favouring item 1 for user 10, and the item-item model favouring item 3
+    rows = {0: {3: 5.0}}
+    # WHEN LightFM has most of the blend THEN item 1 leads; WHEN the item-item model has THEN item 3
+    assert with_item_item(tiny(), rows, (0.9, 0.1)).recommend(0, 1)[0].tolist() == [1]
+    assert with_item_item(tiny(), rows, (0.1, 0.9)).recommend(0, 1)[0].tolist() == [3]
+
+
+def test_a_seen_movie_is_never_returned_whatever_a_part_says() -> None:
+    # GIVEN user 30, who rated item 3 low and liked nothing else, and weights that push item 3 hardest
+    model = with_item_item(tiny(), {0: {3: 9.0}, 2: {3: 9.0}}, (0.1, 0.9))
+    # WHEN a visitor who liked items 0 and 2 and disliked 3 is served THEN 3 is never among the picks
+    items, _ = model.recommend_for(np.array([0, 2]), np.array([3]), 4)
+    assert 3 not in items.tolist() and not {0, 2} & set(items.tolist())
+    # and a trained user who rated item 3 (low) never gets it, from either part
+    model = with_item_item(tiny(history_indptr=np.array([0, 1, 2, 3], np.int64),
+                                history_items=np.array([0, 2, 0], np.int16),
+                                history_ratings=np.array([10, 8, 10], np.uint8),
+                                history_days=np.array([1, 2, 3], np.uint16)),
+                           {0: {3: 9.0}}, (0.1, 0.9))  # fmt: skip
+    assert 3 not in model.recommend(2, 4)[0].tolist()
+
+
+def test_because_you_liked_names_the_liked_movie_whose_weight_put_the_pick_there() -> None:
+    # GIVEN a visitor who liked items 0 and 2, and only item 2 pointing at item 3
+    model = with_item_item(tiny(item_factors=NEUTRAL_ITEMS), {2: {3: 1.0}, 0: {1: 0.5}}, (0.5, 0.5))
+    # WHEN their picks are explained THEN item 3 is there because of item 2, item 1 because of item 0
+    items, _ = model.recommend_for(np.array([0, 2]), np.array([], np.int64), 2)
+    reasons = dict(zip(items.tolist(), (r.tolist() for r in model.because_liked(np.array([0, 2]), items)), strict=True))
+    assert reasons == {3: [2], 1: [0]}
+
+
+def checkerboard(groups: int = 2, users: int = 12, items: int = 8) -> sp.csr_matrix:
+    """Users of group g like every movie of group g except one (their own), nothing else."""
+    rows, cols = [], []
+    for u in range(groups * users):
+        g = u // users
+        for i in range(g * items, (g + 1) * items):
+            if i != g * items + u % items:
+                rows.append(u)
+                cols.append(i)
+    return to_matrix(np.array(rows), np.array(cols), (groups * users, groups * items))
+
+
+@pytest.mark.parametrize("dense_max", [itemitem.DENSE_MAX_ITEMS, 0])  # EASE pruned, and the neighbourhoods
+def test_a_visitors_likes_alone_rank_the_co_liked_movie_first(monkeypatch: pytest.MonkeyPatch, dense_max: int) -> None:
+    # GIVEN the item-item model fitted on a checkerboard, by either method
+    monkeypatch.setattr(itemitem, "DENSE_MAX_ITEMS", dense_max)
+    model = itemitem.fit(checkerboard(), (10.0,))[10.0]
+    # WHEN a visitor likes three movies of group 1, and LightFM has no vector for them (its side neutral)
+    liked = np.array([8, 9, 10])
+    scores = scoring.blend(np.zeros(16, np.float32), scoring.item_item_scores(
+        model.indptr, model.targets, model.weights, liked, 16), np.array([0.5, 0.5], np.float32))  # fmt: skip
+    scores[liked] = -np.inf
+    # THEN the other movies of group 1, and only they, come first
+    assert set(scoring.top_k(scores, 5).tolist()) == {11, 12, 13, 14, 15}
+
+
+def test_the_item_item_weights_keep_the_budget_and_never_point_at_themselves() -> None:
+    x = checkerboard(items=8)
+    model = itemitem.fit(x, (10.0,))[10.0]
+    b = model.matrix()
+    assert b.diagonal().tolist() == [0.0] * 16
+    assert np.diff(model.indptr).max() <= itemitem.keep_per_item(16)
+    assert model.weights.dtype == np.float16
