@@ -30,9 +30,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.artifact import ITEM_ITEM_LIKES
 from recsys.scoring import blend, standardize
 from training import ease
 from training.evaluate import ScoreFn, evaluate
+from training.split import to_matrix
 
 #: At most this many weights are kept in all (4 bytes each: 4.4 MB), `keep` per movie.
 MAX_WEIGHTS = 1_100_000
@@ -44,6 +46,9 @@ LAMBDAS_LARGE = (200.0, 800.0)
 #: LightFM's share of the blend, chosen by validation ndcg@10 of the blend: 1 is LightFM alone, 0
 #: the item-item model alone, so the blend is never worse on validation than the better of them.
 SHARES = (0.0, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: A trained user's item-item scores come from their newest likes, at most this many
+#: (`recsys.artifact.ITEM_ITEM_LIKES`, which serving applies): a user with 2,937 likes cost 8 ms.
+RECENT_LIKES = ITEM_ITEM_LIKES
 #: Movies of G computed, or their neighbourhoods chosen, per block (on a thread each).
 BLOCK = 1024
 
@@ -190,6 +195,20 @@ def _by_source(
     np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
     dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
     return ItemItem(indptr, targets[order].astype(dtype), weights[order], float(lam), method, keep)
+
+
+def recent_likes(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, order: np.ndarray, shape: tuple[int, int],
+    cap: int = RECENT_LIKES,
+) -> sp.csr_matrix:  # fmt: skip
+    """The binary likes matrix of each user's newest `cap` likes (ties: the later line), as serving
+    takes them from the history (newest first)."""
+    newest = np.lexsort((-order, -timestamps, users))
+    grouped = users[newest]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if grouped.size else grouped
+    rank = np.arange(grouped.size) - np.repeat(starts, np.diff(np.r_[starts, grouped.size]))
+    keep = newest[rank < cap]
+    return to_matrix(users[keep], items[keep], shape)
 
 
 def scorer(likes: sp.csr_matrix, model: ItemItem) -> ScoreFn:

@@ -51,6 +51,9 @@ def train_and_evaluate(
     def matrix(rows: np.ndarray) -> Any:
         return to_matrix(data.users[rows], data.items[rows], shape)
 
+    def recent(rows: np.ndarray) -> Any:  # what a trained user's item-item side reads, as served
+        return itemitem.recent_likes(data.users[rows], data.items[rows], data.timestamps[rows], data.order[rows], shape)
+
     kind, chosen_by = auto_split(data.timestamps) if params.split == "auto" else (params.split, "--split")
     split = make_split(kind, data.users, data.timestamps, data.order, liked, params.test_fraction)
     # validation: the same protocol again, inside what the test split leaves for training
@@ -77,8 +80,9 @@ def train_and_evaluate(
         tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
         lambdas = itemitem.LAMBDAS if shape[1] <= itemitem.DENSE_MAX_ITEMS else itemitem.LAMBDAS_LARGE
         candidates = itemitem.fit(val_train, lambdas, params.threads)
-        ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_train, val_seen, val_test, tune)
-        val_item_item = itemitem.scorer(val_train, candidates[ii_lambda])
+        val_recent = recent(period[val.train])
+        ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_recent, val_seen, val_test, tune)
+        val_item_item = itemitem.scorer(val_recent, candidates[ii_lambda])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
         share, share_grid = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
         del candidates, val_model
@@ -95,7 +99,7 @@ def train_and_evaluate(
     with phases("item-item: evaluation fit and scores"):
         train_gram = itemitem.gram(train_m, params.threads)  # kept for the fold-in's item-item side
         item_item = itemitem.fit_gram(train_gram, (ii_lambda,), params.threads)[ii_lambda]
-        item_item_scores = itemitem.scorer(train_m, item_item)
+        item_item_scores = itemitem.scorer(recent(split.train), item_item)
         results["item_item"] = evaluate(item_item_scores, seen_m, test_m, users=sample)
         served = itemitem.blend_scorer(trained, item_item_scores, share)
         results["served"] = evaluate(served, seen_m, test_m, users=sample)

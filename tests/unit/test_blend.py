@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys import scoring
+from recsys import artifact, scoring
 from recsys.artifact import ModelArtifact
 from tests.unit.test_artifact import tiny
 from training import itemitem
@@ -120,3 +120,41 @@ def test_the_item_item_weights_keep_the_budget_and_never_point_at_themselves() -
     assert b.diagonal().tolist() == [0.0] * 16
     assert np.diff(model.indptr).max() <= itemitem.keep_per_item(16)
     assert model.weights.dtype == np.float16
+
+
+def test_a_trained_users_item_item_side_reads_only_their_newest_likes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN user 10 who liked item 2 (newest) then item 0, each pointing at another movie
+    model = with_item_item(
+        tiny(history_indptr=np.array([0, 2, 3, 3], np.int64), history_items=np.array([2, 0, 2], np.int16),
+             history_ratings=np.array([10, 10, 8], np.uint8), history_days=np.array([9, 1, 5], np.uint16),
+             item_factors=NEUTRAL_ITEMS),
+        {2: {1: 1.0}, 0: {3: 5.0}}, (0.5, 0.5),
+    )  # fmt: skip
+    # WHEN every like counts THEN item 3 (the older like's, heavier) leads
+    assert model.recommend(0, 1)[0].tolist() == [3]
+    # WHEN only the newest like counts THEN item 1 leads
+    monkeypatch.setattr(artifact, "ITEM_ITEM_LIKES", 1)
+    assert model.recommend(0, 1)[0].tolist() == [1]
+
+
+def test_recent_likes_keeps_each_users_newest_as_the_history_orders_them() -> None:
+    # GIVEN user 0's likes at times 5, 9, 9 (lines 0, 1, 2) and 1; user 1's one like
+    users, items = np.array([0, 0, 0, 0, 1]), np.array([10, 11, 12, 13, 10])
+    timestamps, order = np.array([5, 9, 9, 1, 3]), np.arange(5)
+    # WHEN two are kept per user THEN user 0 keeps the two at time 9 (the later line first), user 1 its one
+    kept = itemitem.recent_likes(users, items, timestamps, order, (2, 14), cap=2)
+    assert kept[0].indices.tolist() == [11, 12] and kept[1].indices.tolist() == [10]
+    assert itemitem.recent_likes(users, items, timestamps, order, (2, 14), cap=3)[0].indices.tolist() == [10, 11, 12]
+
+
+def test_one_users_blend_is_the_same_as_in_a_batch() -> None:
+    # GIVEN scores of three users, one with all scores equal WHEN blended one by one and as a batch
+    rng = np.random.default_rng(7)
+    lightfm, item_item = rng.normal(size=(3, 50)).astype(np.float32), rng.exponential(size=(3, 50)).astype(np.float32)
+    item_item[1] = 0.0
+    shares = np.array([0.7, 0.3], np.float32)
+    batch = scoring.blend(lightfm, item_item, shares)
+    # THEN every bit agrees: training evaluates exactly what serving computes
+    for r in range(3):
+        assert np.array_equal(scoring.blend(lightfm[r], item_item[r], shares), batch[r])
+    assert np.array_equal(batch[1], np.float32(0.7) * scoring.standardize(lightfm[1]))

@@ -29,6 +29,10 @@ from recsys.parts import MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dum
 from recsys.search import SearchIndex
 
 _EPOCH = dt.date(1970, 1, 1)
+#: A trained user's item-item scores come from their newest likes, at most this many: the sum's
+#: cost grows with the likes (8 ms for the heaviest user at the ML-10M shape), and training
+#: evaluates the same cap (`training.itemitem.recent_likes`).
+ITEM_ITEM_LIKES = 256
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -237,17 +241,27 @@ class ModelArtifact:
             self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
         )
 
+    @cached_property
+    def item_item_weights32(self) -> np.ndarray:
+        """`item_item_weights` as float32, made on first use (2 ms at the ML-10M shape): numpy
+        emulates float16 arithmetic, which made a heavy user's sum ten times slower."""
+        return self.item_item_weights.astype(np.float32)
+
     def item_item_scores(self, liked: np.ndarray) -> np.ndarray:
-        """The item-item model's scores of every item for someone who likes `liked` (item indices)."""
+        """The item-item model's scores of every item for someone who likes `liked` (item indices);
+        all zeros when its share of the blend is 0 (what it adds then)."""
+        if not self.blend_shares[1]:
+            return np.zeros(self.n_items, dtype=np.float32)
         return scoring.item_item_scores(
-            self.item_item_indptr, self.item_item_targets, self.item_item_weights, liked, self.n_items
+            self.item_item_indptr, self.item_item_targets, self.item_item_weights32, liked, self.n_items
         )
 
     def personal_scores(self, u: int) -> np.ndarray:
         """The served personalized score of every item for user index `u`: LightFM's and the
-        item-item model's, blended (`scoring.blend`)."""
-        liked = self.history_items[self.liked(u)].astype(np.int64)
-        return scoring.blend(self.score_user(u), self.item_item_scores(liked), self.blend_shares)
+        item-item model's (from their newest `ITEM_ITEM_LIKES` likes), blended (`scoring.blend`)."""
+        rows = self.liked(u)
+        newest = self.history_items[rows.start : min(rows.stop, rows.start + ITEM_ITEM_LIKES)].astype(np.int64)
+        return scoring.blend(self.score_user(u), self.item_item_scores(newest), self.blend_shares)
 
     def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for user index `u` among those the user has not rated at all.

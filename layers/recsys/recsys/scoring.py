@@ -100,7 +100,7 @@ def item_item_scores(
     ----------
     indptr : ndarray of int, shape (n_items + 1,)
     targets : ndarray of int, shape (n_weights,)
-    weights : ndarray of float16, shape (n_weights,)
+    weights : ndarray of float32 (or float16, slower), shape (n_weights,)
     liked : ndarray of int, shape (n,)
         Item indices (callers pass unique ones); none gives all zeros.
     n_items : int
@@ -109,6 +109,8 @@ def item_item_scores(
     -------
     ndarray of float32, shape (n_items,)
     """
+    if liked.size == 0:
+        return np.zeros(n_items, dtype=np.float32)
     starts, stops = indptr[liked], indptr[liked + 1]
     if liked.size == 1:
         rows = np.arange(int(starts[0]), int(stops[0]))
@@ -131,8 +133,17 @@ def blend(lightfm: np.ndarray, item_item: np.ndarray, shares: np.ndarray) -> np.
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
-    """Scores z-scored along the last axis (mean 0, standard deviation 1; all equal: all 0), float32."""
-    mean = scores.mean(axis=-1, keepdims=True, dtype=np.float64)
-    std = scores.std(axis=-1, keepdims=True, dtype=np.float64)
-    z: np.ndarray = ((scores - mean) / np.where(std > 0, std, np.inf)).astype(np.float32)
+    """Scores z-scored along the last axis (mean 0, standard deviation 1; all equal: all 0), float32.
+
+    The mean and deviation are accumulated in float64, the scores shifted and scaled in float32;
+    one user's scores (1-D, the request path) and a batch's rows (training) come out the same.
+    """
+    if scores.ndim == 1:
+        mean, std = scores.mean(dtype=np.float64), scores.std(dtype=np.float64)
+        one: np.ndarray = (scores - np.float32(mean)) * np.float32(1.0 / std if std > 0 else 0.0)
+        return one
+    means = scores.mean(axis=-1, keepdims=True, dtype=np.float64)
+    stds = scores.std(axis=-1, keepdims=True, dtype=np.float64)
+    scale = np.divide(1.0, stds, out=np.zeros_like(stds), where=stds > 0).astype(np.float32)
+    z: np.ndarray = (scores - means.astype(np.float32)) * scale
     return z
