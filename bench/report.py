@@ -152,7 +152,8 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         f"{_spread(s['ingest']['parse_seconds'])} s.",
         f"- Training end to end: {t['seconds']:.1f} s, {t['epochs']} epochs per fit, peak RSS {t['peak_rss_mb']:,} MB; "
         f"LightFM epoch on all positives ({side['positives']:,}): {_spread(side['epoch_seconds'])} s.",
-        "- Seconds by phase: " + ", ".join(f"{k} {v:g}" for k, v in t["metrics"]["seconds_by_phase"].items())
+        "- Seconds by phase: "
+        + ", ".join(f"{k} {v:g}" for k, v in t["metrics"]["seconds_by_phase"].items())
         + " (`fold-in item-item` is within `fold-in fit and scores`).",
         f"- Artifact: {a['mb']:.1f} MiB in {len(a['part_mb'])} parts ("
         + ", ".join(f"{n} {mb:.1f}" for n, mb in a["part_mb"].items())
