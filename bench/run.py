@@ -403,7 +403,8 @@ def headline(scales: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     side = big["side_by_side"]["summary"]
     read = {function: figures["bytes_read"] / 1e6 for function, figures in big["artifact"]["functions"].items()}
     values = {
-        "recommend_p99_ms": big["latency"]["recommend"]["p99_ms"],
+        # the worse of the route as served and with the item-item side computed (`latency.item_item_on`)
+        "recommend_p99_ms": max(big["latency"][r]["p99_ms"] for r in ("recommend", "recommend_item_item_on")),
         "similar_p99_ms": big["latency"]["similar"]["p99_ms"],
         "fold_in_p99_ms": big["latency"]["fold_in_50"]["p99_ms"],
         "speedup_vs_original_p50": min(side["original_recommend"]["p50_ms"] / side["ours_recommend"]["p50_ms"],

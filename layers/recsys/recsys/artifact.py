@@ -241,19 +241,13 @@ class ModelArtifact:
             self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
         )
 
-    @cached_property
-    def item_item_weights32(self) -> np.ndarray:
-        """`item_item_weights` as float32, made on first use (2 ms at the ML-10M shape): numpy
-        emulates float16 arithmetic, which made a heavy user's sum ten times slower."""
-        return self.item_item_weights.astype(np.float32)
-
     def item_item_scores(self, liked: np.ndarray) -> np.ndarray:
         """The item-item model's scores of every item for someone who likes `liked` (item indices);
         all zeros when its share of the blend is 0 (what it adds then)."""
         if not self.blend_shares[1]:
             return np.zeros(self.n_items, dtype=np.float32)
         return scoring.item_item_scores(
-            self.item_item_indptr, self.item_item_targets, self.item_item_weights32, liked, self.n_items
+            self.item_item_indptr, self.item_item_targets, self.item_item_weights, liked, self.n_items
         )
 
     def personal_scores(self, u: int) -> np.ndarray:

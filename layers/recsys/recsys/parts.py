@@ -381,7 +381,7 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
     """What dtype and shape cannot say: finite numbers, ascending ids, indices in range, offsets."""
     items = dims["items"]
     for name in _FINITE:
-        if name in fields and not np.isfinite(fields[name]).all():
+        if name in fields and not _finite(fields[name]):
             raise ValueError(f"{name}: not every value is finite")
     for name in ("item_ids", "user_ids"):
         ids = fields.get(name)
@@ -416,3 +416,11 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():
             raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
+
+
+def _finite(values: np.ndarray) -> bool:
+    """Whether every value is finite; float16 by its exponent bits (numpy's isfinite emulates
+    float16 and cost 3-6 ms of a cold start on the ML-10M shape's item-item weights)."""
+    if values.dtype == np.float16:
+        return not np.any((values.view(np.uint16) & 0x7C00) == 0x7C00)
+    return bool(np.isfinite(values).all())

@@ -100,7 +100,7 @@ def item_item_scores(
     ----------
     indptr : ndarray of int, shape (n_items + 1,)
     targets : ndarray of int, shape (n_weights,)
-    weights : ndarray of float32 (or float16, slower), shape (n_weights,)
+    weights : ndarray of float16 or float32, shape (n_weights,)
     liked : ndarray of int, shape (n,)
         Item indices (callers pass unique ones); none gives all zeros.
     n_items : int
@@ -117,7 +117,9 @@ def item_item_scores(
     else:
         lengths = stops - starts
         rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-    scores: np.ndarray = np.bincount(targets[rows], weights=weights[rows], minlength=n_items).astype(np.float32)
+    # float16 rows are widened once gathered: numpy emulates float16 arithmetic, slowly
+    gathered = weights[rows].astype(np.float32, copy=False)
+    scores: np.ndarray = np.bincount(targets[rows], weights=gathered, minlength=n_items).astype(np.float32)
     return scores
 
 
