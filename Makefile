@@ -79,7 +79,7 @@ $(DEBOOTSTRAP):
 openapi: $(VENV)/$(STAMP)
 	$(PY) -m scripts.openapi
 
-bench: $(VENV)/$(STAMP) data /usr/bin/wrk
+bench: $(VENV)/$(STAMP) .venv-sam/$(STAMP) data /usr/bin/wrk
 	$(PY) -m bench.run
 
 /usr/bin/wrk:
