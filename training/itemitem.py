@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.artifact import ITEM_ITEM_LIKES
-from recsys.scoring import blend, standardize
+from recsys.scoring import blend, mix, standardize
 from training import ease
 from training.evaluate import ScoreFn, evaluate
 from training.split import to_matrix
@@ -246,12 +246,11 @@ def choose_share(
     z = [np.concatenate([standardize(model(b)) for b in batches]) for model in (lightfm, item_item)] if batches else []
     grid = {}
     for share in SHARES:
-        weights = np.array([share, 1.0 - share], dtype=np.float32)
+        shares = np.array([share, 1.0 - share], dtype=np.float32)
 
-        def mixed(batch: np.ndarray, weights: np.ndarray = weights) -> np.ndarray:
-            at = np.searchsorted(users, batch)  # the same arithmetic as `blend`, on the scores made once
-            out: np.ndarray = weights[0] * z[0][at] + weights[1] * z[1][at]
-            return out
+        def mixed(batch: np.ndarray, shares: np.ndarray = shares) -> np.ndarray:
+            at = np.searchsorted(users, batch)  # `blend`, on the scores standardized once
+            return mix(z[0][at], z[1][at], shares)
 
         grid[f"{share:g}"] = round(evaluate(mixed, seen, relevant, users=users)["ndcg@10"], 6)
     return max(SHARES, key=lambda share: grid[f"{share:g}"]), grid

@@ -330,9 +330,8 @@ class ModelArtifact:
         """
         if liked.size == 0:
             return [np.empty(0, dtype=np.int64) for _ in items]
-        starts, stops = self.item_item_indptr[liked].tolist(), self.item_item_indptr[liked + 1].tolist()
-        lengths = np.subtract(stops, starts)
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+        rows = scoring.rows_of(self.item_item_indptr, liked)
+        lengths = self.item_item_indptr[liked + 1] - self.item_item_indptr[liked]
         sources, targets = np.repeat(liked, lengths), self.item_item_targets[rows]
         weights = self.item_item_weights[rows].astype(np.float32)
         reasons = []

@@ -109,18 +109,19 @@ def item_item_scores(
     -------
     ndarray of float32, shape (n_items,)
     """
-    if liked.size == 0:
-        return np.zeros(n_items, dtype=np.float32)
-    starts, stops = indptr[liked], indptr[liked + 1]
-    if liked.size == 1:
-        rows = np.arange(int(starts[0]), int(stops[0]))
-    else:
-        lengths = stops - starts
-        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    rows = rows_of(indptr, liked)
     # float16 rows are widened once gathered: numpy emulates float16 arithmetic, slowly
     gathered = weights[rows].astype(np.float32, copy=False)
     scores: np.ndarray = np.bincount(targets[rows], weights=gathered, minlength=n_items).astype(np.float32)
     return scores
+
+
+def rows_of(indptr: np.ndarray, liked: np.ndarray) -> np.ndarray:
+    """The positions, row after row, of the CSR rows `liked` of a matrix with row pointers `indptr`."""
+    starts, stops = indptr[liked], indptr[liked + 1]
+    lengths = stops - starts
+    rows: np.ndarray = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    return rows
 
 
 def blend(lightfm: np.ndarray, item_item: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -130,7 +131,12 @@ def blend(lightfm: np.ndarray, item_item: np.ndarray, shares: np.ndarray) -> np.
     Works on one user's scores (shape (n_items,)) and on a batch (shape (users, n_items)) alike:
     training evaluates the same arithmetic that serving runs. Returns float32.
     """
-    out: np.ndarray = np.float32(shares[0]) * standardize(lightfm) + np.float32(shares[1]) * standardize(item_item)
+    return mix(standardize(lightfm), standardize(item_item), shares)
+
+
+def mix(lightfm_z: np.ndarray, item_item_z: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """`blend` of scores already standardized (training mixes one user's twice for every share)."""
+    out: np.ndarray = np.float32(shares[0]) * lightfm_z + np.float32(shares[1]) * item_item_z
     return out
 
 
