@@ -71,13 +71,22 @@ def evaluate(
         tr = seen[chunk]
         rows = np.repeat(np.arange(chunk.size), np.diff(tr.indptr))
         scores[rows, tr.indices] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")
-        position = np.empty_like(order)
-        np.put_along_axis(position, order, np.arange(n_items)[None, :], axis=1)
+        # Each held-out item's rank is what a stable sort of the scores, best first, would give it:
+        # the scores above it, plus the equal ones at a lower index. Counted against each row's
+        # sorted values (a third of the time of sorting the indices, which this used to do).
+        ranked = np.sort(scores, axis=1)
         te = test[chunk]
+        tops = []
         for r in range(chunk.size):
+            row, values_sorted = scores[r], ranked[r]
             relevant = te.indices[te.indptr[r] : te.indptr[r + 1]]
-            pos = np.sort(position[r, relevant])  # 0-based ranks of the held-out items
+            values = row[relevant]
+            below = np.searchsorted(values_sorted, values, "left")
+            up_to = np.searchsorted(values_sorted, values, "right")
+            pos = n_items - up_to
+            for t in np.flatnonzero(up_to - below > 1).tolist():  # ties: those at a lower index come first
+                pos[t] += np.count_nonzero(row[: relevant[t]] == values[t])
+            pos.sort()  # 0-based ranks of the held-out items
             n_rel = relevant.size
             n_seen = tr.indptr[r + 1] - tr.indptr[r]
             hit = np.zeros(depth, dtype=np.float64)
@@ -96,7 +105,9 @@ def evaluate(
                 sums["auc"] += float(np.mean(1.0 - negatives_above / n_neg))
             else:
                 sums["auc"] += 1.0
-        return sums, hits_at, recall_at, np.unique(order[:, :k])
+            best = np.flatnonzero(row >= values_sorted[n_items - min(k, n_items)])  # the top k, and ties
+            tops.append(best[np.lexsort((best, -row[best]))[:k]])
+        return sums, hits_at, recall_at, np.unique(np.concatenate(tops)) if tops else np.empty(0, np.int64)
 
     # Batches on two threads (the sort, most of the time, releases the GIL); summed in batch order,
     # so the result does not depend on which thread finished first.
