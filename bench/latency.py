@@ -5,6 +5,9 @@ its environment from template.yaml), warmed, then called with pre-built events f
 and movies; one sample is the wall time of one ``lambda_handler(event, context)`` call.
 
     python -m bench.latency --model-uri build/model-store --requests 10000
+
+`make bench` runs it in a process of its own, started with the functions' malloc settings from
+template.yaml (glibc reads them at process start only, as on Lambda).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-uri", default="build/model-store")
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--json", type=Path, help="also write the results (with every sample) here")
     args = parser.parse_args(argv)
     results = measure(args.model_uri, args.requests)
+    if args.json:
+        samples = {route: {**r, "samples": np.asarray(r["samples"]).tolist()} for route, r in results.items()}
+        args.json.write_text(json.dumps(samples))
     print(f"{'route':<20}{'n':>7}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}  statuses")
     for route, r in results.items():
         s = r["summary"]

@@ -100,10 +100,10 @@ def versions() -> dict[str, str]:
 # -- steps ------------------------------------------------------------------------------------
 
 
-def run_child(cmd: list[str], **kwargs: Any) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MB) and output of a child process."""
+def run_child(cmd: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MB) and output of a child process (environment: `ENV`, or `env`)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **kwargs)  # fmt: skip
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -112,6 +112,20 @@ def run_child(cmd: list[str], **kwargs: Any) -> tuple[float, int, str]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
     return seconds, usage.ru_maxrss // 1024, out
+
+
+def warm_latency(store: Path, requests: int) -> dict[str, Any]:
+    """`bench.latency` in a process of its own, started with the environment variables the template
+    gives every function that glibc reads only at process start (its malloc settings), as on Lambda."""
+    from devstack.template import load_application
+
+    template = load_application().functions["RecommendFunction"].environment
+    malloc = {k: v for k, v in template.items() if k.startswith("MALLOC_")}
+    results = WORK / f"latency-{store.name}.json"
+    run_child([PY, "-m", "bench.latency", "--model-uri", str(store), "--requests", str(requests),
+               "--json", str(results)], env={**ENV, **malloc})  # fmt: skip
+    warm: dict[str, Any] = json.loads(results.read_text())
+    return warm
 
 
 def train(ratings: Path, store: Path) -> dict[str, Any]:
@@ -353,9 +367,9 @@ def scale(name: str, ratings: Path, args: argparse.Namespace) -> dict[str, Any]:
     log(f"{name}: cold starts as shipped (sam deploy's zips), x{max(args.repeats, 5)} against import numpy")
     out["cold_start_shipped"] = cold_starts(store, max(args.repeats, 5), args.shipped)
     log(f"{name}: warm in-handler latency, {args.requests} requests per route")
-    warm = latency.measure(str(store), args.requests)
+    warm = warm_latency(store, args.requests)
     out["latency"] = {route: r["summary"] | {"statuses": r["statuses"]} for route, r in warm.items()}
-    out["_latency_samples"] = {route: r["samples"] for route, r in warm.items()}
+    out["_latency_samples"] = {route: np.array(r["samples"]) for route, r in warm.items()}
     log(f"{name}: side by side with the original serving method, {args.side_requests} requests")
     side = side_by_side(ratings, args.side_requests)
     out["side_by_side"] = {k: v for k, v in side.items() if k != "samples"}
