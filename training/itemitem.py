@@ -13,8 +13,9 @@ So the served model is computed in one of two ways, by the size of the catalogue
   co-occurrence). G itself is held (float32: 456 MB at the ML-10M shape), but never inverted:
   n systems of m×m instead of one of n×n, and no second and third matrix of G's size (P, B).
 
-`keep` is what the part's budget allows (`MAX_WEIGHTS` in all). Weights are stored as float16,
-and every evaluation here scores with the float16 weights serving reads.
+`keep` is what the part's budget allows (`MAX_WEIGHTS` in all). Weights are stored as int16
+multiples of a scale per target movie (its largest weight / 32,767: finer than float16 for every
+weight above 3% of that largest), and every evaluation here scores with the weights serving reads.
 
 A user's item-item scores are the sum of the rows of B of the movies they like
 (`recsys.scoring.item_item_scores`); the served score blends it with LightFM's, each z-scored over
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.linalg as sl
 import scipy.sparse as sp
 
 from recsys.artifact import ITEM_ITEM_LIKES
@@ -36,7 +38,7 @@ from training import ease
 from training.evaluate import ScoreFn, evaluate
 from training.split import to_matrix
 
-#: At most this many weights are kept in all (4 bytes each: 4.4 MB), `keep` per movie.
+#: At most this many weights are kept in all (4 bytes each with their targets: 4.4 MB), `keep` per movie.
 MAX_WEIGHTS = 1_100_000
 #: Up to this many movies, EASE's dense inverse (seconds); above it, the neighbourhood regressions.
 DENSE_MAX_ITEMS = 5_000
@@ -49,20 +51,23 @@ SHARES = (0.0, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: A trained user's item-item scores come from their newest likes, at most this many
 #: (`recsys.artifact.ITEM_ITEM_LIKES`, which serving applies): a user with 2,937 likes cost 8 ms.
 RECENT_LIKES = ITEM_ITEM_LIKES
+#: A target movie's largest weight is stored as this many multiples of its scale.
+QUANTA = np.iinfo(np.int16).max
 #: Movies of G computed, or their neighbourhoods chosen, per block (on a thread each).
 BLOCK = 1024
 
 
 class ItemItem(NamedTuple):
-    """B as served: CSR by the liked movie (the source), float16 weights.
+    """B as served: CSR by the liked movie (the source), int16 weights scaled per target.
 
-    Row i lists the movies i points at (`targets`, ascending) and the weights; a user's scores are
-    the sum of the rows of the movies they like.
+    Row i lists the movies i points at (`targets`, ascending) and the weights; B[i, j] is
+    ``weights * scales[j]``. A user's scores are the sum of the rows of the movies they like.
     """
 
     indptr: np.ndarray
     targets: np.ndarray
     weights: np.ndarray
+    scales: np.ndarray
     lam: float
     method: str
     keep: int
@@ -71,16 +76,38 @@ class ItemItem(NamedTuple):
     def empty(cls, n_items: int) -> ItemItem:
         """No weights at all: blended with a share of 1, the served model is LightFM alone."""
         dtype = np.uint16 if n_items <= np.iinfo(np.uint16).max + 1 else np.int32
-        return cls(np.zeros(n_items + 1, np.int64), np.zeros(0, dtype), np.zeros(0, np.float16), 0.0, "none", 0)
+        nothing = np.zeros(0, np.int16)
+        return cls(np.zeros(n_items + 1, np.int64), np.zeros(0, dtype), nothing, np.zeros(n_items, np.float32),
+                   0.0, "none", 0)  # fmt: skip
+
+    @classmethod
+    def of(
+        cls, sources: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int, lam: float = 0.0,
+        method: str = "given", keep: int = 0,
+    ) -> ItemItem:  # fmt: skip
+        """B from its weights as triples (B[sources[k], targets[k]] = values[k]) over `n` movies,
+        stored as served: each target's weights as int16 multiples of its largest / `QUANTA`."""
+        largest = np.zeros(n, dtype=np.float32)
+        np.maximum.at(largest, targets, np.abs(values).astype(np.float32))
+        scales = largest / np.float32(QUANTA)
+        weights = np.round(values / np.where(scales > 0, scales, 1)[targets]).astype(np.int16)
+        nonzero = weights != 0
+        sources, targets, weights = sources[nonzero], targets[nonzero], weights[nonzero]
+        order = np.lexsort((targets, sources))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
+        dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
+        return cls(indptr, targets[order].astype(dtype), weights[order], scales, float(lam), method, keep)
 
     @property
     def n_items(self) -> int:
         return int(self.indptr.shape[0] - 1)
 
     def matrix(self) -> sp.csr_matrix:
-        """B as a float32 CSR matrix (source by target), with the float16 values serving reads."""
+        """B as a float32 CSR matrix (source by target), with the values serving reads."""
         n = self.n_items
-        return sp.csr_matrix((self.weights.astype(np.float32), self.targets, self.indptr), shape=(n, n))
+        values = self.weights.astype(np.float32) * self.scales[self.targets]
+        return sp.csr_matrix((values, self.targets, self.indptr), shape=(n, n))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -89,7 +116,7 @@ class ItemItem(NamedTuple):
             "kept_per_movie": self.keep,
             "weights": int(self.targets.shape[0]),
             "density": round(self.targets.shape[0] / max(1, self.n_items**2), 6),
-            "dtype": str(self.weights.dtype),
+            "dtype": f"{self.weights.dtype}, scaled per movie",
         }
 
 
@@ -108,8 +135,7 @@ def fit_gram(g: np.ndarray, lams: Iterable[float], threads: int = 2) -> dict[flo
     keep = keep_per_item(n)
     if n <= DENSE_MAX_ITEMS:
         return {lam: _pruned(ease.weights(g, lam), keep, lam) for lam in lams}
-    near = neighbourhoods(g, keep, threads)
-    return {lam: _local(g, near, lam, threads) for lam in lams}
+    return _local(g, neighbourhoods(g, keep, threads), lams, threads)
 
 
 def _pruned(b: np.ndarray, keep: int, lam: float) -> ItemItem:
@@ -119,12 +145,13 @@ def _pruned(b: np.ndarray, keep: int, lam: float) -> ItemItem:
     targets = np.broadcast_to(np.arange(n), sources.shape)
     values = b[sources, targets]
     method = f"EASE, the {keep} largest weights into each movie kept"
-    return _by_source(sources.ravel(), targets.ravel(), values.ravel(), n, lam, method, keep)
+    return ItemItem.of(sources.ravel(), targets.ravel(), values.ravel(), n, lam, method, keep)
 
 
 def gram(x: sp.csr_matrix, threads: int = 2) -> np.ndarray:
-    """G = XᵀX of the binary likes `x`, dense float32 (exact: counts below 2**24), computed in
-    blocks of `BLOCK` movies on `threads`. G is additive over users: the Gram matrix of all but some
+    """G = XᵀX of the binary likes `x`, dense float32 (exact: counts below 2**24). G is symmetric:
+    its upper triangle is computed, in blocks of `BLOCK` movies on `threads`, and mirrored (two
+    thirds of the time of all of it). G is additive over users: the Gram matrix of all but some
     users is G minus theirs."""
     x32 = sp.csr_matrix(x, dtype=np.float32)
     xt, xc = x32.T.tocsr(), x32.tocsc()
@@ -133,11 +160,43 @@ def gram(x: sp.csr_matrix, threads: int = 2) -> np.ndarray:
 
     def block(start: int) -> None:
         stop = min(n, start + BLOCK)
-        g[:, start:stop] = (xt @ xc[:, start:stop]).toarray()
+        g[:stop, start:stop] = (xt[:stop] @ xc[:, start:stop]).toarray()
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(block, range(0, n, BLOCK)))
+        list(pool.map(block, range(0, n, BLOCK)[::-1]))  # the largest blocks first
+    _mirror(g)
     return g
+
+
+def grow_gram(g: np.ndarray, x: sp.csr_matrix, more: sp.csr_matrix, threads: int = 2) -> np.ndarray:
+    """Turn `g`, the Gram matrix of the likes `x`, into that of ``x + more`` in place, and return it.
+
+    ``(X + D)ᵀ(X + D) - XᵀX = Dᵀ(X + D) + XᵀD``: two products as large as the likes that `more`
+    adds and their users' other likes, instead of a whole new Gram matrix (training's splits are
+    nested, and each later one adds a tenth to a fifth of the likes). As in `gram`, the upper
+    triangle is updated and mirrored. `more` must not repeat a like of `x`; counts stay exact in
+    float32 (below 2**24).
+    """
+    x32, d32 = sp.csr_matrix(x, dtype=np.float32), sp.csr_matrix(more, dtype=np.float32)
+    dt, xt = d32.T.tocsr(), x32.T.tocsr()
+    yc, dc = (x32 + d32).tocsc(), d32.tocsc()
+    n = g.shape[0]
+
+    def block(start: int) -> None:
+        stop = min(n, start + BLOCK)
+        g[:stop, start:stop] += (dt[:stop] @ yc[:, start:stop]).toarray()
+        g[:stop, start:stop] += (xt[:stop] @ dc[:, start:stop]).toarray()
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(block, range(0, n, BLOCK)[::-1]))
+    _mirror(g)
+    return g
+
+
+def _mirror(g: np.ndarray) -> None:
+    """Copy the upper triangle of the blocks of `BLOCK` movies above the diagonal into the lower."""
+    for start in range(BLOCK, g.shape[0], BLOCK):
+        g[start : start + BLOCK, :start] = g[:start, start : start + BLOCK].T
 
 
 def neighbourhoods(g: np.ndarray, m: int, threads: int = 2) -> np.ndarray:
@@ -153,48 +212,46 @@ def neighbourhoods(g: np.ndarray, m: int, threads: int = 2) -> np.ndarray:
     near = np.zeros((n, m), dtype=np.int32)
     scale = 1.0 / np.sqrt(np.maximum(np.diagonal(g), 1.0)).astype(np.float32)
 
-    def block(start: int) -> None:
+    def block(start: int) -> None:  # rows of G, which is symmetric: contiguous, twice as fast as columns
         stop = min(n, start + BLOCK)
-        cosine = g[:, start:stop] * scale[:, None] * scale[None, start:stop]
-        cosine[np.arange(start, stop), np.arange(stop - start)] = -np.inf  # never its own neighbour
-        near[start:stop] = np.sort(np.argpartition(-cosine, m - 1, axis=0)[:m], axis=0).T
+        cosine = g[start:stop] * scale[None, :] * scale[start:stop, None]
+        cosine[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # never its own neighbour
+        near[start:stop] = np.sort(np.argpartition(-cosine, m - 1, axis=1)[:, :m], axis=1)
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(block, range(0, n, BLOCK)))
     return near
 
 
-def _local(g: np.ndarray, near: np.ndarray, lam: float, threads: int = 2) -> ItemItem:
-    """Each movie's ridge regression on its neighbourhood: ``B[N, j] = (G[N,N] + λI)⁻¹ G[N, j]``."""
+def _local(g: np.ndarray, near: np.ndarray, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
+    """Each movie's ridge regression on its neighbourhood, ``B[N, j] = (G[N,N] + λI)⁻¹ G[N, j]``,
+    for each λ of `lams`.
+
+    G[N,N] is gathered once for every λ, by flat positions (`np.take`: half the time of a 2-D
+    fancy index; the gather is most of the cost: 113M scattered reads at the ML-10M shape), and
+    solved by Cholesky (G[N,N] + λI is symmetric positive definite; two thirds of the time of LU).
+    """
     n, m = near.shape
-    values = np.zeros((n, m), dtype=np.float32)
-    ridge = np.float32(lam) * np.eye(m, dtype=np.float32)
+    lams = tuple(lams)
+    values = {lam: np.zeros((n, m), dtype=np.float32) for lam in lams}
+    flat = g.reshape(-1)
+    diagonal = np.arange(m)
 
     def solve(start: int) -> None:
         rows = np.arange(start, min(n, start + 256))
-        sources = near[rows]
-        a = g[sources[:, :, None], sources[:, None, :]] + ridge
-        b = g[sources, rows[:, None]]
-        values[rows] = np.linalg.solve(a, b[..., None])[..., 0]
+        sources = near[rows].astype(np.int64)
+        gathered = np.take(flat, (sources * n)[:, :, None] + sources[:, None, :])
+        b = np.take(flat, sources * n + rows[:, None])[..., None]
+        for lam in lams:
+            a = gathered.copy()
+            a[:, diagonal, diagonal] += np.float32(lam)
+            values[lam][rows] = sl.cho_solve((np.linalg.cholesky(a), True), b)[..., 0]
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(solve, range(0, n, 256)))
     targets = np.repeat(np.arange(n), m)
     method = f"EASE's regression of each movie on its {m} nearest movies (cosine of the likes)"
-    return _by_source(near.ravel(), targets, values.ravel(), n, lam, method, m)
-
-
-def _by_source(
-    sources: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int, lam: float, method: str, keep: int
-) -> ItemItem:
-    weights = values.astype(np.float16)
-    nonzero = weights != 0
-    sources, targets, weights = sources[nonzero], targets[nonzero], weights[nonzero]
-    order = np.lexsort((targets, sources))
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
-    dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
-    return ItemItem(indptr, targets[order].astype(dtype), weights[order], float(lam), method, keep)
+    return {lam: ItemItem.of(near.ravel(), targets, v.ravel(), n, lam, method, m) for lam, v in values.items()}
 
 
 def recent_likes(

@@ -235,6 +235,7 @@ def build_artifact(
         item_item_indptr=item_item.indptr,
         item_item_targets=item_item.targets.astype(item_dtype),
         item_item_weights=item_item.weights,
+        item_item_scales=item_item.scales,
         blend_shares=np.array([share, 1.0 - share], dtype=np.float32),
         neighbours=neighbours,
         neighbour_sims=neighbour_sims,

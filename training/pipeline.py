@@ -79,7 +79,8 @@ def train_and_evaluate(
         # λ on the item-item model alone, then LightFM's share of the blend, on validation users only
         tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
         lambdas = itemitem.LAMBDAS if shape[1] <= itemitem.DENSE_MAX_ITEMS else itemitem.LAMBDAS_LARGE
-        candidates = itemitem.fit(val_train, lambdas, params.threads)
+        gram = itemitem.gram(val_train, params.threads)  # grown below into the later splits' in place
+        candidates = itemitem.fit_gram(gram, lambdas, params.threads)
         val_recent = recent(period[val.train])
         ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_recent, val_seen, val_test, tune)
         val_item_item = itemitem.scorer(val_recent, candidates[ii_lambda])
@@ -97,7 +98,10 @@ def train_and_evaluate(
             "popularity": evaluate(popularity_scorer(train_m), seen_m, test_m, users=sample),
         }
     with phases("item-item: evaluation fit and scores"):
-        train_gram = itemitem.gram(train_m, params.threads)  # kept for the fold-in's item-item side
+        # the training side holds the validation side's likes and more (`grow_gram`)
+        in_val = np.zeros(split.train.shape, dtype=bool)
+        in_val[period[val.train]] = True
+        train_gram = itemitem.grow_gram(gram, val_train, matrix(split.train & ~in_val), params.threads)
         item_item = itemitem.fit_gram(train_gram, (ii_lambda,), params.threads)[ii_lambda]
         item_item_scores = itemitem.scorer(recent(split.train), item_item)
         results["item_item"] = evaluate(item_item_scores, seen_m, test_m, users=sample)
@@ -128,12 +132,13 @@ def train_and_evaluate(
             (train_gram, ii_lambda, share),
             progress,
         )
-        del train_gram
     phases.seconds["fold-in item-item"] = folded.item_item_seconds  # within the phase above
     with phases("final fit"):
         final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     with phases("item-item: final fit"):
-        item_item = itemitem.fit(matrix(liked), (ii_lambda,), params.threads)[ii_lambda]
+        full_gram = itemitem.grow_gram(train_gram, train_m, matrix(liked & ~split.train), params.threads)
+        item_item = itemitem.fit_gram(full_gram, (ii_lambda,), params.threads)[ii_lambda]
+        del gram, train_gram, full_gram
     train_s = time.perf_counter() - started
 
     version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run

@@ -23,7 +23,8 @@ register_snapstart(runtime)
 def recommendations(
     user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
 ) -> Recommendations:
-    """Movies for a user: personalized (LightFM) or popularity; unknown users get popularity."""
+    """Movies for a user: personalized (LightFM blended with an item-item model) or popularity; unknown users
+    get popularity."""
     return service.recommendations(runtime.model(), user_id, k, model, genre, explain)
 
 

@@ -172,16 +172,20 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     from training import itemitem, pipeline
 
     splits, fitted, chosen = [], [], []
-    real_split, real_fit = pipeline.make_split, itemitem.fit
+    real_split, real_gram, real_grow = pipeline.make_split, itemitem.gram, itemitem.grow_gram
     real_lambda, real_share = itemitem.choose_lambda, itemitem.choose_share
 
     def split(*args: object, **kwargs: object) -> object:
         splits.append(real_split(*args, **kwargs))  # type: ignore[arg-type]
         return splits[-1]
 
-    def fit(x: object, *args: object, **kwargs: object) -> object:
+    def gram(x: object, *args: object, **kwargs: object) -> object:
         fitted.append(x)
-        return real_fit(x, *args, **kwargs)  # type: ignore[arg-type]
+        return real_gram(x, *args, **kwargs)  # type: ignore[arg-type]
+
+    def grow_gram(g: object, x: object, more: object, *args: object, **kwargs: object) -> object:
+        fitted.append(x + more)  # type: ignore[operator]
+        return real_grow(g, x, more, *args, **kwargs)  # type: ignore[arg-type]
 
     def choose_lambda(models: object, likes: object, seen: object, relevant: object, users: object) -> object:
         chosen.extend([likes, seen, relevant])
@@ -192,7 +196,8 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
         return real_share(lightfm, item_item, seen, relevant, users)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "make_split", split)
-    monkeypatch.setattr(itemitem, "fit", fit)
+    monkeypatch.setattr(itemitem, "gram", gram)
+    monkeypatch.setattr(itemitem, "grow_gram", grow_gram)
     monkeypatch.setattr(itemitem, "choose_lambda", choose_lambda)
     monkeypatch.setattr(itemitem, "choose_share", choose_share)
     raw = read_ratings(checkerboard_dir)
@@ -201,11 +206,12 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # WHEN it trains
     pipeline.train_and_evaluate(data_, raw.movies, params, progress=False)
     # THEN the first split is the test split; every like it holds out is absent from what chose λ and
-    # the shares, and from the item-item model fitted to choose them
+    # the shares, and from the likes of every Gram matrix an item-item model was fitted on but the final one
     test = splits[0].test
     held_out = set(zip(data_.users[test].tolist(), data_.items[test].tolist(), strict=True))
     assert held_out and len(chosen) == 5
-    for matrix in [fitted[0], *chosen]:
+    assert len(fitted) == 4  # validation, the training side grown from it, the fold-in's users, everything
+    for matrix in [fitted[0], fitted[1], *chosen]:
         coo = matrix.tocoo()  # type: ignore[attr-defined]
         assert not held_out & set(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
     # and the control: the evaluation fit does hold the training side, the final fit everything

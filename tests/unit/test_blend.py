@@ -25,15 +25,13 @@ pytestmark = pytest.mark.unit
 
 def with_item_item(model: ModelArtifact, rows: dict[int, dict[int, float]], shares: tuple[float, float]) -> Any:
     """`model` with item-item weights `rows` (liked item -> {item: weight}) and blend `shares`."""
-    indptr, targets, weights = [0], [], []
-    for i in range(model.n_items):
-        row = sorted(rows.get(i, {}).items())
-        targets += [t for t, _ in row]
-        weights += [w for _, w in row]
-        indptr.append(len(targets))
+    sources = np.array([i for i, row in rows.items() for _ in row], np.int64)
+    targets = np.array([t for row in rows.values() for t in row], np.int64)
+    values = np.array([w for row in rows.values() for w in row.values()], np.float32)
+    b = itemitem.ItemItem.of(sources, targets, values, model.n_items)
     return dataclasses.replace(
-        model, item_item_indptr=np.array(indptr, np.int64), item_item_targets=np.array(targets, np.int16),
-        item_item_weights=np.array(weights, np.float16), blend_shares=np.array(shares, np.float32),
+        model, item_item_indptr=b.indptr, item_item_targets=b.targets.astype(np.int16),
+        item_item_weights=b.weights, item_item_scales=b.scales, blend_shares=np.array(shares, np.float32),
     )  # fmt: skip
 
 
@@ -107,10 +105,25 @@ def test_a_visitors_likes_alone_rank_the_co_liked_movie_first(monkeypatch: pytes
     # WHEN a visitor likes three movies of group 1, and LightFM has no vector for them (its side neutral)
     liked = np.array([8, 9, 10])
     scores = scoring.blend(np.zeros(16, np.float32), scoring.item_item_scores(
-        model.indptr, model.targets, model.weights, liked, 16), np.array([0.5, 0.5], np.float32))  # fmt: skip
+        model.indptr, model.targets, model.weights, model.scales, liked), np.array([0.5, 0.5], np.float32))  # fmt: skip
     scores[liked] = -np.inf
     # THEN the other movies of group 1, and only they, come first
     assert set(scoring.top_k(scores, 5).tolist()) == {11, 12, 13, 14, 15}
+
+
+def test_a_gram_matrix_grown_by_more_likes_is_the_gram_matrix_of_all_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN likes split in two disjoint parts, as training's nested splits are, computed in blocks
+    # of 7 movies (so the mirrored triangle spans several)
+    monkeypatch.setattr(itemitem, "BLOCK", 7)
+    rng = np.random.default_rng(5)
+    likes = sp.csr_matrix((rng.random((300, 40)) < 0.2).astype(np.float32))
+    first = sp.csr_matrix(likes.multiply(rng.random(likes.shape) < 0.7))
+    more = likes - first
+    # WHEN the first part's Gram matrix is grown by the rest
+    grown = itemitem.grow_gram(itemitem.gram(first), first, more)
+    # THEN it is exactly the Gram matrix of every like
+    assert np.array_equal(grown, itemitem.gram(likes)) and grown.dtype == np.float32
+    assert np.array_equal(grown, (likes.T @ likes).toarray())
 
 
 def test_the_item_item_weights_keep_the_budget_and_never_point_at_themselves() -> None:
@@ -119,7 +132,7 @@ def test_the_item_item_weights_keep_the_budget_and_never_point_at_themselves() -
     b = model.matrix()
     assert b.diagonal().tolist() == [0.0] * 16
     assert np.diff(model.indptr).max() <= itemitem.keep_per_item(16)
-    assert model.weights.dtype == np.float16
+    assert model.weights.dtype == np.int16 and model.scales.shape == (16,)
 
 
 def test_a_trained_users_item_item_side_reads_only_their_newest_likes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +163,8 @@ def test_recent_likes_keeps_each_users_newest_as_the_history_orders_them() -> No
 def test_one_users_blend_is_the_same_as_in_a_batch() -> None:
     # GIVEN scores of three users, one with all scores equal WHEN blended one by one and as a batch
     rng = np.random.default_rng(7)
-    lightfm, item_item = rng.normal(size=(3, 50)).astype(np.float32), rng.exponential(size=(3, 50)).astype(np.float32)
+    shape = (3, 12_000)  # the size of a real catalogue, where a BLAS dot may split its sum
+    lightfm, item_item = rng.normal(size=shape).astype(np.float32), rng.exponential(size=shape).astype(np.float32)
     item_item[1] = 0.0
     shares = np.array([0.7, 0.3], np.float32)
     batch = scoring.blend(lightfm, item_item, shares)
@@ -158,3 +172,15 @@ def test_one_users_blend_is_the_same_as_in_a_batch() -> None:
     for r in range(3):
         assert np.array_equal(scoring.blend(lightfm[r], item_item[r], shares), batch[r])
     assert np.array_equal(batch[1], np.float32(0.7) * scoring.standardize(lightfm[1]))
+
+
+def test_standardized_scores_have_mean_zero_and_deviation_one_and_equal_scores_give_zeros() -> None:
+    # GIVEN a catalogue's worth of scores, and as many equal ones (whose float32 sum is not exact)
+    rng = np.random.default_rng(3)
+    scores = (rng.normal(size=10_677) * 3 + 5).astype(np.float32)
+    equal = np.full(10_677, 0.1, np.float32)
+    # WHEN standardized THEN the first have mean 0 and deviation 1, the equal ones say nothing
+    z = scoring.standardize(scores)
+    assert abs(float(z.mean(dtype=np.float64))) < 1e-5 and abs(float(z.std(dtype=np.float64)) - 1) < 1e-5
+    assert np.all(np.diff(z[np.argsort(scores)]) >= 0)  # never reordered
+    assert not scoring.standardize(equal).any()

@@ -33,6 +33,29 @@ def test_top_k_matches_full_sort_on_random_scores() -> None:
     assert top_k(scores, 25).tolist() == np.argsort(-scores, kind="stable")[:25].tolist()
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_top_k_matches_a_full_sort_whatever_the_ties_and_masks(seed: int) -> None:
+    # GIVEN scores of every awkward kind: lengths off the 64-score blocks, heavy ties, most of them
+    # masked with -inf, a +inf, NaN
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3000))
+    scores = rng.normal(size=n).astype(np.float32)
+    if seed % 2:
+        scores = np.round(scores, 1)  # many equal scores
+    masked = rng.random(n) < rng.choice([0.0, 0.5, 0.99, 1.0])
+    scores[masked] = -np.inf
+    if seed % 5 == 0:
+        scores[rng.integers(n)] = np.inf
+    if seed % 7 == 0:
+        scores[rng.integers(n)] = np.nan
+    k = int(rng.choice([1, 10, 50, n]))
+    # WHEN the best k are asked
+    got = top_k(scores, k).tolist()
+    # THEN they are what sorting every score gives: best first, ties by index, never -inf or NaN
+    ranked = np.argsort(-scores, kind="stable")
+    assert got == [i for i in ranked.tolist() if np.isfinite(scores[i]) or scores[i] > 0][:k]
+
+
 def test_top_k_rejects_zero() -> None:
     with pytest.raises(ValueError, match="k must be at least 1"):
         top_k(np.ones(3), 0)

@@ -51,10 +51,11 @@ class ModelArtifact:
         + user_factors[u] @ item_factors[i], exactly what `LightFM.predict` computes.
     item_item_indptr : ndarray of int64, shape (n_items + 1,)
     item_item_targets : ndarray of int (as `history_items`), shape (n_weights,)
-    item_item_weights : ndarray of float16, shape (n_weights,)
+    item_item_weights : ndarray of int16, shape (n_weights,)
+    item_item_scales : ndarray of float32, shape (n_items,)
         The sparse item-item model (`training.itemitem`), CSR by liked item: row i lists the
-        items i points at and how much; a user's item-item scores are the sum of the rows of the
-        items they like.
+        items i points at and how much (a weight into item j is ``weight * item_item_scales[j]``);
+        a user's item-item scores are the sum of the rows of the items they like.
     blend_shares : ndarray of float32, shape (2,)
         LightFM's and the item-item model's shares of the personalized score, each model's scores
         z-scored per user first (`scoring.blend`); chosen by training on its validation split.
@@ -105,6 +106,7 @@ class ModelArtifact:
     item_item_indptr: np.ndarray
     item_item_targets: np.ndarray
     item_item_weights: np.ndarray
+    item_item_scales: np.ndarray
     blend_shares: np.ndarray
     neighbours: np.ndarray
     neighbour_sims: np.ndarray
@@ -247,7 +249,7 @@ class ModelArtifact:
         if not self.blend_shares[1]:
             return np.zeros(self.n_items, dtype=np.float32)
         return scoring.item_item_scores(
-            self.item_item_indptr, self.item_item_targets, self.item_item_weights, liked, self.n_items
+            self.item_item_indptr, self.item_item_targets, self.item_item_weights, self.item_item_scales, liked
         )
 
     def personal_scores(self, u: int) -> np.ndarray:
@@ -333,7 +335,7 @@ class ModelArtifact:
         rows = scoring.rows_of(self.item_item_indptr, liked)
         lengths = self.item_item_indptr[liked + 1] - self.item_item_indptr[liked]
         sources, targets = np.repeat(liked, lengths), self.item_item_targets[rows]
-        weights = self.item_item_weights[rows].astype(np.float32)
+        weights = self.item_item_weights[rows].astype(np.int32)  # into one item: one scale, so comparable
         reasons = []
         for item in items.tolist():
             mine = np.flatnonzero((targets == item) & (weights > 0))

@@ -43,7 +43,8 @@ from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
 MODELS = "models"
-SCHEMA_VERSION = 4  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item
+SCHEMA_VERSION = 5  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item;
+# 5: item-item weights as int16 scaled per movie
 
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
@@ -301,7 +302,8 @@ SPECS: dict[str, dict[str, Spec]] = {
     "item_item": {
         "item_item_indptr": Spec(dtypes=("int64",), shape=("items+1",)),
         "item_item_targets": Spec(dtypes=_INDEX, shape=("weights",)),
-        "item_item_weights": Spec(dtypes=("float16",), shape=("weights",)),
+        "item_item_weights": Spec(dtypes=("int16",), shape=("weights",)),
+        "item_item_scales": Spec(dtypes=("float32",), shape=("items",)),
         "blend_shares": Spec(dtypes=("float32",), shape=("shares",)),
     },
     "neighbours": {
@@ -328,7 +330,7 @@ SPECS: dict[str, dict[str, Spec]] = {
 CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "item_item", "neighbours", "user_vectors")
 #: The parts a model is published in, and the fields of each. Every function loads "catalog".
 PARTS: dict[str, tuple[str, ...]] = {name: tuple(fields) for name, fields in SPECS.items()}
-_FINITE = ("item_factors", "item_biases", "fold_in_map", "user_factors", "user_biases", "item_item_weights",
+_FINITE = ("item_factors", "item_biases", "fold_in_map", "user_factors", "user_biases", "item_item_scales",
            "blend_shares")  # fmt: skip
 
 
@@ -412,6 +414,8 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
         shares = fields["blend_shares"]
         if shares.min() < 0 or shares.sum() <= 0:
             raise ValueError("blend_shares: expected non-negative shares, not all zero")
+        if fields["item_item_scales"].size and fields["item_item_scales"].min() < 0:
+            raise ValueError("item_item_scales: negative")
     if part == "neighbours":
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():
@@ -419,8 +423,4 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
 
 
 def _finite(values: np.ndarray) -> bool:
-    """Whether every value is finite; float16 by its exponent bits (numpy's isfinite emulates
-    float16 and cost 3-6 ms of a cold start on the ML-10M shape's item-item weights)."""
-    if values.dtype == np.float16:
-        return not np.any((values.view(np.uint16) & 0x7C00) == 0x7C00)
     return bool(np.isfinite(values).all())

@@ -50,17 +50,32 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     n = scores.shape[0]
-    if k < n:
-        candidates = np.argpartition(-scores, k - 1)[:k]
+    blocks = n // _BLOCK
+    if k < blocks:
+        # The k-th largest of the blocks' maxima is at most the k-th largest score (k blocks each
+        # hold a score that large), so the k best are among the scores at least that large: a
+        # selection on n / 64 maxima and one comparison, instead of a selection on all n (a third
+        # of a recommendation's time at 10,677 movies).
+        maxima = scores[: blocks * _BLOCK].reshape(blocks, _BLOCK).max(axis=1)
+        candidates = _at_least(scores, np.partition(maxima, blocks - k)[blocks - k])
+    elif k < n:
         # argpartition leaves ties at the boundary to chance: widen to every entry tied with the
         # k-th best, so the index order below can break them deterministically.
-        kth = scores[candidates].min()
-        candidates = np.flatnonzero(scores >= kth)
+        candidates = _at_least(scores, scores[np.argpartition(-scores, k - 1)[:k]].min())
     else:
         candidates = np.arange(n)
     candidates = candidates[np.isfinite(scores[candidates]) | (scores[candidates] > 0)]
     order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order[:k]].astype(np.int64, copy=False)
+    best: np.ndarray = candidates[order[:k]].astype(np.int64, copy=False)
+    return best
+
+
+_BLOCK = 64  # scores per block in `top_k`
+
+
+def _at_least(scores: np.ndarray, kth: float) -> np.ndarray:
+    """The indices of the scores >= `kth`, and never a masked one (``-inf``)."""
+    return np.flatnonzero(scores >= kth) if kth > -np.inf else np.flatnonzero(scores > -np.inf)
 
 
 def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray) -> np.ndarray:
@@ -91,28 +106,31 @@ def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray)
 
 
 def item_item_scores(
-    indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, liked: np.ndarray, n_items: int
+    indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, scales: np.ndarray, liked: np.ndarray
 ) -> np.ndarray:
     """The item-item model's score of every item for someone who likes `liked`: the sum of the
-    liked items' rows of the sparse weights (CSR by liked item).
+    liked items' rows of the sparse weights (CSR by liked item), each target's sum times its scale.
 
     Parameters
     ----------
     indptr : ndarray of int, shape (n_items + 1,)
     targets : ndarray of int, shape (n_weights,)
-    weights : ndarray of float16 or float32, shape (n_weights,)
+    weights : ndarray of int16, shape (n_weights,)
+    scales : ndarray of float32, shape (n_items,)
+        The weight into item j is ``weights * scales[j]``.
     liked : ndarray of int, shape (n,)
         Item indices (callers pass unique ones); none gives all zeros.
-    n_items : int
 
     Returns
     -------
     ndarray of float32, shape (n_items,)
     """
     rows = rows_of(indptr, liked)
-    # float16 rows are widened once gathered: numpy emulates float16 arithmetic, slowly
-    gathered = weights[rows].astype(np.float32, copy=False)
-    scores: np.ndarray = np.bincount(targets[rows], weights=gathered, minlength=n_items).astype(np.float32)
+    # the int16 weights are summed exactly (bincount accumulates in float64), then scaled once
+    scores: np.ndarray = np.bincount(targets[rows], weights=weights[rows], minlength=scales.shape[0]).astype(
+        np.float32
+    )
+    scores *= scales
     return scores
 
 
@@ -136,22 +154,27 @@ def blend(lightfm: np.ndarray, item_item: np.ndarray, shares: np.ndarray) -> np.
 
 def mix(lightfm_z: np.ndarray, item_item_z: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """`blend` of scores already standardized (training mixes one user's twice for every share)."""
-    out: np.ndarray = np.float32(shares[0]) * lightfm_z + np.float32(shares[1]) * item_item_z
+    out: np.ndarray = lightfm_z * np.float32(shares[0])
+    out += item_item_z * np.float32(shares[1])
     return out
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
     """Scores z-scored along the last axis (mean 0, standard deviation 1; all equal: all 0), float32.
 
-    The mean and deviation are accumulated in float64, the scores shifted and scaled in float32;
-    one user's scores (1-D, the request path) and a batch's rows (training) come out the same.
+    A batch (training) is standardized row by row with the very arithmetic of one user's scores
+    (the request path), so the two agree to the bit. The mean and deviation are accumulated in
+    float32 (a pairwise sum and a BLAS dot): three passes over the scores, 5 µs at 10,677 movies,
+    where float64 took 30; their rounding shifts or scales a user's scores as a whole, and never
+    reorders them.
     """
-    if scores.ndim == 1:
-        mean, std = scores.mean(dtype=np.float64), scores.std(dtype=np.float64)
-        one: np.ndarray = (scores - np.float32(mean)) * np.float32(1.0 / std if std > 0 else 0.0)
-        return one
-    means = scores.mean(axis=-1, keepdims=True, dtype=np.float64)
-    stds = scores.std(axis=-1, keepdims=True, dtype=np.float64)
-    scale = np.divide(1.0, stds, out=np.zeros_like(stds), where=stds > 0).astype(np.float32)
-    z: np.ndarray = (scores - means.astype(np.float32)) * scale
+    if scores.ndim == 2:
+        out = np.empty(scores.shape, dtype=np.float32)
+        for row, into in zip(scores, out, strict=True):
+            into[:] = standardize(row)
+        return out
+    if scores.size == 0 or scores.min() == scores.max():
+        return np.zeros(scores.shape, dtype=np.float32)
+    z: np.ndarray = scores - np.float32(scores.sum(dtype=np.float32) / np.float32(scores.size))
+    z *= np.float32(1.0) / np.sqrt(np.float32(np.dot(z, z)) / np.float32(z.size))
     return z
