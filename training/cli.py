@@ -152,7 +152,10 @@ def _report_published(done: Published, metrics: dict[str, Any]) -> None:
     print(f"  served = {shares['lightfm']:g} lightfm + {shares['item_item']:g} item_item "
           f"(λ {item_item['lambda']:g}, {item_item['weights']:,} weights), chosen on validation")  # fmt: skip
     folded = metrics["fold_in"]
-    print(f"  fold-in of {folded['users']} users left out of a separate fit (ridge λ {folded['lambda']:g}):")
+    visitors = blend["visitor_shares"]
+    print(f"  fold-in of {folded['users']} users left out of a separate fit (ridge λ {folded['lambda']:g}; visitors "
+          f"served {visitors['lightfm']:g} lightfm + {visitors['item_item']:g} item_item, chosen on "
+          f"{folded['visitor_share_chosen_on']['users']} other users left out):")  # fmt: skip
     for name, m in folded["models"].items():
         print(f"  {name:<18} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:

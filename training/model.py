@@ -200,10 +200,13 @@ def build_artifact(
     item_item: ItemItem,
     share: float,
     fold_in_lambda: float = 0.1,
+    visitor_share: float | None = None,
 ) -> ModelArtifact:
     """The serving artifact of a model trained on all of `data`, blended with `item_item` (fitted
-    on the same likes), LightFM's share of the blend being `share`."""
+    on the same likes), LightFM's share of the blend being `share` for trained users and
+    `visitor_share` (default: `share`) for visitors."""
     ub, uf, ib, vf = representations(model, features)
+    visitor = share if visitor_share is None else visitor_share
     unit = unit_rows(vf)
     liked = data.positives(float(provenance["params"]["min_rating"]))
     users, items = data.users[liked], data.items[liked]
@@ -237,6 +240,7 @@ def build_artifact(
         item_item_weights=item_item.weights,
         item_item_scales=item_item.scales,
         blend_shares=np.array([share, 1.0 - share], dtype=np.float32),
+        visitor_shares=np.array([visitor, 1.0 - visitor], dtype=np.float32),
         neighbours=neighbours,
         neighbour_sims=neighbour_sims,
         popularity=popularity,

@@ -160,6 +160,7 @@ def train_and_evaluate(
             "name": "served",
             "components": ["lightfm", "item_item"],
             "shares": {"lightfm": share, "item_item": round(1.0 - share, 6)},
+            "visitor_shares": {"lightfm": folded.share, "item_item": round(1.0 - folded.share, 6)},
             "normalization": "each model's scores z-scored over all movies, per user, then mixed by the shares",
             "item_item": item_item.describe(),
             "chosen_on": "validation",
@@ -177,7 +178,8 @@ def train_and_evaluate(
     }  # fmt: skip
     with phases("artifact"):
         artifact = lfm.build_artifact(
-            final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam
+            final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam,
+            visitor_share=folded.share,
         )
     parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())

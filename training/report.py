@@ -61,7 +61,9 @@ def render(metrics: dict[str, Any]) -> bytes:
     served = (
         f"Served: {blend['shares']['lightfm']:g} × LightFM + {blend['shares']['item_item']:g} × item-item "
         f"({blend['item_item']['method']}, λ = {blend['item_item']['lambda']:g}, {blend['item_item']['weights']:,} "
-        f"weights), {blend['normalization']}; shares and λ chosen on validation."
+        f"weights), {blend['normalization']}; shares and λ chosen on validation. Visitors (folded in): "
+        f"{blend['visitor_shares']['lightfm']:g} × LightFM + {blend['visitor_shares']['item_item']:g} × item-item, "
+        "chosen on users left out of a fit."
         if blend
         else ""
     )

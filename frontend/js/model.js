@@ -69,6 +69,7 @@ async function main() {
     ...fact("Split", `${split.name}: ${split.description}`),
     ...fact("Masked", split.seen_masked),
     ...(served ? fact("Served", `${served.shares.lightfm} × LightFM + ${served.shares.item_item} × item-item, ${served.normalization}; chosen on the validation split`) : []),
+    ...(served?.visitor_shares ? fact("Served to visitors", `${served.visitor_shares.lightfm} × LightFM (folded in) + ${served.visitor_shares.item_item} × item-item; chosen on users left out of a fit and folded in`) : []),
     ...(served ? fact("Item-item", `${served.item_item.method}, λ = ${served.item_item.lambda}, ${served.item_item.weights} weights (${served.item_item.dtype})`) : []),
     ...fact("EASE (dense, a yardstick)", ease.lambda !== undefined ? `λ = ${ease.lambda}, chosen on the validation split` : `not scored: ${ease.skipped ?? "not run"}`),
   );

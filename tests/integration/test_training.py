@@ -47,10 +47,13 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     assert f"{blend['item_item']['lambda']:g}" in blend["validation_ndcg@10"]["lambda"]
     assert f"{blend['shares']['lightfm']:g}" in blend["validation_ndcg@10"]["lightfm_share"]
     np.testing.assert_allclose(model.blend_shares, [blend["shares"]["lightfm"], blend["shares"]["item_item"]])
+    visitors = blend["visitor_shares"]
+    np.testing.assert_allclose(model.visitor_shares, [visitors["lightfm"], visitors["item_item"]])
     assert model.item_item_weights.size == blend["item_item"]["weights"]
     folded = metrics["fold_in"]
     assert set(folded["models"]) == {"fold_in", "trained_in", "fold_in_lightfm", "trained_in_lightfm", "popularity"}
-    assert folded["users"] > 0
+    assert folded["users"] > 0 and folded["visitor_shares"] == visitors
+    assert f"{visitors['lightfm']:g}" in folded["visitor_share_chosen_on"]["ndcg@10"]
     assert folded["method"] and "fold-in" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
@@ -169,9 +172,9 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the real pipeline, with what it hands the item-item fits and the choosers recorded
-    from training import itemitem, pipeline
+    from training import foldin, itemitem, pipeline
 
-    splits, fitted, chosen = [], [], []
+    splits, fitted, chosen, visitors, folded_in = [], [], [], [], []
     real_split, real_gram, real_grow = pipeline.make_split, itemitem.gram, itemitem.grow_gram
     real_lambda, real_share = itemitem.choose_lambda, itemitem.choose_share
 
@@ -192,8 +195,18 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
         return real_lambda(models, likes, seen, relevant, users)  # type: ignore[arg-type]
 
     def choose_share(lightfm: object, item_item: object, seen: object, relevant: object, users: object) -> object:
-        chosen.extend([seen, relevant])
+        if len(chosen) == 3:  # the first, after λ's: for trained users, on validation
+            chosen.extend([seen, relevant])
+        else:  # the second: for visitors, on users left out of the fold-in's fit
+            visitors.append(set(users.tolist()))  # type: ignore[attr-defined]
         return real_share(lightfm, item_item, seen, relevant, users)  # type: ignore[arg-type]
+
+    def evaluate(score: object, seen: object, relevant: object, users: object = None, **kwargs: object) -> object:
+        folded_in.append(set(users.tolist()))  # type: ignore[attr-defined]
+        return real_evaluate(score, seen, relevant, users=users, **kwargs)  # type: ignore[arg-type]
+
+    real_evaluate = foldin.evaluate
+    monkeypatch.setattr(foldin, "evaluate", evaluate)
 
     monkeypatch.setattr(pipeline, "make_split", split)
     monkeypatch.setattr(itemitem, "gram", gram)
@@ -209,11 +222,15 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # the shares, and from the likes of every Gram matrix an item-item model was fitted on but the final one
     test = splits[0].test
     held_out = set(zip(data_.users[test].tolist(), data_.items[test].tolist(), strict=True))
-    assert held_out and len(chosen) == 5
+    assert held_out and len(chosen) == 5 and len(visitors) == 1
     assert len(fitted) == 4  # validation, the training side grown from it, the fold-in's users, everything
     for matrix in [fitted[0], fitted[1], *chosen]:
         coo = matrix.tocoo()  # type: ignore[attr-defined]
         assert not held_out & set(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
+    # and the visitors' share is chosen on users the fold-in figures never report (those it scores
+    # are either the choosers of its ridge λ and this share, or the reported ones)
+    reported = [users for users in folded_in if users != visitors[0]]
+    assert reported and all(users.isdisjoint(visitors[0]) for users in reported)
     # and the control: the evaluation fit does hold the training side, the final fit everything
     final = fitted[-1].tocoo()  # type: ignore[attr-defined]
     assert held_out <= set(zip(final.row.tolist(), final.col.tolist(), strict=True))

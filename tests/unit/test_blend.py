@@ -23,8 +23,12 @@ from training.split import to_matrix
 pytestmark = pytest.mark.unit
 
 
-def with_item_item(model: ModelArtifact, rows: dict[int, dict[int, float]], shares: tuple[float, float]) -> Any:
-    """`model` with item-item weights `rows` (liked item -> {item: weight}) and blend `shares`."""
+def with_item_item(
+    model: ModelArtifact, rows: dict[int, dict[int, float]], shares: tuple[float, float],
+    visitors: tuple[float, float] | None = None,
+) -> Any:  # fmt: skip
+    """`model` with item-item weights `rows` (liked item -> {item: weight}) and blend `shares`
+    (for visitors too, unless `visitors` says otherwise)."""
     sources = np.array([i for i, row in rows.items() for _ in row], np.int64)
     targets = np.array([t for row in rows.values() for t in row], np.int64)
     values = np.array([w for row in rows.values() for w in row.values()], np.float32)
@@ -32,6 +36,7 @@ def with_item_item(model: ModelArtifact, rows: dict[int, dict[int, float]], shar
     return dataclasses.replace(
         model, item_item_indptr=b.indptr, item_item_targets=b.targets.astype(np.int16),
         item_item_weights=b.weights, item_item_scales=b.scales, blend_shares=np.array(shares, np.float32),
+        visitor_shares=np.array(visitors or shares, np.float32),
     )  # fmt: skip
 
 
@@ -59,6 +64,18 @@ def test_the_shares_decide_between_two_parts_that_disagree() -> None:
     # WHEN LightFM has most of the blend THEN item 1 leads; WHEN the item-item model has THEN item 3
     assert with_item_item(tiny(), rows, (0.9, 0.1)).recommend(0, 1)[0].tolist() == [1]
     assert with_item_item(tiny(), rows, (0.1, 0.9)).recommend(0, 1)[0].tolist() == [3]
+
+
+def test_visitors_are_blended_by_their_own_shares() -> None:
+    # GIVEN item 0 pointing at item 3, LightFM (user 10's vector; a visitor liking item 0 folds in
+    # towards item 1) favouring item 1, trained users served LightFM alone and visitors the
+    # item-item model alone
+    model = with_item_item(tiny(), {0: {3: 5.0}}, (1.0, 0.0), visitors=(0.0, 1.0))
+    # WHEN user 10 (who liked item 0) and a visitor who likes item 0 are served
+    trained, _ = model.recommend(0, 1)
+    visitor, _ = model.recommend_for(np.array([0]), np.array([], np.int64), 1)
+    # THEN the trained user gets LightFM's pick, the visitor the item-item model's
+    assert trained.tolist() == [1] and visitor.tolist() == [3]
 
 
 def test_a_seen_movie_is_never_returned_whatever_a_part_says() -> None:
@@ -109,6 +126,16 @@ def test_a_visitors_likes_alone_rank_the_co_liked_movie_first(monkeypatch: pytes
     scores[liked] = -np.inf
     # THEN the other movies of group 1, and only they, come first
     assert set(scoring.top_k(scores, 5).tolist()) == {11, 12, 13, 14, 15}
+
+
+def test_the_share_is_the_one_leaning_least_on_lightfm_among_those_validation_cannot_tell_apart() -> None:
+    # GIVEN validation curves: flat at the top (ML-100K's), a clear best, and one where LightFM wins
+    flat = {"0": 0.1860, "0.4": 0.1868, "0.6": 0.1880, "0.7": 0.1876, "0.8": 0.1861, "0.9": 0.1794, "1": 0.1703}
+    clear = {"0": 0.10, "0.4": 0.12, "0.6": 0.13, "0.7": 0.15, "0.8": 0.14, "0.9": 0.13, "1": 0.12}
+    lightfm = {"0": 0.2796, "0.4": 0.2840, "0.6": 0.2895, "0.7": 0.2944, "0.8": 0.3018, "0.9": 0.3171, "1": 0.3176}
+    # WHEN a share is picked THEN it is the smallest within 1% of the best
+    assert itemitem.pick_share(flat) == 0.4 and itemitem.pick_share(clear) == 0.7
+    assert itemitem.pick_share(lightfm) == 0.9
 
 
 def test_a_gram_matrix_grown_by_more_likes_is_the_gram_matrix_of_all_of_them(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,8 +57,12 @@ class ModelArtifact:
         items i points at and how much (a weight into item j is ``weight * item_item_scales[j]``);
         a user's item-item scores are the sum of the rows of the items they like.
     blend_shares : ndarray of float32, shape (2,)
-        LightFM's and the item-item model's shares of the personalized score, each model's scores
-        z-scored per user first (`scoring.blend`); chosen by training on its validation split.
+        LightFM's and the item-item model's shares of a trained user's personalized score, each
+        model's scores z-scored per user first (`scoring.blend`); chosen by training on its
+        validation split.
+    visitor_shares : ndarray of float32, shape (2,)
+        The same for a visitor (`recommend_for`), whose LightFM side is folded in: chosen by
+        training on users left out of a fit and folded in (`training.foldin`).
     neighbours : ndarray of uint16 (int32 above 65,535 items), shape (n_items, m)
     neighbour_sims : ndarray of float32, shape (n_items, m)
         Each item's m = min(MAX_NEIGHBOURS, n_items - 1) nearest items, best first, and their
@@ -108,6 +112,7 @@ class ModelArtifact:
     item_item_weights: np.ndarray
     item_item_scales: np.ndarray
     blend_shares: np.ndarray
+    visitor_shares: np.ndarray
     neighbours: np.ndarray
     neighbour_sims: np.ndarray
     popularity: np.ndarray
@@ -243,10 +248,10 @@ class ModelArtifact:
             self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
         )
 
-    def item_item_scores(self, liked: np.ndarray) -> np.ndarray:
+    def item_item_scores(self, liked: np.ndarray, shares: np.ndarray) -> np.ndarray:
         """The item-item model's scores of every item for someone who likes `liked` (item indices);
-        all zeros when its share of the blend is 0 (what it adds then)."""
-        if not self.blend_shares[1]:
+        all zeros when its share of their blend, `shares`, is 0 (what it adds then)."""
+        if not shares[1]:
             return np.zeros(self.n_items, dtype=np.float32)
         return scoring.item_item_scores(
             self.item_item_indptr, self.item_item_targets, self.item_item_weights, self.item_item_scales, liked
@@ -257,7 +262,7 @@ class ModelArtifact:
         item-item model's (from their newest `ITEM_ITEM_LIKES` likes), blended (`scoring.blend`)."""
         rows = self.liked(u)
         newest = self.history_items[rows.start : min(rows.stop, rows.start + ITEM_ITEM_LIKES)].astype(np.int64)
-        return scoring.blend(self.score_user(u), self.item_item_scores(newest), self.blend_shares)
+        return scoring.blend(self.score_user(u), self.item_item_scores(newest, self.blend_shares), self.blend_shares)
 
     def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for user index `u` among those the user has not rated at all.
@@ -273,14 +278,14 @@ class ModelArtifact:
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for a visitor the model was not trained on: LightFM's side folded in
-        from `liked`, the item-item side from `liked` directly, blended as for a trained user.
+        from `liked`, the item-item side from `liked` directly, blended by the visitors' shares.
 
         `liked` (unique item indices, at least one) and `exclude` (item indices) are never returned.
         Returns ``(items, scores)`` as `recommend` does.
         """
         vector = scoring.fold_in(self.item_factors, liked, self.fold_in_map)
         lightfm = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
-        scores = scoring.blend(lightfm, self.item_item_scores(liked), self.blend_shares)
+        scores = scoring.blend(lightfm, self.item_item_scores(liked, self.visitor_shares), self.visitor_shares)
         scores[liked] = -np.inf
         scores[exclude] = -np.inf
         return self._best(scores, k, genre_bit)

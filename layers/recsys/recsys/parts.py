@@ -305,6 +305,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "item_item_weights": Spec(dtypes=("int16",), shape=("weights",)),
         "item_item_scales": Spec(dtypes=("float32",), shape=("items",)),
         "blend_shares": Spec(dtypes=("float32",), shape=("shares",)),
+        "visitor_shares": Spec(dtypes=("float32",), shape=("shares",)),
     },
     "neighbours": {
         "neighbours": Spec(dtypes=("uint16", "int32"), shape=("items", "neighbours")),
@@ -331,7 +332,7 @@ CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "item_item", "
 #: The parts a model is published in, and the fields of each. Every function loads "catalog".
 PARTS: dict[str, tuple[str, ...]] = {name: tuple(fields) for name, fields in SPECS.items()}
 _FINITE = ("item_factors", "item_biases", "fold_in_map", "user_factors", "user_biases", "item_item_scales",
-           "blend_shares")  # fmt: skip
+           "blend_shares", "visitor_shares")  # fmt: skip
 
 
 def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
@@ -411,9 +412,9 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
         if fields["like_counts"].size and fields["like_counts"].min() < 0:
             raise ValueError("like_counts: negative")
     if part == "item_item":
-        shares = fields["blend_shares"]
-        if shares.min() < 0 or shares.sum() <= 0:
-            raise ValueError("blend_shares: expected non-negative shares, not all zero")
+        for name in ("blend_shares", "visitor_shares"):
+            if fields[name].min() < 0 or fields[name].sum() <= 0:
+                raise ValueError(f"{name}: expected non-negative shares, not all zero")
         if fields["item_item_scales"].size and fields["item_item_scales"].min() < 0:
             raise ValueError("item_item_scales: negative")
     if part == "neighbours":

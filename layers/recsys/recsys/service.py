@@ -62,12 +62,12 @@ def recommendations(
         items, scores = model.recommend(u, k, bit)
         reasons = model.because(u, items) if explain else None
         answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
-        answer["blend"] = _blend(model)
+        answer["blend"] = _blend(model.blend_shares)
     return answer
 
 
-def _blend(model: ModelArtifact) -> Blend:
-    lightfm, item_item = model.blend_shares.tolist()
+def _blend(shares: np.ndarray) -> Blend:
+    lightfm, item_item = shares.tolist()
     return {"lightfm": round(lightfm, 6), "item_item": round(item_item, 6)}
 
 
@@ -101,7 +101,7 @@ def recommendations_for(
     items, scores = model.recommend_for(liked, disliked, k, bit)
     reasons = model.because_liked(liked, items) if explain else None
     answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
-    answer["blend"] = _blend(model)
+    answer["blend"] = _blend(model.visitor_shares)
     return answer
 
 
