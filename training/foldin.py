@@ -110,9 +110,13 @@ def evaluate_fold_in(
     # vector, may deserve more of their blend than of a trained user's.
     train_gram, item_item_lambda, trained_share = blend
     started = time.perf_counter()
-    without = train_gram - itemitem.gram(train[report_users], params.threads)
-    item_item = itemitem.fit_gram(without, (item_item_lambda,), params.threads)[item_item_lambda]
-    del without
+    theirs = itemitem.gram(train[report_users], params.threads)
+    train_gram -= theirs  # in place, and given back below: exact, counts in float32
+    try:
+        item_item = itemitem.fit_gram(train_gram, (item_item_lambda,), params.threads)[item_item_lambda]
+    finally:
+        train_gram += theirs
+    del theirs
     lightfm_folded, item_item_scores = scorer(vf, ib, train, maps[lam]), itemitem.scorer(train, item_item)
     if tune_users.size:
         share, grid = itemitem.choose_share(lightfm_folded, item_item_scores, seen, test, tune_users)

@@ -216,9 +216,10 @@ def neighbourhoods(g: np.ndarray, m: int, threads: int = 2) -> np.ndarray:
 
     def block(start: int) -> None:  # rows of G, which is symmetric: contiguous, twice as fast as columns
         stop = min(n, start + BLOCK)
-        cosine = g[start:stop] * scale[None, :] * scale[start:stop, None]
+        cosine = np.multiply(g[start:stop], scale[None, :])
+        cosine *= scale[start:stop, None]
         cosine[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # never its own neighbour
-        near[start:stop] = np.sort(np.argpartition(-cosine, m - 1, axis=1)[:, :m], axis=1)
+        near[start:stop] = np.sort(np.argpartition(cosine, n - m, axis=1)[:, n - m :], axis=1)
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(block, range(0, n, BLOCK)))

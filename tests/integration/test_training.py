@@ -174,7 +174,7 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # GIVEN the real pipeline, with what it hands the item-item fits and the choosers recorded
     from training import foldin, itemitem, pipeline
 
-    splits, fitted, chosen, visitors, folded_in = [], [], [], [], []
+    splits, fitted, chosen, visitors, folded_in, grown = [], [], [], [], [], []
     real_split, real_gram, real_grow = pipeline.make_split, itemitem.gram, itemitem.grow_gram
     real_lambda, real_share = itemitem.choose_lambda, itemitem.choose_share
 
@@ -188,7 +188,8 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
 
     def grow_gram(g: object, x: object, more: object, *args: object, **kwargs: object) -> object:
         fitted.append(x + more)  # type: ignore[operator]
-        return real_grow(g, x, more, *args, **kwargs)  # type: ignore[arg-type]
+        grown.append(real_grow(g, x, more, *args, **kwargs))  # type: ignore[arg-type]
+        return grown[-1]
 
     def choose_lambda(models: object, likes: object, seen: object, relevant: object, users: object) -> object:
         chosen.extend([likes, seen, relevant])
@@ -234,3 +235,5 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # and the control: the evaluation fit does hold the training side, the final fit everything
     final = fitted[-1].tocoo()  # type: ignore[attr-defined]
     assert held_out <= set(zip(final.row.tolist(), final.col.tolist(), strict=True))
+    # and the final Gram matrix, grown from the one the fold-in borrowed, is exactly that of every like
+    assert np.array_equal(grown[-1], real_gram(fitted[-1]))
