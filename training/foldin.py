@@ -75,7 +75,7 @@ def evaluate_fold_in(
     models fitted on all of `train` (so they saw these users' training-side likes): LightFM alone,
     and the served blend. `blend` is the Gram matrix of `train`, the item-item model's λ and
     LightFM's share for trained users. The folded-in blend's item-item side is fitted without
-    the held-out users too, so it never saw them either.
+    the reported users too, so it never saw them either.
     """
     candidates = np.flatnonzero((np.diff(test.indptr) > 0) & (np.diff(train.indptr) > 0))
     n = int(min(MAX_USERS, max(1, round(SHARE * candidates.size))))

@@ -45,8 +45,9 @@ DENSE_MAX_ITEMS = 5_000
 #: λ candidates, chosen by validation ndcg@10 of the item-item model alone.
 LAMBDAS = (100.0, 200.0, 400.0)
 LAMBDAS_LARGE = (200.0, 800.0)
-#: LightFM's share of the blend, chosen by validation ndcg@10 of the blend: 1 is LightFM alone, 0
-#: the item-item model alone, so the blend is never worse on validation than the better of them.
+#: LightFM's share of the blend, chosen by validation ndcg@10 of the blend (`pick_share`): 1 is
+#: LightFM alone, 0 the item-item model alone, so on validation the blend is never more than
+#: `SHARE_TOLERANCE` worse than the better of them.
 SHARES = (0.0, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Shares whose validation ndcg@10 is within this fraction of the best are taken as equal (`pick_share`).
 SHARE_TOLERANCE = 0.01

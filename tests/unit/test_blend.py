@@ -102,6 +102,33 @@ def test_because_you_liked_names_the_liked_movie_whose_weight_put_the_pick_there
     assert reasons == {3: [2], 1: [0]}
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_because_you_liked_orders_each_picks_liked_movies_by_their_weight_into_it(seed: int) -> None:
+    # GIVEN random weights between 4 movies (equal ones too: ties go to the lower liked movie)
+    rng = np.random.default_rng(seed)
+    rows = {i: {t: float(rng.choice([-1.0, 0.5, 1.0, 2.0])) for t in range(4) if t != i and rng.random() < 0.7}
+            for i in range(4)}  # fmt: skip
+    model = with_item_item(tiny(), rows, (0.5, 0.5))
+    liked = np.sort(rng.choice(4, size=int(rng.integers(1, 4)), replace=False)).astype(np.int64)
+    picks = np.array([i for i in range(4) if i not in liked.tolist()], np.int64)
+    # WHEN the picks are explained
+    reasons = model.because_liked(liked, picks, n=2)
+    # THEN each names the liked movies with a positive weight into it, largest first, as stored
+    for pick, reason in zip(picks.tolist(), reasons, strict=True):
+        into = []
+        for source in liked.tolist():
+            start, stop = model.item_item_indptr[source], model.item_item_indptr[source + 1]
+            for t, w in zip(model.item_item_targets[start:stop].tolist(), model.item_item_weights[start:stop].tolist(),
+                            strict=True):  # fmt: skip
+                if t == pick and w > 0:
+                    into.append((-w, source))
+        expected = [source for _, source in sorted(into)][:2]
+        if into:
+            assert reason.tolist() == expected
+        else:  # LightFM's side placed it: the liked movies nearest by the item vectors
+            assert set(reason.tolist()) <= set(liked.tolist()) and reason.size == min(2, liked.size)
+
+
 def checkerboard(groups: int = 2, users: int = 12, items: int = 8) -> sp.csr_matrix:
     """Users of group g like every movie of group g except one (their own), nothing else."""
     rows, cols = [], []
@@ -175,6 +202,8 @@ def test_a_trained_users_item_item_side_reads_only_their_newest_likes(monkeypatc
     # WHEN only the newest like counts THEN item 1 leads
     monkeypatch.setattr(artifact, "ITEM_ITEM_LIKES", 1)
     assert model.recommend(0, 1)[0].tolist() == [1]
+    # and item 3 is never explained by the older like, whose weight no longer counts
+    assert [r.tolist() for r in model.because(0, np.array([1, 3]))] == [[2], [2]]
 
 
 def test_recent_likes_keeps_each_users_newest_as_the_history_orders_them() -> None:
