@@ -115,6 +115,7 @@ def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> Non
     assert "EASE" in page.locator("#metrics thead").inner_text()
     assert page.locator("#metrics tbody tr").first.locator("td").count() == 6  # served, 2 parts, popularity, EASE, x
     assert "item-item" in page.locator("#facts").inner_text()
+    assert "Served to visitors" in page.locator("#facts").inner_text()  # their own shares
     assert "per_user_latest_likes" in page.locator("#facts").inner_text()
     assert page.locator("#fold-in tbody tr").count() == 5  # served and LightFM, folded in and trained in; popularity
     assert page.locator("#charts svg").count() == 2
