@@ -51,9 +51,6 @@ LAMBDAS_LARGE = (200.0, 800.0)
 SHARES = (0.0, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Shares whose validation ndcg@10 is within this fraction of the best are taken as equal (`pick_share`).
 SHARE_TOLERANCE = 0.01
-#: A trained user's item-item scores come from their newest likes, at most this many
-#: (`recsys.artifact.ITEM_ITEM_LIKES`, which serving applies): a user with 2,937 likes cost 8 ms.
-RECENT_LIKES = ITEM_ITEM_LIKES
 #: A target movie's largest weight is stored as this many multiples of its scale.
 QUANTA = np.iinfo(np.int16).max
 #: Movies of G computed, or their neighbourhoods chosen, per block (on a thread each).
@@ -78,10 +75,8 @@ class ItemItem(NamedTuple):
     @classmethod
     def empty(cls, n_items: int) -> ItemItem:
         """No weights at all: blended with a share of 1, the served model is LightFM alone."""
-        dtype = np.uint16 if n_items <= np.iinfo(np.uint16).max + 1 else np.int32
-        nothing = np.zeros(0, np.int16)
-        return cls(np.zeros(n_items + 1, np.int64), np.zeros(0, dtype), nothing, np.zeros(n_items, np.float32),
-                   0.0, "none", 0)  # fmt: skip
+        nothing = np.zeros(0, np.int64)
+        return cls.of(nothing, nothing, np.zeros(0, np.float32), n_items, method="none")
 
     @classmethod
     def of(
@@ -152,23 +147,11 @@ def _pruned(b: np.ndarray, keep: int, lam: float) -> ItemItem:
 
 
 def gram(x: sp.csr_matrix, threads: int = 2) -> np.ndarray:
-    """G = XᵀX of the binary likes `x`, dense float32 (exact: counts below 2**24). G is symmetric:
-    its upper triangle is computed, in blocks of `BLOCK` movies on `threads`, and mirrored (two
-    thirds of the time of all of it). G is additive over users: the Gram matrix of all but some
-    users is G minus theirs."""
-    x32 = sp.csr_matrix(x, dtype=np.float32)
-    xt, xc = x32.T.tocsr(), x32.tocsc()
-    n = x32.shape[1]
-    g = np.zeros((n, n), dtype=np.float32)
-
-    def block(start: int) -> None:
-        stop = min(n, start + BLOCK)
-        g[:stop, start:stop] = (xt[:stop] @ xc[:, start:stop]).toarray()
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(block, range(0, n, BLOCK)[::-1]))  # the largest blocks first
-    _mirror(g)
-    return g
+    """G = XᵀX of the binary likes `x`, dense float32 (exact: counts below 2**24): the Gram matrix
+    of no likes grown by all of them (as `grow_gram` grows one). G is additive over users: the Gram matrix of
+    all but some users is G minus theirs."""
+    n = x.shape[1]
+    return _grow(np.zeros((n, n), dtype=np.float32), sp.csr_matrix(x.shape, dtype=np.float32), x, threads)
 
 
 def grow_gram(g: np.ndarray, x: sp.csr_matrix, more: sp.csr_matrix, threads: int = 2) -> np.ndarray:
@@ -176,10 +159,15 @@ def grow_gram(g: np.ndarray, x: sp.csr_matrix, more: sp.csr_matrix, threads: int
 
     ``(X + D)ᵀ(X + D) - XᵀX = Dᵀ(X + D) + XᵀD``: two products as large as the likes that `more`
     adds and their users' other likes, instead of a whole new Gram matrix (training's splits are
-    nested, and each later one adds a tenth to a fifth of the likes). As in `gram`, the upper
-    triangle is updated and mirrored. `more` must not repeat a like of `x`; counts stay exact in
-    float32 (below 2**24).
+    nested, and each later one adds a tenth to a fifth of the likes). The upper
+    triangle is updated, in blocks of `BLOCK` movies on `threads`, and mirrored (G is symmetric:
+    two thirds of the time of all of it). `more` must not repeat a like of `x`; counts stay exact
+    in float32 (below 2**24).
     """
+    return _grow(g, x, more, threads)
+
+
+def _grow(g: np.ndarray, x: sp.csr_matrix, more: sp.csr_matrix, threads: int) -> np.ndarray:
     x32, d32 = sp.csr_matrix(x, dtype=np.float32), sp.csr_matrix(more, dtype=np.float32)
     dt, xt = d32.T.tocsr(), x32.T.tocsr()
     yc, dc = (x32 + d32).tocsc(), d32.tocsc()
@@ -188,10 +176,11 @@ def grow_gram(g: np.ndarray, x: sp.csr_matrix, more: sp.csr_matrix, threads: int
     def block(start: int) -> None:
         stop = min(n, start + BLOCK)
         g[:stop, start:stop] += (dt[:stop] @ yc[:, start:stop]).toarray()
-        g[:stop, start:stop] += (xt[:stop] @ dc[:, start:stop]).toarray()
+        if x32.nnz:
+            g[:stop, start:stop] += (xt[:stop] @ dc[:, start:stop]).toarray()
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(block, range(0, n, BLOCK)[::-1]))
+        list(pool.map(block, range(0, n, BLOCK)[::-1]))  # the largest blocks first
     _mirror(g)
     return g
 
@@ -260,10 +249,10 @@ def _local(g: np.ndarray, near: np.ndarray, lams: Iterable[float], threads: int 
 
 def recent_likes(
     users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, order: np.ndarray, shape: tuple[int, int],
-    cap: int = RECENT_LIKES,
+    cap: int = ITEM_ITEM_LIKES,
 ) -> sp.csr_matrix:  # fmt: skip
     """The binary likes matrix of each user's newest `cap` likes (ties: the later line), as serving
-    takes them from the history (newest first)."""
+    takes them from the history (newest first: `recsys.artifact.ModelArtifact.newest_likes`)."""
     newest = np.lexsort((-order, -timestamps, users))
     grouped = users[newest]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if grouped.size else grouped

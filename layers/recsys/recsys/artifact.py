@@ -265,7 +265,7 @@ class ModelArtifact:
 
     def newest_likes(self, u: int) -> np.ndarray:
         """User index `u`'s newest `ITEM_ITEM_LIKES` liked item indices, newest first: all that
-        their item-item side reads (a user with 2,937 likes cost 8 ms before the cap)."""
+        their item-item side reads."""
         rows = self.liked(u)
         return self.history_items[rows.start : min(rows.stop, rows.start + ITEM_ITEM_LIKES)].astype(np.int64)
 
@@ -352,7 +352,8 @@ class ModelArtifact:
         at = slot[self.item_item_targets[rows]]
         hits = np.flatnonzero(at >= 0)
         weights = self.item_item_weights[rows[hits]].astype(np.int32)
-        hits, weights = hits[weights > 0], weights[weights > 0]
+        positive = weights > 0
+        hits, weights = hits[positive], weights[positive]
         ends = np.cumsum(self.item_item_indptr[liked + 1] - self.item_item_indptr[liked])
         sources, at = liked[np.searchsorted(ends, hits, side="right")], at[hits]
         order = np.lexsort((sources, -weights, at))

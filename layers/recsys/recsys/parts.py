@@ -384,7 +384,7 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
     """What dtype and shape cannot say: finite numbers, ascending ids, indices in range, offsets."""
     items = dims["items"]
     for name in _FINITE:
-        if name in fields and not _finite(fields[name]):
+        if name in fields and not np.isfinite(fields[name]).all():
             raise ValueError(f"{name}: not every value is finite")
     for name in ("item_ids", "user_ids"):
         ids = fields.get(name)
@@ -421,7 +421,3 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():
             raise ValueError("neighbour_sims: NaN or +inf (only -inf pads a short row)")
-
-
-def _finite(values: np.ndarray) -> bool:
-    return bool(np.isfinite(values).all())
