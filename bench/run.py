@@ -31,7 +31,7 @@ import numpy as np
 
 from bench import generate, latency, original
 from devstack.invoker import sample_event
-from devstack.s3 import moto_s3, upload_store
+from devstack.s3 import moto_server, upload_store
 from devstack.servers import free_port, stop
 from devstack.template import model_parts
 
@@ -214,7 +214,7 @@ def cold_starts(store: Path, repeats: int, shipped: Path | None = None) -> dict[
         (events / f"{name}.json").write_text(json.dumps(sample_event(name, user, movie)))
     app = load_application()
     port = free_port()
-    with moto_s3(port) as endpoint:
+    with moto_server(port) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         bucket = f"bench-models-{store.name}"
         s3.create_bucket(Bucket=bucket)

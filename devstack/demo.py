@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
+from devstack.dynamodb import create_feedback_table
 from devstack.gateway import serve, serve_site
-from devstack.s3 import moto_s3
+from devstack.s3 import moto_server
 from devstack.template import ROOT
 
 BUCKET = "recommender-models"
@@ -33,7 +34,7 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
             endpoint, model_uri = sam.moto_endpoint, sam.model_uri
             sam.s3().create_bucket(Bucket=BUCKET)
         else:
-            endpoint, model_uri = stack.enter_context(moto_s3(s3_port)), f"s3://{BUCKET}/{PREFIX}"
+            endpoint, model_uri = stack.enter_context(moto_server(s3_port)), f"s3://{BUCKET}/{PREFIX}"
         os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                           AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
         if api != "sam":
@@ -41,13 +42,15 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
 
             for bucket in (BUCKET, "recommender-website"):
                 boto3.client("s3").create_bucket(Bucket=bucket)
+            create_feedback_table(boto3.client("dynamodb"))
         code = train(["--ratings", ratings, "--model-uri", model_uri, "--cache-dir", str(ROOT / "build/cache")])
         if code != 0:
             return code
         if api == "sam":
             api_url = stack.enter_context(sam.start_api(api_port))
         else:
-            api_url = f"http://127.0.0.1:{stack.enter_context(_running(serve(model_uri, api_port))).server_port}"
+            server = stack.enter_context(_running(serve(model_uri, api_port, endpoint)))
+            api_url = f"http://127.0.0.1:{server.server_port}"
         web = f"http://127.0.0.1:{stack.enter_context(_running(serve_site(api_url, web_port))).server_port}"
         how = " (sam local start-api)" if api == "sam" else ""
         print(f"\nAPI      {api_url}{how}   (try {api_url}/recommendations/196?explain=true)")

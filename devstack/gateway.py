@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devstack.dynamodb import FEEDBACK_TABLE
 from devstack.invoker import Invoker
 from devstack.servers import start_server
 from devstack.site import SITE_HEADERS, config_js, site_csp, static_file
@@ -124,10 +125,19 @@ def http_handler(
     return Handler
 
 
-def serve(model_uri: str, api_port: int, allowed_origin: str = "*") -> ThreadingHTTPServer:
-    """The local API on 127.0.0.1:`api_port` (0: any free port), every function imported first."""
+def serve(
+    model_uri: str,
+    api_port: int,
+    dynamodb_endpoint: str,
+    allowed_origin: str = "*",
+    feedback_table: str = FEEDBACK_TABLE,
+) -> ThreadingHTTPServer:
+    """The local API on 127.0.0.1:`api_port` (0: any free port), every function imported first; the
+    feedback table is `feedback_table` on the local DynamoDB at `dynamodb_endpoint`."""
     app = load_application()
-    invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": allowed_origin})
+    overrides = {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": allowed_origin, "FEEDBACK_TABLE": feedback_table,
+                 "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint}  # fmt: skip
+    invoker = Invoker(app, overrides)
     return start_server(http_handler(LocalApi(app, invoker, allowed_origin), None, None), api_port)
 
 

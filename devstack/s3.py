@@ -1,4 +1,4 @@
-"""A local S3 (moto on loopback) and copying a model store into it."""
+"""A local AWS (moto on loopback: S3, DynamoDB) and copying a model store into it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from recsys.parts import POINTER
 
 
 @contextlib.contextmanager
-def moto_s3(port: int) -> Iterator[str]:
-    """A moto S3 server on loopback; yields its endpoint URL and points boto3 at it."""
+def moto_server(port: int) -> Iterator[str]:
+    """A moto server on loopback (S3, DynamoDB, ...); yields its endpoint URL and points boto3 at it."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -2,9 +2,9 @@
 
 **The stack.** `SamStack` starts dockerd when none runs (and stops only the one it started), creates
 its own Docker network, runs moto in a container on it (published on 127.0.0.1 for the host side),
-publishes a model there, runs `sam build`, and gives `sam local invoke` / `start-api` the network
-and an env file pointing the functions at ``http://moto:5000``. Traffic stays on loopback and that
-network.
+creates the feedback table and publishes a model there, runs `sam build`, and gives `sam local
+invoke` / `start-api` the network and an env file pointing the functions at ``http://moto:5000``.
+Traffic stays on loopback and that network.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.docker import MOTO_PORT, WORK, docker, docker_daemon, ensure_images, image_names, runtime_version
+from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
 from devstack.s3 import upload_store
 from devstack.template import ROOT, TEMPLATE
 
@@ -117,6 +118,7 @@ class SamStack:
             self._stack.callback(docker, "rm", "-f", self.name, check=False)
             self.moto_port = int(docker("port", self.name, str(MOTO_PORT)).split(":")[-1])
             self._wait_for_moto()
+            create_feedback_table(self.client("dynamodb"))
             if self.model_store is not None:
                 self.publish(self.model_store)
         except BaseException:
@@ -138,9 +140,13 @@ class SamStack:
         raise RuntimeError("moto's container did not answer within 60 s")
 
     def s3(self) -> Any:
+        return self.client("s3")
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of `service` on this stack's moto."""
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.moto_endpoint, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.moto_endpoint, region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
 
     def publish(self, store: Path) -> None:
@@ -153,6 +159,7 @@ class SamStack:
     def env_file(self, **overrides: str) -> Path:
         """The --env-vars file: every function reads the model from moto on this stack's network."""
         variables = {"MODEL_URI": self.model_uri, "AWS_ENDPOINT_URL_S3": f"http://moto:{MOTO_PORT}",
+                     "AWS_ENDPOINT_URL_DYNAMODB": f"http://moto:{MOTO_PORT}", "FEEDBACK_TABLE": FEEDBACK_TABLE,
                      "ALLOWED_ORIGIN": "*", **overrides}  # fmt: skip
         path = WORK / f"env-{self.name}-{hashlib.sha256(json.dumps(variables).encode()).hexdigest()[:8]}.json"
         path.write_text(json.dumps({"Parameters": variables}, indent=2))

@@ -77,6 +77,7 @@ def load_application(template: Path = TEMPLATE) -> Application:
     doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
     resources = doc["Resources"]
     glob = doc.get("Globals", {}).get("Function", {})
+    defaults = {name: str(p["Default"]) for name, p in doc.get("Parameters", {}).items() if "Default" in p}
     layer_paths = {
         name: ROOT / res["Properties"]["ContentUri"]
         for name, res in resources.items()
@@ -88,7 +89,7 @@ def load_application(template: Path = TEMPLATE) -> Application:
             continue
         props = res["Properties"]
         layers = [layer_paths[ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
-        env = {**_literals(glob.get("Environment", {})), **_literals(props.get("Environment", {}))}
+        env = {**_literals(glob.get("Environment", {}), defaults), **_literals(props.get("Environment", {}), defaults)}
         runtime = str(props.get("Runtime", glob.get("Runtime", "")))
         functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
         for event in props.get("Events", {}).values():
@@ -110,6 +111,22 @@ def ref(value: Any) -> str:
     return str(value.value) if isinstance(value, Tag) else str(value)
 
 
-def _literals(environment: dict[str, Any]) -> dict[str, str]:
-    """The environment variables with literal values (intrinsics are set by the local stack)."""
-    return {k: str(v) for k, v in environment.get("Variables", {}).items() if not isinstance(v, Tag)}
+def _literals(environment: dict[str, Any], defaults: dict[str, str]) -> dict[str, str]:
+    """The environment variables with literal values, and those that are a parameter's default
+    (``!Ref LikeCap``); other intrinsics are set by the local stack."""
+    out = {}
+    for name, value in environment.get("Variables", {}).items():
+        if not isinstance(value, Tag):
+            out[name] = str(value)
+        elif value.tag == "Ref" and str(value.value) in defaults:
+            out[name] = defaults[str(value.value)]
+    return out
+
+
+def table(name: str, template: Path = TEMPLATE) -> dict[str, Any]:
+    """The properties of the DynamoDB table `name` in the template, as `create_table` takes them
+    (its TTL attribute under ``TimeToLiveSpecification``, which is set apart)."""
+    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    props = doc["Resources"][name]["Properties"]
+    keep = ("KeySchema", "AttributeDefinitions", "BillingMode", "TimeToLiveSpecification")
+    return {k: v for k, v in props.items() if k in keep}

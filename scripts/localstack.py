@@ -10,6 +10,7 @@ Everything comes from template.yaml (see `devstack`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -18,8 +19,11 @@ import time
 from pathlib import Path
 
 from devstack import demo
+from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
 from devstack.gateway import serve, serve_site
 from devstack.invoker import Invoker, store_uri
+from devstack.s3 import moto_server
+from devstack.servers import free_port
 from devstack.template import ROOT, load_application
 from recsys.parts import POINTER
 
@@ -36,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", 3000)))
     srv.add_argument("--web-port", type=int, default=None)
     srv.add_argument("--allowed-origin", default="*")
+    srv.add_argument("--dynamodb-endpoint", help="a local DynamoDB holding the feedback table (default: a moto "
+                     "server of its own, with the table made)")  # fmt: skip
+    srv.add_argument("--feedback-table", default=FEEDBACK_TABLE)
     dem = sub.add_parser("demo", help="moto S3, train and publish, serve API and website")
     dem.add_argument("--ratings", default=os.environ.get("RATINGS") or "data/ml-100k")
     dem.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT") or 3000))
@@ -60,12 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         try:  # a signal may come the moment READY is read, while print is still flushing
-            servers = [serve(args.model_uri, args.api_port, args.allowed_origin)]
-            if args.web_port is not None:
-                servers.append(serve_site(f"http://127.0.0.1:{servers[0].server_port}", args.web_port))
-            print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)
-            while True:
-                time.sleep(3600)
+            with contextlib.ExitStack() as stack:
+                endpoint = args.dynamodb_endpoint
+                for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # a local DynamoDB takes any
+                    os.environ.setdefault(name, "testing")
+                if endpoint is None:
+                    import boto3
+
+                    endpoint = stack.enter_context(moto_server(free_port()))
+                    create_feedback_table(boto3.client("dynamodb", endpoint_url=endpoint), args.feedback_table)
+                servers = [serve(args.model_uri, args.api_port, endpoint, args.allowed_origin, args.feedback_table)]
+                if args.web_port is not None:
+                    servers.append(serve_site(f"http://127.0.0.1:{servers[0].server_port}", args.web_port))
+                print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)
+                while True:
+                    time.sleep(3600)
         except KeyboardInterrupt:
             return 0
     return demo.run("local", args.ratings, args.api_port, args.web_port, args.s3_port)

@@ -65,7 +65,11 @@ class Schemas:
         limits = spec or Spec()
         if tp in PRIMITIVES:
             schema: dict[str, Any] = {"type": PRIMITIVES[tp]}
-            bounds = {"minimum": limits.ge, "maximum": limits.le} if tp is int else {"maxLength": limits.max_length}
+            bounds = (
+                {"minimum": limits.ge, "maximum": limits.le}
+                if tp is int
+                else {"maxLength": limits.max_length, "pattern": limits.pattern}
+            )
             return schema | {k: v for k, v in bounds.items() if v is not None}
         if tp is object:
             return {}

@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from devstack.dynamodb import create_feedback_table
 from devstack.invoker import LambdaContext
 from devstack.servers import free_port
 from tests import data
@@ -23,6 +24,9 @@ def _restore_environment() -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     os.environ.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true")
+    # DynamoDB is moto's wherever a test says so; anywhere else a call finds nothing listening on
+    # loopback, never AWS itself (tests send no traffic off this machine)
+    os.environ.setdefault("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
     yield
     os.environ.clear()
     os.environ.update(saved)
@@ -38,6 +42,15 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def feedback_env(moto_endpoint: str) -> dict[str, str]:
+    """What FeedbackFunction needs of a local stack: a feedback table of its own on the moto server."""
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    table = create_feedback_table(client, f"feedback-{uuid.uuid4().hex[:12]}")
+    return {"FEEDBACK_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
-// A visitor's liked movies: kept in this browser only (localStorage), never on a server, and
-// carried in a shareable link (?liked=1,50,100). Titles are cached beside the ids for display.
+// A visitor's liked movies: kept in this browser (localStorage) and carried in a shareable link
+// (?liked=1,50,100); each like and unlike the visitor makes is also sent to the API for training
+// (feedback.js). Titles are cached beside the ids for display.
+import * as feedback from "./feedback.js";
+
 const KEY = "movie-recommender.likes";
 const MAX = 500; // what the API accepts
 const listeners = new Set();
@@ -35,11 +38,14 @@ export function isLiked(movieId) {
 }
 
 export function like(movie) {
-  if (!isLiked(movie.movie_id)) write([...read(), { movie_id: movie.movie_id, title: movie.title, year: movie.year ?? null, genres: movie.genres ?? [] }]);
+  if (isLiked(movie.movie_id)) return;
+  write([...read(), { movie_id: movie.movie_id, title: movie.title, year: movie.year ?? null, genres: movie.genres ?? [] }]);
+  feedback.record({ like: [movie.movie_id] });
 }
 
 export function unlike(movieId) {
   write(read().filter((m) => m.movie_id !== Number(movieId)));
+  feedback.record({ unlike: [Number(movieId)] });
 }
 
 // Cache titles (and years, genres) for liked ids, without counting as a change of likes.
@@ -53,7 +59,17 @@ export function describe(movies) {
 }
 
 export function clear() {
+  const ids = read().map((m) => m.movie_id);
   write([]);
+  if (ids.length) feedback.record({ unlike: ids });
+}
+
+// "Forget me": the API deletes this visitor's likes, then this browser forgets them too.
+export async function forget() {
+  const deleted = await feedback.forget();
+  localStorage.removeItem(KEY);
+  write([]);
+  return deleted;
 }
 
 export function onChange(listener) {

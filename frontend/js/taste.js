@@ -1,5 +1,6 @@
 // "Your taste": search and like movies; picks for you refresh as your likes change (POST /recommendations).
 import { get, loadGenres, post } from "./api.js";
+import * as feedback from "./feedback.js";
 import * as store from "./likes.js";
 import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
 
@@ -79,6 +80,14 @@ let picksTimer = 0;
 $("query").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); });
 $("search-form").addEventListener("submit", (event) => { event.preventDefault(); search(); });
 $("clear").addEventListener("click", () => store.clear());
+$("forget").addEventListener("click", async () => {
+  try {
+    const deleted = await store.forget();
+    setStatus($("forget-status"), `Forgotten: ${deleted} ${deleted === 1 ? "like" : "likes"} deleted from the server, and this browser holds none.`, "info");
+  } catch (error) {
+    setStatus($("forget-status"), `Could not forget you right now (${error.message}); nothing was deleted. Try again.`, "error");
+  }
+});
 $("share").addEventListener("focus", (event) => event.target.select());
 $("k").addEventListener("change", refreshPicks);
 $("genre").addEventListener("change", refreshPicks);
@@ -94,3 +103,4 @@ history.replaceState(null, "", store.shareUrl());
 renderLikes();
 loadGenres($("genre"), status);
 refreshPicks();
+feedback.flush(); // what an earlier page could not send

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
+from recsys.schemas import VISITOR_ID
 from tests import data
 from tests.conftest import free_port
 
@@ -21,13 +25,15 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 
 @pytest.fixture(scope="module")
-def stack(model_store: Path) -> Iterator[dict[str, str]]:
+def stack(model_store: Path, feedback_env: dict[str, str]) -> Iterator[dict[str, str]]:
     api_port, web_port = free_port(), free_port()
     SHOTS.mkdir(exist_ok=True)
     log = (SHOTS / "localstack.log").open("w")  # the server's logs, for when a test here fails
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", str(model_store),
-         "--api-port", str(api_port), "--web-port", str(web_port)],
+         "--api-port", str(api_port), "--web-port", str(web_port),
+         "--dynamodb-endpoint", feedback_env["AWS_ENDPOINT_URL_DYNAMODB"],
+         "--feedback-table", feedback_env["FEEDBACK_TABLE"]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
@@ -163,6 +169,69 @@ def test_taste_page_picks_follow_the_visitors_likes(stack: dict[str, str], page)
     page.locator("#clear").click()
     page.wait_for_selector('#picks-list[data-liked=""]')
     assert page.errors == []
+
+
+def _stored(feedback_env: dict[str, str], visitor: str) -> list[int]:
+    """The movies the feedback table holds as liked by `visitor`."""
+    client = boto3.client("dynamodb", endpoint_url=feedback_env["AWS_ENDPOINT_URL_DYNAMODB"], region_name="us-east-1")
+    items = client.query(TableName=feedback_env["FEEDBACK_TABLE"], KeyConditionExpression="visitor_id = :v",
+                         ExpressionAttributeValues={":v": {"S": visitor}}, ConsistentRead=True)["Items"]  # fmt: skip
+    return sorted(int(i["movie_id"]["N"]) for i in items if int(i["movie_id"]["N"]) >= 0)
+
+
+def _eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until `check()` holds (a background send has landed), or fail with its last state."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never held"
+        time.sleep(0.1)
+
+
+def test_taste_page_likes_reach_the_table_and_forget_me_deletes_them(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], feedback_env: dict[str, str], page
+) -> None:
+    # GIVEN a visitor on the taste page, who likes three movies
+    page.goto(stack["web"] + "/taste.html")
+    page.wait_for_selector("#picks-list li.movie")
+    for movie_id in (13, 14, 15):
+        page.fill("#query", f"movie {movie_id}")
+        page.locator(f'#results button[data-like="{movie_id}"]').click()
+    page.wait_for_selector('#picks-list[data-liked="13,14,15"]')
+    visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+    # THEN the table holds them under the browser's random id, and nothing else identifies the visitor
+    assert re.fullmatch(VISITOR_ID, visitor)
+    _eventually(lambda: _stored(feedback_env, visitor) == [13, 14, 15])
+    # WHEN one is removed THEN the table follows
+    page.locator('#likes-list li[data-movie-id="14"] button.remove').click()
+    _eventually(lambda: _stored(feedback_env, visitor) == [13, 15])
+    # WHEN they press "forget me" THEN the table and the browser hold nothing of them
+    page.locator("#forget").click()
+    page.wait_for_selector("#forget-status:has-text('Forgotten: 2 likes deleted')")
+    assert _stored(feedback_env, visitor) == []
+    assert page.evaluate("[localStorage.getItem('movie-recommender.visitor'), localStorage.getItem('movie-recommender.likes')]") == [None, "[]"]  # noqa: E501
+    assert page.locator("#likes-list li.movie").count() == 0 and page.errors == []
+
+
+def test_taste_page_works_while_the_feedback_api_fails_and_sends_later(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], feedback_env: dict[str, str], page
+) -> None:
+    # GIVEN a feedback API that cannot be reached
+    page.route("**/feedback", lambda route: route.abort())
+    page.goto(stack["web"] + "/taste.html")
+    page.wait_for_selector("#picks-list li.movie")
+    # WHEN the visitor likes movies THEN the picks still follow them
+    for movie_id in (1, 2):
+        page.fill("#query", f"movie {movie_id}")
+        page.locator(f'#results button[data-like="{movie_id}"]').click()
+    page.wait_for_selector('#picks-list[data-liked="1,2"]')
+    assert not {1, 2} & set(_picks(page))
+    visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+    assert _stored(feedback_env, visitor) == [] and page.locator("#status.status-error").count() == 0
+    # WHEN the API is back and the visitor comes again THEN what waited is sent
+    page.unroute("**/feedback")
+    page.reload()
+    _eventually(lambda: _stored(feedback_env, visitor) == [1, 2])
+    assert page.evaluate("localStorage.getItem('movie-recommender.pending')") == '{"like":[],"unlike":[]}'
 
 
 def test_taste_page_from_a_shared_link_on_a_phone(stack: dict[str, str], browser) -> None:  # type: ignore[no-untyped-def]

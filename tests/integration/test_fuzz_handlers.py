@@ -19,7 +19,7 @@ from devstack.template import load_application
 pytestmark = pytest.mark.integration
 
 APP = load_application()
-ROUTES = [r for r in APP.routes if r.method == "GET"]
+ROUTES = [r for r in APP.routes if r.method in ("GET", "DELETE")]
 PARAMS = ["k", "model", "genre", "explain", "offset", "limit", "seed", "query", "user_id", "K", ""]
 
 numbers = st.one_of(
@@ -29,6 +29,12 @@ numbers = st.one_of(
 )
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
 values = st.one_of(numbers, texts, st.sampled_from(["personalized", "popularity", "true", "false", "Comedy"]))
+visitors = st.one_of(
+    st.uuids(version=4).map(str),
+    st.uuids(version=1).map(str),
+    st.uuids(version=4).map(lambda u: str(u).upper()),
+    st.sampled_from(["", "x", "00000000-0000-4000-8000-00000000000", "0" * 37]),
+)
 segments = st.one_of(numbers, texts, st.sampled_from(["..", ".", "%2F", "a/b", "%00", "\x00", "1/similar"]))
 
 
@@ -36,13 +42,15 @@ segments = st.one_of(numbers, texts, st.sampled_from(["..", ".", "%2F", "a/b", "
 def events(draw: st.DrawFn, route: Any) -> dict[str, Any]:
     segment = draw(segments)
     quoted = urllib.parse.quote(segment, safe="") if draw(st.booleans()) else segment
-    path = route.path.replace("{user_id}", quoted).replace("{movie_id}", quoted)
+    if "{visitor_id}" in route.path and draw(st.booleans()):
+        segment = quoted = draw(visitors)
+    path = route.path.replace("{user_id}", quoted).replace("{movie_id}", quoted).replace("{visitor_id}", quoted)
     multi = draw(st.dictionaries(st.sampled_from(PARAMS), st.lists(values, min_size=1, max_size=3), max_size=5))
     body = draw(st.one_of(st.none(), texts, st.binary(max_size=30).map(lambda b: b.hex())))
     headers = draw(st.one_of(st.none(), st.dictionaries(st.sampled_from(["Origin", "origin", "Accept", "X-Odd"]),
                                                         texts, max_size=3)))  # fmt: skip
-    name = "user_id" if "user_id" in route.path else "movie_id"
-    return _event(route, "GET", path, headers, multi, {name: segment} if "{" in route.path else None, body,
+    name = next((n for n in ("user_id", "movie_id", "visitor_id") if f"{{{n}}}" in route.path), "")
+    return _event(route, route.method, path, headers, multi, {name: segment} if "{" in route.path else None, body,
                   draw(st.booleans()) if body else False)  # fmt: skip
 
 
@@ -79,13 +87,13 @@ def _answer_is_clear(invoker: Invoker, route: Any, event: dict[str, Any], seen: 
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     else:
-        assert body["model_version"]
+        assert body.get("model_version") or body.get("visitor_id")
     return body
 
 
 @pytest.fixture(scope="module")
-def invoker(model_store: Path) -> Invoker:
-    return Invoker(APP, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"})
+def invoker(model_store: Path, feedback_env: dict[str, str]) -> Invoker:
+    return Invoker(APP, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env})
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.path)
@@ -105,7 +113,7 @@ def test_odd_events_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> No
 
 
 POST_ROUTES = [r for r in APP.routes if r.method == "POST"]
-FIELDS = ["liked", "disliked", "k", "genre", "explain", "user_id", ""]
+FIELDS = ["liked", "disliked", "k", "genre", "explain", "user_id", "visitor_id", "like", "unlike", ""]
 json_values = st.recursive(
     st.one_of(
         st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -127,8 +135,14 @@ hostile = st.one_of(
     st.sampled_from(['{"liked": [1], "liked": [2]}', '{"liked": [1], "genre": "\\ud800"}', '{"liked": [NaN]}',
                      '{"liked": [Infinity]}', '{"liked": [1e400]}', '{"liked": [1]}\x00', "\ufeff{}", "nul"]),
 )  # fmt: skip
+ids = st.lists(st.integers(min_value=-5, max_value=2000), max_size=6)
+feedbacks = st.fixed_dictionaries({"visitor_id": visitors}, optional={"like": ids, "unlike": ids})
 bodies = st.one_of(
-    tastes.map(json.dumps), json_values.map(json.dumps), hostile, st.text(alphabet=st.characters(), max_size=60)
+    tastes.map(json.dumps),
+    feedbacks.map(json.dumps),
+    json_values.map(json.dumps),
+    hostile,
+    st.text(alphabet=st.characters(), max_size=60),
 )
 
 
@@ -157,7 +171,7 @@ def test_odd_bodies_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> No
     @given(event=post_events(route))
     def check(event: dict[str, Any]) -> None:
         body = _answer_is_clear(invoker, route, event, seen)
-        assert "error" in body or isinstance(body["items"], list)
+        assert "error" in body or isinstance(body.get("items", body.get("liked")), list)
 
     check()
     assert sum(seen.values()) >= 1500

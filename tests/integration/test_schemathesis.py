@@ -30,9 +30,9 @@ EXCLUDED = [schemathesis.checks.CHECKS.get_one("unsupported_method")]
 
 
 @pytest.fixture(scope="module")
-def base_url(model_store: Path) -> Iterator[str]:
+def base_url(model_store: Path, feedback_env: dict[str, str]) -> Iterator[str]:
     app = load_application()
-    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"}), "*")
+    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env}), "*")
     server = start_server(http_handler(local, None, None), 0)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -18,6 +18,8 @@ from devstack.template import load_application
 pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam/bin/sam"
+#: The zip functions, each behind its alias "live".
+FUNCTIONS = ("RecommendFunction", "HistoryFunction", "SimilarFunction", "FeedbackFunction")
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -102,11 +104,11 @@ def test_every_change_publishes_a_new_version_behind_live(change: dict[str, str]
     # GIVEN each function's version as deployed, and as deployed after one change
     before = _versions(ROOT / "template.yaml")
     after = _versions(ROOT / "template.yaml", **change)
-    assert len(before) == len(after) == 3
+    assert len(before) == len(after) == len(FUNCTIONS)
     # THEN every function gets a new version: a new logical id (the layer, which SAM's hash sees),
     # or a new description, which CloudFormation cannot update in place and so replaces
     # (AWS::Lambda::Version Description: "Update requires: Replacement")
-    for function in ("RecommendFunction", "HistoryFunction", "SimilarFunction"):
+    for function in FUNCTIONS:
         old = next((k, v) for k, v in before.items() if k.startswith(function))
         new = next((k, v) for k, v in after.items() if k.startswith(function))
         assert old != new, (function, change)
@@ -164,8 +166,7 @@ def _stale_bytecode(root: Path) -> list[str]:
 def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: Path) -> None:
     # GIVEN the layer and every function, zipped by SAM's own code and unpacked as Lambda lays them out
     opt = ship(built / "RecsysLayer", tmp_path / "opt")
-    tasks = [ship(built / name, tmp_path / "var/task" / name) for name in ("RecommendFunction", "HistoryFunction",
-                                                                          "SimilarFunction")]  # fmt: skip
+    tasks = [ship(built / name, tmp_path / "var/task" / name) for name in FUNCTIONS]
     # THEN every module has a .pyc that Python accepts there, whatever the 1980 dates
     assert len(list(opt.rglob("*.py"))) > 400  # numpy and recsys: the check saw them
     for root in (opt, *tasks):
@@ -180,16 +181,21 @@ def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: P
     ]
 
 
-def test_every_template_route_is_served_locally(model_store: Path) -> None:
+def test_every_template_route_is_served_locally(model_store: Path, feedback_env: dict[str, str]) -> None:
     app = load_application()
     paths = {"/recommendations/{user_id}", "/model", "/users/{user_id}/history", "/users", "/movies/{movie_id}/similar",
              "/movies"}  # fmt: skip
-    posts = {("POST", "/recommendations"), ("OPTIONS", "/recommendations")}
-    assert {(r.method, r.path) for r in app.routes} == {(m, p) for p in paths for m in ("GET", "OPTIONS")} | posts
-    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"}), "*")
+    posts = {(m, p) for p in ("/recommendations", "/feedback") for m in ("POST", "OPTIONS")}
+    deletes = {(m, "/feedback/{visitor_id}") for m in ("DELETE", "OPTIONS")}
+    routes = {(m, p) for p in paths for m in ("GET", "OPTIONS")} | posts | deletes
+    assert {(r.method, r.path) for r in app.routes} == routes
+    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env}), "*")
+    visitor = "0b7e3f8a-5d2c-4e1f-9a6b-3c8d7e2f1a40"
+    feedback = json.dumps({"visitor_id": visitor, "like": [1]}).encode()
+    bodies = {"/recommendations": b'{"liked": [1]}', "/feedback": feedback}
     for route in app.routes:
-        path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1")
-        body = b'{"liked": [1]}' if route.method == "POST" else b""
+        path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1").replace("{visitor_id}", visitor)
+        body = bodies[route.path] if route.method == "POST" else b""
         status, headers, _ = local.handle(route.method, path, {"Content-Type": "application/json"}, body)
         assert status == (204 if route.method == "OPTIONS" else 200), (route, status)
         assert headers["Access-Control-Allow-Origin"] == "*"

@@ -9,6 +9,8 @@ raised                             status  code
 InvalidRequestError                400     invalid_request (a bad parameter or body: `recsys.routing`)
 UnknownUser/Movie/GenreError       404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
+LimitExceededError                 409     like_cap (a visitor's likes would pass the cap)
+FeedbackUnavailableError           503     feedback_unavailable (+ Retry-After)
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
 ConfigurationError                 503     model_unavailable (+ Retry-After)
 anything else                      500     internal (logged with its trace)
@@ -30,7 +32,14 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from recsys.errors import ConfigurationError, InvalidRequestError, ModelUnavailableError, NotFoundError
+from recsys.errors import (
+    ConfigurationError,
+    FeedbackUnavailableError,
+    InvalidRequestError,
+    LimitExceededError,
+    ModelUnavailableError,
+    NotFoundError,
+)
 from recsys.routing import Route
 
 logger = logging.getLogger(__name__)
@@ -63,6 +72,15 @@ POST_RESPONSES: dict[int, Any] = {
     },
 }
 MAX_BODY_BYTES = 32 * 1024
+#: What the feedback routes add: the cap, and a table that does not answer.
+FEEDBACK_RESPONSES: dict[int, Any] = {
+    409: {"description": "The visitor's likes would pass the cap; nothing was stored", "content": _ERROR_CONTENT},
+    503: {
+        "description": "No model, or the likes could not be stored; retry after the Retry-After seconds",
+        "content": _ERROR_CONTENT,
+        "headers": RESPONSES[503]["headers"],
+    },
+}
 
 
 #: How deep a POST body may nest (the request schema needs 2), and how many digits a number may have.
@@ -85,6 +103,11 @@ class App:
         self, path: str, *, responses: dict[int, Any] = POST_RESPONSES, tags: tuple[str, ...] = ()
     ) -> Callable[[F], F]:
         return self._route("POST", path, responses, tags)
+
+    def delete(
+        self, path: str, *, responses: dict[int, Any] = RESPONSES, tags: tuple[str, ...] = ()
+    ) -> Callable[[F], F]:
+        return self._route("DELETE", path, responses, tags)
 
     def _route(self, method: str, path: str, responses: dict[int, Any], tags: tuple[str, ...]) -> Callable[[F], F]:
         def register(function: F) -> F:
@@ -256,6 +279,7 @@ def error(
 # keys, AWS error codes, digests, the refused pickle global) goes to the log under that id.
 UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-After seconds"
 INTERNAL_MESSAGE = "internal error; it has been logged"
+FEEDBACK_UNAVAILABLE_MESSAGE = "the likes could not be stored right now; retry after the Retry-After seconds"
 
 
 def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
@@ -264,6 +288,12 @@ def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
         return error(400, exc.code, str(exc))
     if isinstance(exc, NotFoundError):
         return error(404, exc.code, str(exc))
+    if isinstance(exc, LimitExceededError):
+        return error(409, exc.code, str(exc))
+    if isinstance(exc, FeedbackUnavailableError):
+        logger.error("feedback store unavailable (request %s): %s", request_id, exc)
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error(503, exc.code, FEEDBACK_UNAVAILABLE_MESSAGE, retry, request_id)
     if isinstance(exc, (ModelUnavailableError, ConfigurationError)):
         logger.error("serving unavailable (request %s): %s: %s", request_id, exc.code, exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
@@ -279,7 +309,7 @@ def request_id(event: dict[str, Any]) -> str:
 
 
 PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Methods": "GET,POST,OPTIONS",
+    "Access-Control-Allow-Methods": "GET,POST,DELETE,OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type",
     "Access-Control-Max-Age": "600",
 }

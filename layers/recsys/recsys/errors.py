@@ -7,6 +7,8 @@ The tree, and the HTTP status `recsys.api` maps each branch to::
     ├── NotFoundError                404
     │   ├── UnknownUserError              no such user in the model
     │   └── UnknownMovieError             no such movie in the model
+    ├── LimitExceededError           409  a visitor's stored likes would pass the cap
+    ├── FeedbackUnavailableError     503  the feedback table did not answer (after retries)
     ├── ModelUnavailableError        503  no model could be loaded (S3 down, bad pointer, ...)
     │   └── ModelIntegrityError           the bytes fail the size/sha256 check or the unpickler's allow-list
     └── ConfigurationError           503  the function's settings are missing or invalid
@@ -51,6 +53,14 @@ class UnknownGenreError(NotFoundError):
     def __init__(self, genre: str, known: tuple[str, ...]) -> None:
         super().__init__(f"genre {genre!r} is not in the model; it knows {', '.join(known)}")
         self.genre = genre
+
+
+class LimitExceededError(RecsysError):
+    code = "like_cap"
+
+
+class FeedbackUnavailableError(RecsysError):
+    code = "feedback_unavailable"
 
 
 class ModelUnavailableError(RecsysError):

@@ -37,6 +37,7 @@ class Spec(NamedTuple):
     le: int | None = None
     max_length: int | None = None
     description: str | None = None
+    pattern: str | None = None  # a regular expression the whole text must match
 
 
 class Path(Spec):
@@ -131,6 +132,8 @@ def check(value: Any, tp: Any, loc: Sequence[str | int], text: bool = False) -> 
             raise Invalid(loc, "Input should be a valid string")
         if spec is not None and spec.max_length is not None and len(value) > spec.max_length:
             raise Invalid(loc, f"String should have at most {spec.max_length} characters")
+        if spec is not None and spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+            raise Invalid(loc, f"String should match pattern '{spec.pattern}'")
         return value
     if origin is tuple:  # tuple[X, ...]: a JSON array, kept immutable
         if not isinstance(value, list):

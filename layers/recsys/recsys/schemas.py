@@ -56,6 +56,30 @@ class Taste(NamedTuple):
 
 TasteBody = Annotated[Taste, Body()]
 
+#: Movies one feedback request may name, likes and unlikes each (a DynamoDB transaction holds 100 items).
+MAX_FEEDBACK_IDS = 48
+#: A random UUIDv4, lowercase, as the website's ``crypto.randomUUID()`` makes it (`recsys.feedback`).
+VISITOR_ID = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+_VISITOR_DOC = "The visitor's random UUIDv4, made once by the website; nothing else identifies them"
+VisitorId = Annotated[str, Path(max_length=36, pattern=VISITOR_ID, description=_VISITOR_DOC)]
+
+
+class Feedback(NamedTuple):
+    """Movies a visitor liked or stopped liking, stored for the next training (`DELETE` forgets them all)."""
+
+    visitor_id: Annotated[str, Spec(max_length=36, pattern=VISITOR_ID, description=_VISITOR_DOC)]
+    like: Annotated[
+        tuple[TasteId, ...],
+        Spec(max_length=MAX_FEEDBACK_IDS, description="Movie ids to store as liked; storing one twice changes nothing"),
+    ] = ()
+    unlike: Annotated[
+        tuple[TasteId, ...],
+        Spec(max_length=MAX_FEEDBACK_IDS, description="Movie ids to remove from the likes (also when in like)"),
+    ] = ()
+
+
+FeedbackBody = Annotated[Feedback, Body()]
+
 
 # -- the answers ----------------------------------------------------------------------------
 
@@ -116,6 +140,19 @@ class TasteRecommendations(TypedDict):
     liked: Annotated[list[int], doc("The liked ids the model knows, once each, in the order given")]
     ignored: Annotated[list[int], doc("Liked or disliked ids the model does not know")]
     items: Annotated[list[Recommendation], doc("Never one of the liked or disliked movies")]
+
+
+class FeedbackStored(TypedDict):
+    visitor_id: str
+    liked: Annotated[list[int], doc("The liked ids the model knows: each is stored, now or before")]
+    unliked: Annotated[list[int], doc("The unliked ids the model knows: none is stored any more")]
+    ignored: Annotated[list[int], doc("Ids the model does not know; nothing is stored for them")]
+    likes: Annotated[int, doc("How many likes the visitor has stored now")]
+
+
+class Forgotten(TypedDict):
+    visitor_id: str
+    deleted: Annotated[int, doc("How many likes were deleted; the next model is trained without them")]
 
 
 class Liked(Movie):

@@ -7,6 +7,7 @@ two models even while a refresh swaps in a new one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from recsys.artifact import ModelArtifact
 from recsys.errors import UnknownGenreError, UnknownMovieError, UnknownUserError
 from recsys.schemas import (
     Blend,
+    Feedback,
+    FeedbackStored,
+    Forgotten,
     History,
     Liked,
     ModelInfo,
@@ -28,6 +32,9 @@ from recsys.schemas import (
     Users,
     UserSummary,
 )
+
+if TYPE_CHECKING:
+    from recsys.feedback import FeedbackStore
 
 
 def movie(model: ModelArtifact, i: int) -> Movie:
@@ -103,6 +110,26 @@ def recommendations_for(
     answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
     answer["blend"] = _blend(model.visitor_shares)
     return answer
+
+
+def store_feedback(model: ModelArtifact, store: FeedbackStore, feedback: Feedback) -> FeedbackStored:
+    """Store a visitor's likes and unlikes of the movies `model` knows; the others are listed, not stored."""
+    unliked = set(feedback.unlike)  # a movie in both lists ends unliked: the unlike is the later word
+    like, unknown_like = _known_items(model, [m for m in feedback.like if m not in unliked])
+    unlike, unknown_unlike = _known_items(model, feedback.unlike)
+    ids = model.item_ids
+    change = store.change(feedback.visitor_id, ids[like].tolist(), ids[unlike].tolist())
+    return {
+        "visitor_id": feedback.visitor_id,
+        "liked": change.liked,
+        "unliked": change.unliked,
+        "ignored": sorted(set(unknown_like) | set(unknown_unlike)),
+        "likes": change.likes,
+    }
+
+
+def forget(store: FeedbackStore, visitor_id: str) -> Forgotten:
+    return {"visitor_id": visitor_id, "deleted": store.forget(visitor_id)}
 
 
 def _known_items(model: ModelArtifact, ids: Sequence[int]) -> tuple[np.ndarray, list[int]]:

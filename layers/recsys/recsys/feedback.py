@@ -1,0 +1,230 @@
+"""Visitors' likes, stored in DynamoDB so that the next training learns from them.
+
+The table is keyed by (``visitor_id`` S, ``movie_id`` N). A like is one item::
+
+    {visitor_id, movie_id, liked_at, expires_at}     # seconds since the epoch; expires_at is the TTL
+
+and each visitor has one more item, at ``movie_id`` `COUNTER` (-1, which no movie has)::
+
+    {visitor_id, movie_id: -1, likes, version, expires_at}
+
+Every change is one transaction: the likes' puts and deletes, and a put of the counter on the
+condition that its ``version`` is still the one read before. So two requests of the same visitor
+never interleave, the cap is checked against what is really stored, and a request that is
+repeated, or retried after its answer was lost, finds its likes already there and writes nothing.
+The count is taken from the visitor's live items each time, so likes that expired (DynamoDB
+deletes them up to two days late) stop counting against the cap when they expire.
+
+Nothing else is stored about a visitor: the id is a random UUIDv4 the website makes; no address,
+user agent or cookie. Training reads the table with `live_likes` and ignores expired items itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from recsys.errors import ConfigurationError, FeedbackUnavailableError, LimitExceededError
+
+logger = logging.getLogger(__name__)
+
+COUNTER = -1
+#: What the website makes (``crypto.randomUUID()``): a UUID version 4, lowercase.
+VISITOR_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+#: Transactions of one request before it gives up on a visitor whose items keep changing under it.
+ATTEMPTS = 5
+
+
+class FeedbackSettings(NamedTuple):
+    """table : the DynamoDB table; like_cap : likes stored per visitor at most; retention_seconds :
+    how long a like is kept (its TTL), counted from when it was made."""
+
+    table: str
+    like_cap: int = 500
+    retention_seconds: int = 180 * 86400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FeedbackSettings:
+        env = os.environ if env is None else env
+        table = env.get("FEEDBACK_TABLE", "").strip()
+        if not table:
+            raise ConfigurationError("FEEDBACK_TABLE is not set")
+        try:
+            cap = int(env.get("LIKE_CAP") or 500)
+            days = int(env.get("FEEDBACK_RETENTION_DAYS") or 180)
+        except ValueError as exc:
+            raise ConfigurationError(f"LIKE_CAP and FEEDBACK_RETENTION_DAYS must be whole numbers: {exc}") from None
+        if cap < 1 or days < 1:
+            raise ConfigurationError("LIKE_CAP and FEEDBACK_RETENTION_DAYS must be at least 1")
+        return cls(table, cap, days * 86400)
+
+
+class Change(NamedTuple):
+    """What one request did: the movies now liked and not liked, of those it named, and the count after."""
+
+    liked: list[int]
+    unliked: list[int]
+    likes: int
+
+
+class Like(NamedTuple):
+    visitor_id: str
+    movie_id: int
+    liked_at: int
+
+
+class FeedbackStore:
+    """The likes of visitors in one table (see the module's docstring), through a boto3 client."""
+
+    def __init__(self, client: Any, settings: FeedbackSettings, clock: Callable[[], float] = time.time) -> None:
+        self.client, self.settings, self.clock = client, settings, clock
+
+    def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int]) -> Change:
+        """Store `like` and remove `unlike` for `visitor`, all or nothing; LimitExceededError when the
+        likes would pass the cap (nothing is stored then), FeedbackUnavailableError when the table
+        does not answer."""
+        for _ in range(ATTEMPTS):
+            now = int(self.clock())
+            live, version = self._read(visitor, now)
+            new = [m for m in dict.fromkeys(like) if m not in live]
+            gone = [m for m in dict.fromkeys(unlike) if m in live]
+            count = len(live) + len(new) - len(gone)
+            if not new and not gone:  # a repeat, or a retry whose first try was stored
+                return Change(list(like), list(unlike), len(live))
+            if count > self.settings.like_cap:
+                raise LimitExceededError(
+                    f"a visitor keeps at most {self.settings.like_cap} likes; {len(live)} are stored and this "
+                    f"request adds {len(new) - len(gone)} more. Unlike some first."
+                )
+            if self._write(visitor, new, gone, version, count, now):
+                return Change(list(like), list(unlike), count)
+        raise FeedbackUnavailableError(f"visitor {visitor}: the likes kept changing over {ATTEMPTS} attempts")
+
+    def forget(self, visitor: str) -> int:
+        """Delete every item of `visitor`, expired ones and the counter included: how many likes went."""
+        movies = [int(item["movie_id"]["N"]) for item in self._query(visitor, projection="movie_id")]
+        table = self.settings.table
+        for start in range(0, len(movies), 100):  # a transaction holds at most 100 items
+            chunk = movies[start : start + 100]
+            deletes = [{"Delete": {"TableName": table, "Key": self._key(visitor, m)}} for m in chunk]
+            try:
+                self._call("transact_write_items", TransactItems=deletes)
+            except _Cancelled:  # a conflicting change of the same items: delete them one by one
+                for m in chunk:
+                    self._call("delete_item", TableName=table, Key=self._key(visitor, m))
+        return sum(1 for m in movies if m != COUNTER)
+
+    def likes(self, visitor: str) -> list[int]:
+        """The movies `visitor` likes now (expired likes left out), in id order."""
+        return sorted(self._read(visitor, int(self.clock()))[0])
+
+    # -- DynamoDB ---------------------------------------------------------------------------
+
+    def _read(self, visitor: str, now: int) -> tuple[dict[int, int], int | None]:
+        """The visitor's live likes (movie: liked_at) and the counter's version (None: no counter)."""
+        live: dict[int, int] = {}
+        version = None
+        for item in self._query(visitor):
+            movie = int(item["movie_id"]["N"])
+            if movie == COUNTER:
+                version = int(item["version"]["N"])
+            elif int(item["expires_at"]["N"]) > now:
+                live[movie] = int(item["liked_at"]["N"])
+        return live, version
+
+    def _query(self, visitor: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self.settings.table,
+            "KeyConditionExpression": "visitor_id = :v",
+            "ExpressionAttributeValues": {":v": {"S": visitor}},
+            "ConsistentRead": True,
+        }
+        if projection:
+            request["ProjectionExpression"] = projection
+        while True:
+            page = self._call("query", **request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _write(self, visitor: str, new: list[int], gone: list[int], version: int | None, count: int, now: int) -> bool:
+        """One transaction: the puts, the deletes and the counter, if the counter's version is still
+        `version`. False when another change came first (the caller reads again)."""
+        table, expires = self.settings.table, now + self.settings.retention_seconds
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": table, "Item": {
+                **self._key(visitor, m), "liked_at": {"N": str(now)}, "expires_at": {"N": str(expires)}}}}
+            for m in new
+        ]  # fmt: skip
+        items += [{"Delete": {"TableName": table, "Key": self._key(visitor, m)}} for m in gone]
+        counter = {**self._key(visitor, COUNTER), "likes": {"N": str(count)}, "expires_at": {"N": str(expires)},
+                   "version": {"N": str((version or 0) + 1)}}  # fmt: skip
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(version)"}
+            if version is None
+            else {"ConditionExpression": "version = :seen", "ExpressionAttributeValues": {":seen": {"N": str(version)}}}
+        )
+        items.append({"Put": {"TableName": table, "Item": counter, **condition}})
+        # the same change on the same version is the same request: DynamoDB applies it once
+        token = hashlib.sha256(repr((visitor, version, new, gone)).encode()).hexdigest()[:36]
+        try:
+            self._call("transact_write_items", TransactItems=items, ClientRequestToken=token)
+        except _Cancelled:
+            return False
+        return True
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        """A client call; a conflict becomes `_Cancelled`, anything else that fails becomes
+        FeedbackUnavailableError (after the client's own retries)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, operation)(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("TransactionCanceledException", "TransactionConflictException", "IdempotentParameterMismatch"):
+                raise _Cancelled from None
+            raise FeedbackUnavailableError(f"{operation}: {code}") from exc
+        except BotoCoreError as exc:
+            raise FeedbackUnavailableError(f"{operation}: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _key(visitor: str, movie: int) -> dict[str, Any]:
+        return {"visitor_id": {"S": visitor}, "movie_id": {"N": str(movie)}}
+
+
+class _Cancelled(Exception):
+    """A transaction DynamoDB refused because its condition no longer held."""
+
+
+def live_likes(client: Any, table: str, now: float) -> Iterator[Like]:
+    """Every visitor's live likes in `table` (a full scan), for training: expired items and the
+    counters left out, whether or not DynamoDB has deleted them yet."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "movie_id <> :counter AND expires_at > :now",
+        "ExpressionAttributeValues": {":counter": {"N": str(COUNTER)}, ":now": {"N": str(int(now))}},
+    }
+    while True:
+        page = client.scan(**request)
+        for item in page.get("Items", []):
+            movie, expires = int(item["movie_id"]["N"]), int(item["expires_at"]["N"])
+            if movie != COUNTER and expires > now:  # the filter again: a table may not filter as asked
+                yield Like(item["visitor_id"]["S"], movie, int(item["liked_at"]["N"]))
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def dynamodb_client() -> Any:
+    """boto3's DynamoDB client (the runtime's boto3), with short timeouts and standard retries."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("dynamodb", config=config)
