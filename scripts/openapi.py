@@ -151,8 +151,7 @@ def build() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas = Schemas()
     tags: set[str] = set()
-    for name in sorted(app.functions):
-        invoker.handler(name)  # imports the function module in isolation
+    for name in sorted(invoker.modules):  # every function the API serves, imported in isolation
         for route in invoker.modules[name].app.routes:
             op = operation(route, schemas) | {"x-function": name}
             tags.update(op["tags"])

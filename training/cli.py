@@ -1,6 +1,7 @@
 """``python -m training``: read ratings, clean, train, evaluate, publish.
 
-Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publishing refused.
+Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publishing refused, 4 the
+current model kept: the new one's validation ndcg@10 is more than ``--max-drop`` below it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recsys.parts import PARTS
+import numpy as np
+
+from recsys.feedback import live_likes
+from recsys.parts import PARTS, model_key
 from recsys.uri import ModelUri
-from training import ease, pipeline
+from training import ease, pipeline, visitors
 from training import model as lfm
 from training.cleaning import clean
-from training.datasets import DataError, read_ratings, resolve_source
-from training.publish import Published, PublishError, publish, writer_for
+from training.datasets import DataError, RawRatings, read_ratings, resolve_source
+from training.publish import Published, PublishError, Writer, publish, quality_gate, writer_for
 from training.split import SPLITS
 
 
@@ -32,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--min-rating", type=float, default=d.min_rating, help="ratings >= this are positives (4.0)")
     data.add_argument("--max-bad-rows", type=_fraction, default=0.01, help="stop above this fraction of bad rows")
     data.add_argument("--data-cache", type=Path, default=Path.home() / ".cache" / "movielens")
+    data.add_argument("--feedback-table", help="DynamoDB table of the site's likes (the stack's FeedbackTable): "
+                      "its visitors train as users, and are served no history")  # fmt: skip
+    data.add_argument("--like-cap", type=_positive, default=500, help="drop a visitor with more likes (the API's cap)")
     m = p.add_argument_group("model")
     m.add_argument("--loss", choices=("warp", "bpr", "warp-kos", "logistic"), default=d.loss)
     m.add_argument("--components", type=_positive, default=d.components)
@@ -67,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--no-ease", dest="ease", action="store_const", const="off", help="skip the EASE baseline")
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
     e.add_argument("--keep", type=_positive, help="keep only the N newest published versions")
+    e.add_argument("--max-drop", type=_fraction, default=0.05,
+                   help="keep the serving model when the new one's validation ndcg@10 is more than this fraction "
+                   "(or percentage) below its own (default 5%%)")  # fmt: skip
     e.add_argument("--cache-dir", type=Path, help="reuse a model trained on the same data and settings")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -102,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     source = resolve_source(args.ratings, args.data_cache)
     raw = read_ratings(source)
+    visitors = None
+    if args.feedback_table:
+        raw, visitors = _with_visitors(raw, args.feedback_table, args.like_cap)
     data = clean(raw, args.min_rating, args.max_bad_rows)
     ingest_s = time.perf_counter() - clock
     _report_cleaning(raw.bad_rows, data.summary, ingest_s)
@@ -115,12 +128,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"{uri} already serves {version}; nothing to publish")
             return 0
     else:
-        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, progress=not args.quiet)
+        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, visitors)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             for name, blob in files.items():
                 (cache / name).write_bytes(blob)
     metrics = json.loads(files["metrics.json"])
+    if current is not None:
+        reason = quality_gate(_metrics_of(writer, current), metrics, args.max_drop)
+        if reason is not None:
+            print(f"kept {current['version']}: the new model {metrics['version']} is not published: {reason}",
+                  file=sys.stderr)  # fmt: skip
+            return 4
     done = publish(
         writer, metrics["version"], {name: files[f"{name}.pkl"] for name in PARTS},
         {"metrics.json": files["metrics.json"], "report.html": files["report.html"]},
@@ -128,6 +147,29 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     _report_published(done, metrics)
     return 0
+
+
+def _with_visitors(raw: RawRatings, table: str, like_cap: int) -> tuple[RawRatings, dict[str, Any]]:
+    """`raw` with the live likes of the feedback `table`'s visitors added (`training.visitors`)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        likes = list(live_likes(boto3.client("dynamodb"), table, time.time()))
+    except (BotoCoreError, ClientError) as exc:
+        raise DataError(f"--feedback-table {table}: cannot read the visitors' likes: {exc}") from exc
+    screened = visitors.screen(likes, np.unique(raw.items), like_cap)
+    merged, first = visitors.add_to_ratings(raw, screened)
+    report = screened.report()
+    print(f"visitors: {report['visitors']:,} with {report['likes']:,} likes train as users "
+          f"(read {report['likes_read']:,} live likes; left out: {report['dropped']})")  # fmt: skip
+    return merged, {"first_user_id": first, **report}
+
+
+def _metrics_of(writer: Writer, pointer: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics.json of the model `pointer` names, or None when it cannot be read."""
+    raw = writer.read(model_key(str(pointer.get("version")), "metrics.json"))
+    return None if raw is None else json.loads(raw)
 
 
 def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) -> None:

@@ -201,16 +201,24 @@ def build_artifact(
     share: float,
     fold_in_lambda: float = 0.1,
     visitor_share: float | None = None,
+    published_users: int | None = None,
 ) -> ModelArtifact:
     """The serving artifact of a model trained on all of `data`, blended with `item_item` (fitted
     on the same likes), LightFM's share of the blend being `share` for trained users and
-    `visitor_share` (default: `share`) for visitors."""
+    `visitor_share` (default: `share`) for visitors.
+
+    Only the first `published_users` users (default: all) are in it: the site's visitors, who
+    train as users with the highest ids (`training.visitors`), shape the movies' vectors, the
+    item-item weights and the popularity counts, and have no vector, history or id of their own
+    in what is served.
+    """
     ub, uf, ib, vf = representations(model, features)
     visitor = share if visitor_share is None else visitor_share
     unit = unit_rows(vf)
     liked = data.positives(float(provenance["params"]["min_rating"]))
     users, items = data.users[liked], data.items[liked]
-    n_users = data.user_ids.size
+    n_all = data.user_ids.size
+    n_users = n_all if published_users is None else published_users
     counts = np.bincount(items, minlength=data.item_ids.size).astype(np.int32)
     popularity = np.lexsort((np.arange(counts.size), -counts)).astype(np.int32)
     # A never-liked movie is nobody's neighbour; its own list comes from its genres.
@@ -220,19 +228,24 @@ def build_artifact(
     neighbours[cold], neighbour_sims[cold] = genre_neighbours(
         cat.item_genres, popularity, has_likes, cold, neighbours.shape[1]
     )
-    # history: by user, newest first (ties: later line first)
-    order = np.lexsort((-data.order[liked], -data.timestamps[liked], users))
+    # history: by user, newest first (ties: later line first); the published users' only
+    fold_in_likes = to_matrix(users, items, (n_all, vf.shape[0]))
+    mine = np.flatnonzero(liked)[users < n_users]
+    users, items = data.users[mine], data.items[mine]
+    order = np.lexsort((-data.order[mine], -data.timestamps[mine], users))
     indptr = _indptr(users, n_users)
     item_dtype = np.int16 if data.item_ids.size <= np.iinfo(np.int16).max else np.int32
-    days = np.clip(data.timestamps[liked][order] // 86400, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    days = np.clip(data.timestamps[mine][order] // 86400, 0, np.iinfo(np.uint16).max).astype(np.uint16)
     # the rest of what each user has seen: rated below the threshold, by user then item
-    low_users, low_items = data.users[~liked], data.items[~liked]
+    low = np.flatnonzero(~liked)
+    low = low[data.users[low] < n_users]
+    low_users, low_items = data.users[low], data.items[low]
     low_order = np.lexsort((low_items, low_users))
     return ModelArtifact(
-        user_ids=data.user_ids,
+        user_ids=data.user_ids[:n_users],
         item_ids=data.item_ids,
-        user_factors=uf,
-        user_biases=ub,
+        user_factors=uf[:n_users],
+        user_biases=ub[:n_users],
         item_factors=vf,
         item_biases=ib,
         item_item_indptr=item_item.indptr,
@@ -247,7 +260,7 @@ def build_artifact(
         like_counts=counts,
         history_indptr=indptr,
         history_items=items[order].astype(item_dtype),
-        history_ratings=np.round(data.ratings[liked][order] * 2).astype(np.uint8),
+        history_ratings=np.round(data.ratings[mine][order] * 2).astype(np.uint8),
         history_days=days,
         unliked_indptr=_indptr(low_users, n_users),
         unliked_items=low_items[low_order].astype(item_dtype),
@@ -256,7 +269,7 @@ def build_artifact(
         genre_names=tuple(cat.genre_names),
         item_genres=cat.item_genres,
         provenance=provenance,
-        fold_in_map=fold_in_projection(vf, uf, to_matrix(users, items, (n_users, vf.shape[0])), fold_in_lambda),
+        fold_in_map=fold_in_projection(vf, uf, fold_in_likes, fold_in_lambda),
     )
 
 

@@ -32,14 +32,21 @@ TUNE_USERS = 2000
 
 
 def train_and_evaluate(
-    data: Interactions, movies: Any, params: lfm.TrainParams, eval_users: int = 20000, progress: bool = True
+    data: Interactions,
+    movies: Any,
+    params: lfm.TrainParams,
+    eval_users: int = 20000,
+    progress: bool = True,
+    visitors: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """Choose epochs (and EASE's λ) on a validation split, evaluate on the test split, then retrain
     on everything: the files to publish, by name (each part's ``<name>.pkl``, ``metrics.json``,
     ``report.html``).
 
     `eval_users` caps how many users the test split evaluates (a seeded sample); `progress` shows
-    progress bars.
+    progress bars. `visitors`: the site's visitors among the users (`training.visitors`), as
+    ``{"first_user_id": ..., **Screened.report()}``; they train and are evaluated as users, and
+    are left out of the users the model serves.
     """
     started = time.perf_counter()
     created = lfm.utc_now()
@@ -165,12 +172,17 @@ def train_and_evaluate(
             "item_item": item_item.describe(),
             "chosen_on": "validation",
             "validation_ndcg@10": {"lambda": lambda_grid, "lightfm_share": share_grid},
+            # what the quality gate compares (`training.publish.quality_gate`)
+            "validation": {"ndcg@10": share_grid[f"{share:g}"],
+                           "users": int(np.count_nonzero(np.diff(val_test.indptr)) if tune is None else tune.size)},
         },
         "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
         "ease": baseline,
         "fold_in": folded.report,
         "data": {**data.summary, "fingerprint": data.fingerprint(), "train_positives": int(train_m.nnz),
-                 "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz)},
+                 "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz),
+                 "visitors": {k: v for k, v in (visitors or {"visitors": 0, "likes": 0}).items()
+                              if k != "first_user_id"}},
         "params": {**lfm.params_dict(chosen), "max_epochs": params.epochs, "validation_history": history},
         "training_seconds": round(train_s, 2),
         "seconds_by_phase": phases.seconds,
@@ -179,7 +191,7 @@ def train_and_evaluate(
     with phases("artifact"):
         artifact = lfm.build_artifact(
             final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam,
-            visitor_share=folded.share,
+            visitor_share=folded.share, published_users=_published_users(data, visitors),
         )
     parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
@@ -189,6 +201,13 @@ def train_and_evaluate(
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "report.html": render(metrics),
     }
+
+
+def _published_users(data: Interactions, visitors: dict[str, Any] | None) -> int | None:
+    """How many users the model serves: the dataset's own, whose ids are below every visitor's."""
+    if not visitors or visitors.get("first_user_id") is None:
+        return None
+    return int(np.searchsorted(data.user_ids, visitors["first_user_id"]))
 
 
 class Phases:

@@ -38,6 +38,7 @@ class Writer(Protocol):
     def swap_pointer(self, data: bytes, expected_tag: str | None) -> None: ...
     def versions(self) -> list[str]: ...
     def delete_version(self, version: str) -> None: ...
+    def read(self, relative: str) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,20 @@ def publish(
         raise
     pruned = prune(writer, keep, current=version) if keep else ()
     return Published(location=location, pruned=tuple(pruned), **pointer.to_json())
+
+
+def quality_gate(current: dict[str, Any] | None, new: dict[str, Any], max_drop: float) -> str | None:
+    """Why the `new` model must not replace the `current` one, or None when it may: its validation
+    ndcg@10 (the served blend's, `metrics.served.validation`) is more than `max_drop` (a fraction)
+    below the current model's. A current model without the figure does not hold a new one back."""
+    old = ((current or {}).get("served") or {}).get("validation", {}).get("ndcg@10")
+    value = new["served"]["validation"]["ndcg@10"]
+    if old is None or value >= old * (1 - max_drop):
+        return None
+    return (
+        f"its validation ndcg@10 {value:.4f} is {1 - value / old:.1%} below the serving model's {old:.4f}, "
+        f"more than --max-drop {max_drop:.1%}"
+    )
 
 
 def prune(writer: Writer, keep: int, current: str) -> list[str]:
@@ -153,6 +168,10 @@ class LocalWriter:
     def delete_version(self, version: str) -> None:
         shutil.rmtree(self.root / MODELS / version, ignore_errors=True)
 
+    def read(self, relative: str) -> bytes | None:
+        path = self.root / relative
+        return path.read_bytes() if path.is_file() else None
+
 
 class S3Writer:
     """A model store under an S3 prefix, using conditional PutObject for every write."""
@@ -217,6 +236,14 @@ class S3Writer:
             objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    def read(self, relative: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=self.uri.key(relative))["Body"].read())
+        except ClientError:
+            return None
 
     def _put(self, relative: str, data: bytes, **conditions: str) -> None:
         from botocore.exceptions import ClientError

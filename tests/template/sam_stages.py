@@ -27,6 +27,8 @@ def main(path: str) -> None:
         for key in ("CodeUri", "ContentUri"):
             if key in resource.get("Properties", {}):
                 resource["Properties"][key] = "s3://packaged/code.zip"
+        if resource.get("Properties", {}).get("PackageType") == "Image":  # sam package pushes it to ECR
+            resource["Properties"]["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:python3.13"
     resources = transform(template, {}, NoManagedPolicies())["Resources"].values()
     kinds = ("AWS::ApiGateway::Stage", "AWS::ApiGateway::Deployment")
     names = {r["Properties"]["StageName"] for r in resources if r["Type"] in kinds and r["Properties"].get("StageName")}

@@ -35,6 +35,8 @@ def main(path: str, parameters: str, layer_zip: str) -> None:
             props["CodeUri"] = "s3://packaged/functions.zip"
         if "ContentUri" in props:
             props["ContentUri"] = layer_zip
+        if props.get("PackageType") == "Image":  # sam package pushes it to ECR
+            props["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:python3.13"
     defaults = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
     values = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
               **defaults, **json.loads(parameters)}  # fmt: skip

@@ -13,7 +13,7 @@ from devstack.docker import pin
 from devstack.gateway import LocalApi
 from devstack.invoker import Invoker
 from devstack.sam import ship
-from devstack.template import load_application
+from devstack.template import load_application, zip_template
 
 pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +55,11 @@ WEAKENINGS = [  # (rule, text in template.yaml, replaced by; the first occurrenc
     ("E9005", "    Default: 0\n    MinValue: 0\n", "    Default: 0\n    MinValue: 1\n"),  # cannot be turned off
     ("E9006", '      OpenApiVersion: "3.0.1"\n', ""),
     ("E9008", '"Null": {"s3:if-none-match": "true"}', '"Null": {"s3:if-none-match": "false"}'),
+    ("E9009", "Action: [dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:Query]", 'Action: "dynamodb:*"'),
+    ("E9009", "Action: dynamodb:Scan", "Action: [dynamodb:Scan, dynamodb:DeleteItem]"),
+    ("E9009", "Action: dynamodb:Scan\n              Resource: !GetAtt FeedbackTable.Arn",
+     "Action: dynamodb:Scan\n              Resource: \"*\""),
+    ("E9009", '- "arn:${AWS::Partition}:s3:::${Path}*"', '- "arn:${AWS::Partition}:s3:::*"'),
     # without the exemption, multipart uploads (CreateMultipartUpload, UploadPart) would be denied
     ("E9008", ', "Bool": {"s3:ObjectCreationOperation": "true"}', ""),
 ]
@@ -94,21 +99,27 @@ def _versions(template: Path, layer_zip: str = "s3://packaged/layer-a.zip", **pa
     return versions
 
 
-@pytest.mark.parametrize("change", [
-    {"layer_zip": "s3://packaged/layer-b.zip"},  # a new layer content, as `sam package` names it
-    {"SnapStart": "on"},
-    {"ModelPrefix": "recommender-v2"},
-    {"AllowedOrigin": "https://movies.example"},
-], ids=["layer", "SnapStart", "ModelPrefix", "AllowedOrigin"])  # fmt: skip
-def test_every_change_publishes_a_new_version_behind_live(change: dict[str, str]) -> None:
+TRAINS = ("TrainFunction",)  # an image: a new image is a new ImageUri, which SAM's hash sees
+
+
+@pytest.mark.parametrize(("change", "functions"), [
+    ({"layer_zip": "s3://packaged/layer-b.zip"}, FUNCTIONS),  # a new layer content, as `sam package` names it
+    ({"SnapStart": "on"}, FUNCTIONS),
+    ({"ModelPrefix": "recommender-v2"}, FUNCTIONS + TRAINS),
+    ({"AllowedOrigin": "https://movies.example"}, FUNCTIONS),
+    ({"RatingsUri": "s3://ratings/ml-10m/"}, TRAINS),
+    ({"MaxValidationDrop": "0.1"}, TRAINS),
+    ({"LikeCap": "100"}, ("FeedbackFunction", *TRAINS)),
+], ids=lambda v: next(iter(v)) if isinstance(v, dict) else "")  # fmt: skip
+def test_every_change_publishes_a_new_version_behind_live(change: dict[str, str], functions: tuple[str, ...]) -> None:
     # GIVEN each function's version as deployed, and as deployed after one change
     before = _versions(ROOT / "template.yaml")
     after = _versions(ROOT / "template.yaml", **change)
-    assert len(before) == len(after) == len(FUNCTIONS)
-    # THEN every function gets a new version: a new logical id (the layer, which SAM's hash sees),
-    # or a new description, which CloudFormation cannot update in place and so replaces
+    assert len(before) == len(after) == len(FUNCTIONS + TRAINS)
+    # THEN every function it concerns gets a new version: a new logical id (the layer, which SAM's
+    # hash sees), or a new description, which CloudFormation cannot update in place and so replaces
     # (AWS::Lambda::Version Description: "Update requires: Replacement")
-    for function in FUNCTIONS:
+    for function in functions:
         old = next((k, v) for k, v in before.items() if k.startswith(function))
         new = next((k, v) for k, v in after.items() if k.startswith(function))
         assert old != new, (function, change)
@@ -123,9 +134,12 @@ def test_sam_validate_lint_passes() -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`sam build` of the template, without Docker: the folders `sam deploy` zips."""
-    out = tmp_path_factory.mktemp("sam") / "build"
-    result = run(str(SAM), "build", "--build-dir", str(out), "--region", "us-east-1")
+    """`sam build` of the template's zip functions and layer, without Docker: the folders `sam deploy`
+    zips (TrainFunction is an image, which Docker builds: tests/e2e/test_sam.py)."""
+    folder = tmp_path_factory.mktemp("sam")
+    template = zip_template(folder / "template.yaml")
+    out = folder / "build"
+    result = run(str(SAM), "build", "--template-file", str(template), "--build-dir", str(out), "--region", "us-east-1")
     assert result.returncode == 0, result.stdout + result.stderr
     return out
 

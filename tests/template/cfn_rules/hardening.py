@@ -9,6 +9,7 @@ too, should the template ever spell them out).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -131,7 +132,9 @@ class ServingRolesReadOnlyTheModelPrefix(CloudFormationLintRule):
         matches = []
         sources: list[tuple[str, list[Any]]] = []
         for name, fn in cfn.get_resources(["AWS::Serverless::Function"]).items():
-            sources.append((name, _as_list(fn.get("Properties", {}).get("Policies", []))))
+            policies = _as_list(fn.get("Properties", {}).get("Policies", []))
+            if not _trains(policies):  # the training function: E9009
+                sources.append((name, policies))
         for fn in cfn.get_resources(["AWS::Lambda::Function"]).values():
             role = fn.get("Properties", {}).get("Role")
             role_name = role.get("Fn::GetAtt", [None])[0] if isinstance(role, dict) else None
@@ -158,6 +161,60 @@ class ServingRolesReadOnlyTheModelPrefix(CloudFormationLintRule):
         if not sources:
             matches.append(RuleMatch(["Resources"], "no functions found to check"))
         return matches
+
+
+def _trains(policies: list[Any]) -> bool:
+    """Whether a function publishes models: it is given ModelPublisherPolicy."""
+    return {"Ref": "ModelPublisherPolicy"} in policies
+
+
+class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
+    id = "E9009"
+    shortdesc = "The feedback table: put, delete and query for the API; scan for training, which reads the ratings"
+    description = (
+        "A serving function's DynamoDB actions are PutItem, DeleteItem and Query on FeedbackTable; the training "
+        "function (the one given ModelPublisherPolicy) may Scan FeedbackTable, GetObject and ListBucket the "
+        "RatingsUri, and write only through ModelPublisherPolicy"
+    )
+    tags = ["iam", "security"]
+    SERVING = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    TRAINING = {"dynamodb:Scan", "s3:GetObject", "s3:ListBucket"}
+
+    def match(self, cfn: Any) -> list[RuleMatch]:
+        matches = []
+        for name, fn in cfn.get_resources(["AWS::Serverless::Function"]).items():
+            policies = _as_list(fn.get("Properties", {}).get("Policies", []))
+            trains = _trains(policies)
+            path = ["Resources", name, "Properties", "Policies"]
+            for policy in policies:
+                if not isinstance(policy, dict) or "Statement" not in policy and "PolicyDocument" not in policy:
+                    if "dynamodb" in str(policy).lower():
+                        matches.append(RuleMatch(path, f"{name}: DynamoDB access through {policy!r}"))
+                    continue
+                for st in _statements(policy):
+                    actions = {str(a) for a in _as_list(st.get("Action", []))}
+                    resources = [_text(r) for r in _as_list(st.get("Resource", []))]
+                    dynamo = {a for a in actions if a.lower().startswith("dynamodb:")}
+                    if trains and st.get("Effect") == "Allow" and actions - self.TRAINING:
+                        matches.append(RuleMatch(path, f"{name}: training allows {sorted(actions - self.TRAINING)}"))
+                    if not trains and dynamo - self.SERVING:
+                        matches.append(RuleMatch(path, f"{name}: allows {sorted(dynamo - self.SERVING)} on the table"))
+                    if dynamo and resources != ["${FeedbackTable.Arn}"]:
+                        matches.append(RuleMatch(path, f"{name}: DynamoDB actions on {resources}, not FeedbackTable"))
+                    if trains and actions & {"s3:GetObject", "s3:ListBucket"} and not all(
+                        _under_ratings(r) for r in _as_list(st.get("Resource", []))
+                    ):
+                        matches.append(RuleMatch(path, f"{name}: reads S3 outside RatingsUri: {resources}"))
+        return matches
+
+
+def _under_ratings(resource: Any) -> bool:
+    """Whether an S3 resource is ``arn:...:s3:::${X}`` or ``${X}*`` with X taken from RatingsUri."""
+    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+    if not (isinstance(sub, list) and len(sub) == 2 and isinstance(sub[1], dict)):
+        return False
+    found = re.fullmatch(r"arn:\$\{AWS::Partition\}:s3:::\$\{(\w+)\}\*?", str(sub[0]))
+    return bool(found) and "RatingsUri" in json.dumps(sub[1].get(found.group(1)) if found else None)
 
 
 class PublisherWritesOnlyVersionsAndPointer(CloudFormationLintRule):

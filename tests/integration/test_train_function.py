@@ -1,0 +1,151 @@
+"""TrainFunction's handler in process, against moto S3 and DynamoDB: visitors train as users and are
+never served, a forgotten visitor leaves no trace in the next model, a worse model is not
+published, and two runs at once leave one consistent pointer."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+
+from devstack.dynamodb import create_feedback_table
+from devstack.invoker import LambdaContext
+from functions.train import app as train_app
+from recsys import service
+from recsys.errors import UnknownUserError
+from recsys.feedback import FeedbackSettings, FeedbackStore
+from recsys.store import open_model
+from tests import data
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack(s3: Any, moto_endpoint: str, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The checkerboard's GroupLens files under s3://<bucket>/ratings/, a feedback table, and
+    TrainFunction's environment pointing at them."""
+    for name in ("u.data", "u.item"):
+        s3.upload_file(str(checkerboard_dir / name), s3.bucket, f"ratings/{name}")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    table = create_feedback_table(dynamodb, f"feedback-{uuid.uuid4().hex[:12]}")
+    # the gate is tested on its own below: here a retrain on the same data may land either side of it
+    env = {"RATINGS_URI": f"s3://{s3.bucket}/ratings/", "MODEL_URI": f"s3://{s3.bucket}/recommender",
+           "FEEDBACK_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
+           "MAX_VALIDATION_DROP": "0.9"}  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return {"s3": s3, "store": FeedbackStore(dynamodb, FeedbackSettings(table)), **env}
+
+
+def train() -> dict[str, Any]:
+    answer: dict[str, Any] = train_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext("TrainFunction"))
+    return answer
+
+
+def metrics(stack: dict[str, Any], version: str) -> dict[str, Any]:
+    body = stack["s3"].get_object(Bucket=stack["s3"].bucket, Key=f"recommender/models/{version}/metrics.json")["Body"]
+    loaded: dict[str, Any] = json.loads(body.read())
+    return loaded
+
+
+def test_visitors_train_as_users_are_never_served_and_a_forgotten_one_leaves_no_trace(stack: dict[str, Any]) -> None:
+    # GIVEN a model trained on the base ratings alone
+    first = train()
+    assert first["outcome"] == "published" and first["previous"] is None
+    base = open_model(stack["MODEL_URI"])
+    # WHEN three visitors like movies, one of them all of group 0's, and the job runs again
+    visitors = {str(uuid.uuid4()): likes for likes in (list(range(1, 13)), [13, 14, 15], [13, 20])}
+    for visitor, likes in visitors.items():
+        stack["store"].change(visitor, likes, [])
+    second = train()
+    assert second["outcome"] == "published" and second["previous"] == first["serving"]
+    model = open_model(stack["MODEL_URI"])
+    # THEN their likes counted: each movie's likes are the base's plus the visitors'
+    expected = Counter(m for likes in visitors.values() for m in likes)
+    added = {int(model.item_ids[i]): int(n) for i, n in enumerate(model.like_counts - base.like_counts) if n}
+    assert added == dict(expected)
+    assert metrics(stack, second["serving"])["data"]["visitors"] | {"dropped": None} == {
+        "visitors": 3, "likes": 17, "likes_read": 17, "dropped": None, "max_training_likes": 200,
+        "max_likes_per_minute": 60,
+    }  # fmt: skip
+    # AND no visitor is a user the history routes serve: the users are the dataset's 40
+    assert sorted(model.user_ids.tolist()) == list(range(1, data.GROUPS * data.USERS_PER_GROUP + 1))
+    sampled = {u["user_id"] for u in service.sample_users(model, 100, 0)["items"]}
+    assert sampled <= set(range(1, 41))
+    with pytest.raises(UnknownUserError):
+        service.history(model, 41, 10, 0)
+    # WHEN the visitor who liked group 0 presses "forget me", and the job runs
+    forgotten = next(iter(visitors))
+    stack["store"].forget(forgotten)
+    third = train()
+    # THEN the next model counts only the two others' likes
+    model = open_model(stack["MODEL_URI"])
+    remaining = Counter(m for v, likes in visitors.items() if v != forgotten for m in likes)
+    added = {int(model.item_ids[i]): int(n) for i, n in enumerate(model.like_counts - base.like_counts) if n}
+    assert third["outcome"] == "published" and added == dict(remaining)
+    assert metrics(stack, third["serving"])["data"]["visitors"]["visitors"] == 2
+
+
+def test_a_worse_model_is_not_published(stack: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # GIVEN a model trained on the checkerboard, serving
+    first = train()
+    # WHEN the base ratings are replaced by noise (the same users and movies, random likes) and the
+    # job runs with the template's default tolerance
+    monkeypatch.setenv("MAX_VALIDATION_DROP", "0.05")
+    rng = np.random.default_rng(7)
+    pairs = [(u, m) for u in range(1, 41) for m in rng.choice(24, 14, replace=False) + 1]
+    rows = [f"{u}\t{m}\t{int(rng.choice([1, 5]))}\t{880000000 + 37 * n}" for n, (u, m) in enumerate(pairs)]
+    stack["s3"].put_object(Bucket=stack["s3"].bucket, Key="ratings/u.data", Body=("\n".join(rows) + "\n").encode())
+    answer = train()
+    # THEN the serving model stays, and the log says why
+    assert answer == {"outcome": "kept", "serving": first["serving"], "previous": first["serving"]}
+    err = capsys.readouterr().err
+    assert f"kept {first['serving']}" in err and "validation ndcg@10" in err and "below the serving model's" in err
+    listed = stack["s3"].list_objects_v2(Bucket=stack["s3"].bucket, Prefix="recommender/models/", Delimiter="/")
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == [f"recommender/models/{first['serving']}/"]
+
+
+def test_two_runs_at_once_leave_one_consistent_pointer(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN two runs that have both read the pointer and trained, and publish at the same moment
+    from training import cli
+
+    both_trained = threading.Barrier(2, timeout=300)
+    real_publish = cli.publish
+
+    def publish_together(*args: Any, **kwargs: Any) -> Any:
+        both_trained.wait()
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "publish", publish_together)
+    answers: list[dict[str, Any]] = []
+    runs = [threading.Thread(target=lambda: answers.append(train())) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=600)
+    # THEN one published and the other lost the race
+    assert sorted(a["outcome"] for a in answers) == ["lost_race", "published"]
+    winner = next(a["serving"] for a in answers if a["outcome"] == "published")
+    assert all(a["serving"] == winner for a in answers)
+    # AND the pointer names a complete model (every part there, sizes and digests checked on load),
+    # and the loser left no files behind
+    assert open_model(stack["MODEL_URI"]).version == winner
+    listed = stack["s3"].list_objects_v2(Bucket=stack["s3"].bucket, Prefix="recommender/models/", Delimiter="/")
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == [f"recommender/models/{winner}/"]
+
+
+def test_bad_ratings_make_the_invocation_fail(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATINGS_URI", f"s3://{stack['s3'].bucket}/nothing-here/")
+    with pytest.raises(RuntimeError, match="exit code 2"):
+        train()
+    assert "Contents" not in stack["s3"].list_objects_v2(Bucket=stack["s3"].bucket, Prefix="recommender/")
+    assert os.environ["MODEL_URI"].endswith("/recommender")
