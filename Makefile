@@ -25,13 +25,14 @@ DEBOOTSTRAP := /usr/sbin/debootstrap
 SAM_DEPS := .venv-sam/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
 
 .PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e test-sam lint \
-        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke
+        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
 	@echo "make test    install everything and run the whole test suite"
 	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
 	@echo "make demo API=sam   the same, with the API served by sam local start-api (Docker)"
+	@echo "make retrain   while make demo runs: retrain on the base ratings and the taste page's likes"
 	@echo "make data | train | invoke FN=.. EVENT=.. | sam-image | sam-invoke FN=.. EVENT=.. | openapi | lint"
 	@echo "make build | deploy | publish-model"
 
@@ -57,6 +58,11 @@ train: data
 
 demo: data $(if $(filter sam,$(API)),$(SAM_DEPS))
 	$(PY) -m scripts.$(if $(filter sam,$(API)),samlocal,localstack) demo
+
+# TrainFunction's handler against the running `make demo` (its moto on S3_PORT): the visitors' likes
+# of the taste page, the base ratings, the quality gate, then publish; the demo's API swaps within 5 s.
+retrain: $(VENV)/$(STAMP)
+	$(PY) -m scripts.localstack retrain
 
 # Reads the model store (or its latest.json) as it is; it never trains or publishes: `make train` does.
 invoke: $(VENV)/$(STAMP)

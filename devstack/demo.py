@@ -1,24 +1,37 @@
-"""`make demo`: a local S3, the real training job publishing into it, the API and the website.
+"""`make demo`: a local AWS (moto: S3 and DynamoDB), the real training job publishing into it, the
+API and the website; `make retrain` runs TrainFunction's handler against it.
 
 One loop for both ways of serving the API: in process (`serve`, no Docker) or by the real SAM CLI
 (`sam local start-api` against moto in a container). Ctrl-C or SIGTERM stops everything.
+
+The loop the stack closes on AWS, here: a visitor likes movies on the taste page (POST /feedback
+stores them in the table), `make retrain` trains on the base ratings (uploaded to the local S3,
+as a user uploads them for `RatingsUri`) and the likes, and publishes; the API swaps to the new
+model within `REFRESH_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-from devstack.dynamodb import create_feedback_table
+from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
 from devstack.gateway import serve, serve_site
+from devstack.invoker import Invoker
 from devstack.s3 import moto_server
-from devstack.template import ROOT
+from devstack.template import ROOT, load_application
 
 BUCKET = "recommender-models"
 PREFIX = "recommender"
+RATINGS_BUCKET = "recommender-ratings"
+#: How often the demo's functions look for a newer model (the template's 60 s is for AWS).
+REFRESH_SECONDS = "5"
 
 
 def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> int:
@@ -43,6 +56,8 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
             for bucket in (BUCKET, "recommender-website"):
                 boto3.client("s3").create_bucket(Bucket=bucket)
             create_feedback_table(boto3.client("dynamodb"))
+            upload_ratings(boto3.client("s3"), Path(ratings))
+            os.environ.setdefault("MODEL_REFRESH_SECONDS", REFRESH_SECONDS)
         code = train(["--ratings", ratings, "--model-uri", model_uri, "--cache-dir", str(ROOT / "build/cache")])
         if code != 0:
             return code
@@ -55,6 +70,9 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         how = " (sam local start-api)" if api == "sam" else ""
         print(f"\nAPI      {api_url}{how}   (try {api_url}/recommendations/196?explain=true)")
         print(f"Website  {web}/index.html   similar: {web}/similar.html   model: {web}/model.html")
+        if api != "sam":
+            print(f"Retrain  make retrain   (trains on s3://{RATINGS_BUCKET}/ratings/ and the likes of "
+                  f"{web}/taste.html, publishes, and the API swaps within {REFRESH_SECONDS} s)")  # fmt: skip
         print(f"READY api={api_url} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything",
               flush=True)  # fmt: skip
         try:
@@ -63,6 +81,27 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         except KeyboardInterrupt:
             print("\nstopping")
     return 0
+
+
+def upload_ratings(s3: Any, ratings: Path) -> str:
+    """Copy a local ratings folder (or file) to s3://RATINGS_BUCKET/ratings/: TrainFunction's RatingsUri."""
+    s3.create_bucket(Bucket=RATINGS_BUCKET)
+    files = sorted(p for p in ratings.iterdir() if p.is_file()) if ratings.is_dir() else [ratings]
+    for path in files:
+        s3.upload_file(str(path), RATINGS_BUCKET, f"ratings/{path.name}")
+    return f"s3://{RATINGS_BUCKET}/ratings/"
+
+
+def retrain(endpoint: str) -> dict[str, Any]:
+    """Run TrainFunction's handler, as the schedule starts it, against the demo's local AWS at `endpoint`."""
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+    app = load_application()
+    overrides = {"MODEL_URI": f"s3://{BUCKET}/{PREFIX}", "RATINGS_URI": f"s3://{RATINGS_BUCKET}/ratings/",
+                 "FEEDBACK_TABLE": FEEDBACK_TABLE, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}  # fmt: skip
+    invoker = Invoker(app, overrides, functions=["TrainFunction"])
+    event = json.loads((ROOT / "events" / "train.json").read_text())
+    return invoker.invoke("TrainFunction", event)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from devstack.docker import MOTO_PORT, WORK, docker, docker_daemon, ensure_images, image_names, runtime_version
+from devstack.docker import (
+    MOTO_PORT,
+    WORK,
+    docker,
+    docker_daemon,
+    ensure_images,
+    ensure_wheelhouse,
+    image_names,
+    runtime_version,
+)
 from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
 from devstack.s3 import upload_store
 from devstack.template import ROOT, TEMPLATE
@@ -44,7 +53,8 @@ def sam_env() -> dict[str, str]:
 
 
 def sam_build(log: Any = print) -> Path:
-    """`sam build` of the template into build/sam/build (cached: unchanged code is not rebuilt)."""
+    """`sam build` of the template into build/sam/build (cached: unchanged code is not rebuilt; the
+    image function is built by Docker's legacy builder, whose layer cache does the same)."""
     out = WORK / "build"
     started = time.monotonic()
     subprocess.run([str(SAM), "build", "--template-file", str(TEMPLATE), "--build-dir", str(out), "--cache-dir",
@@ -109,6 +119,7 @@ class SamStack:
         try:
             self._stack.enter_context(docker_daemon())
             ensure_images(log=self.log)
+            ensure_wheelhouse(log=self.log)  # TrainFunction's image installs from it
             self.template = sam_build(self.log)
             docker("network", "create", self.name)
             self._stack.callback(docker, "network", "rm", self.name, check=False)

@@ -3,6 +3,7 @@
     python -m scripts.localstack invoke RecommendFunction events/recommend.json
     python -m scripts.localstack serve --model-uri build/model-store [--web-port 8080]
     python -m scripts.localstack demo            # moto S3 + train/publish + API + website
+    python -m scripts.localstack retrain         # TrainFunction's handler against the running demo
 
 Everything comes from template.yaml (see `devstack`).
 """
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     dem.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT") or 3000))
     dem.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT") or 8080))
     dem.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT") or 5055))
+    ret = sub.add_parser("retrain", help="run TrainFunction's handler against the running demo's local AWS")
+    ret.add_argument("--endpoint", default=f"http://127.0.0.1:{os.environ.get('S3_PORT') or 5055}")
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM stop the servers cleanly. Set explicitly: a process started in the
     # background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it so.
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(3600)
         except KeyboardInterrupt:
             return 0
+    if args.command == "retrain":
+        answer = demo.retrain(args.endpoint)
+        print(json.dumps(answer))
+        return 0 if answer.get("outcome") in ("published", "current", "kept") else 1
     return demo.run("local", args.ratings, args.api_port, args.web_port, args.s3_port)
 
 

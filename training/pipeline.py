@@ -61,12 +61,15 @@ def train_and_evaluate(
     def recent(rows: np.ndarray) -> Any:  # what a trained user's item-item side reads, as served
         return itemitem.recent_likes(data.users[rows], data.items[rows], data.timestamps[rows], data.order[rows], shape)
 
-    kind, chosen_by = auto_split(data.timestamps) if params.split == "auto" else (params.split, "--split")
-    split = make_split(kind, data.users, data.timestamps, data.order, liked, params.test_fraction)
+    # the site's visitors train and are never held out: the splits and evaluation are the dataset's
+    published = _published_users(data, visitors)
+    visitor = np.zeros(data.users.size, dtype=bool) if published is None else data.users >= published
+    base_times = data.timestamps[~visitor]
+    kind, chosen_by = auto_split(base_times) if params.split == "auto" else (params.split, "--split")
+    split = _split(kind, np.arange(data.users.size), data, liked, visitor, params.test_fraction)
     # validation: the same protocol again, inside what the test split leaves for training
     period = np.flatnonzero(split.seen)
-    val = make_split(kind, data.users[period], data.timestamps[period], data.order[period], liked[period],
-                     params.validation_fraction)  # fmt: skip
+    val = _split(kind, period, data, liked, visitor, params.validation_fraction)
     val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
     history: list[float] = []
     phases = Phases()
@@ -191,7 +194,7 @@ def train_and_evaluate(
     with phases("artifact"):
         artifact = lfm.build_artifact(
             final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam,
-            visitor_share=folded.share, published_users=_published_users(data, visitors),
+            visitor_share=folded.share, published_users=published,
         )
     parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())
@@ -201,6 +204,26 @@ def train_and_evaluate(
         "metrics.json": json.dumps(metrics, indent=2).encode(),
         "report.html": render(metrics),
     }
+
+
+def _split(kind: str, rows: np.ndarray, data: Interactions, liked: np.ndarray, visitor: np.ndarray,
+           fraction: float) -> Any:  # fmt: skip
+    """`make_split` of the dataset's `rows`, with the visitors' rows among them on the training side
+    (their likes train, and are seen) and never held out: masks over `rows`."""
+    mine = ~visitor[rows]
+    base = rows[mine]
+    inner = make_split(kind, data.users[base], data.timestamps[base], data.order[base], liked[base], fraction)
+    if mine.all():
+        return inner
+
+    def spread(mask: np.ndarray, others: np.ndarray) -> np.ndarray:
+        out = others.copy()
+        out[mine] = mask
+        return out
+
+    theirs = visitor[rows]
+    return replace(inner, train=spread(inner.train, liked[rows] & theirs), seen=spread(inner.seen, theirs),
+                   test=spread(inner.test, np.zeros(rows.size, dtype=bool)))  # fmt: skip
 
 
 def _published_users(data: Interactions, visitors: dict[str, Any] | None) -> int | None:

@@ -11,6 +11,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,17 +20,20 @@ from typing import Any
 import pytest
 
 from devstack.docker import DockerUnavailable
+from devstack.dynamodb import FEEDBACK_TABLE
 from devstack.invoker import Invoker, LambdaContext, sample_event
-from devstack.sam import SamStack
+from devstack.sam import BUCKET, PREFIX, SamStack
 from devstack.servers import free_port
 from devstack.template import load_application
+from recsys.feedback import FeedbackSettings, FeedbackStore
 from scripts import openapi
 from tests.integration.test_openapi import POSTS, REQUESTS, validate
 
 pytestmark = pytest.mark.sam
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = sorted(p for p in (ROOT / "events").glob("*.json") if p.name != "env.json")
+#: The API's sample events (train.json is the schedule's, env.json no event)
+EVENTS = sorted(p for p in (ROOT / "events").glob("*.json") if "httpMethod" in json.loads(p.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Pat
     out = {}
     for path in EVENTS:
         event = sample_event(path.stem, 1, 2)
-        if event.get("body") and event["httpMethod"] == "POST":
+        if event.get("body") and event["resource"] == "/recommendations":
             event["body"] = json.dumps({"liked": [1, 2, 3], "k": 5, "explain": True})
         (folder / path.name).write_text(json.dumps(event))
         out[path.stem] = (routes[(event["httpMethod"], event["resource"])], folder / path.name)
@@ -68,8 +72,9 @@ def test_every_event_answers_as_the_docker_free_invoker_does(
     stack: SamStack, events: dict[str, tuple[str, Path]], model_store: Path
 ) -> None:
     app = load_application()
-    invoker = Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*"})
-    assert len(events) >= 9
+    feedback = {"FEEDBACK_TABLE": FEEDBACK_TABLE, "AWS_ENDPOINT_URL_DYNAMODB": stack.moto_endpoint}  # the same table
+    invoker = Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback})
+    assert len(events) >= 10
     # three sam processes at a time: SAM builds a function image once and the others wait for it
     with ThreadPoolExecutor(max_workers=3) as pool:
         answers = {name: pool.submit(stack.invoke, function, path) for name, (function, path) in events.items()}
@@ -124,3 +129,29 @@ def test_start_api_answers_as_the_openapi_document_says(stack: SamStack) -> None
         assert status == 204
         assert "POST" in headers["Access-Control-Allow-Methods"]
         assert headers["Access-Control-Allow-Headers"].lower() == "content-type"
+
+
+def test_sam_local_invoke_trains_on_the_stack_and_publishes_a_model_counting_the_visitors(
+    stack: SamStack, checkerboard_dir: Path
+) -> None:
+    # GIVEN the base ratings in the stack's S3, a visitor's likes in its table, and a model serving
+    s3 = stack.s3()
+    for name in ("u.data", "u.item"):
+        s3.upload_file(str(checkerboard_dir / name), BUCKET, f"ratings/{name}")
+    visitor = str(uuid.uuid4())
+    FeedbackStore(stack.client("dynamodb"), FeedbackSettings(FEEDBACK_TABLE)).change(visitor, [13, 14, 15], [])
+    serving = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/latest.json")["Body"].read())["version"]
+    # WHEN the schedule's event starts TrainFunction's image (the gate is tested in process)
+    code, response, log = stack.invoke("TrainFunction", ROOT / "events/train.json",
+                                       RATINGS_URI=f"s3://{BUCKET}/ratings/", MAX_VALIDATION_DROP="0.9")  # fmt: skip
+    # THEN it published a new model, which counts the visitor, and the pointer names it
+    assert code == 0 and response is not None, log[-3000:]
+    assert response["outcome"] == "published" and response["previous"] == serving, response
+    pointer = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/latest.json")["Body"].read())
+    metrics = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/models/{pointer['version']}/metrics.json")
+                         ["Body"].read())  # fmt: skip
+    assert pointer["version"] == response["serving"] != serving
+    stored = stack.client("dynamodb").scan(TableName=FEEDBACK_TABLE)["Items"]  # this visitor's, the feedback event's
+    likes = [i for i in stored if int(i["movie_id"]["N"]) >= 0]
+    assert metrics["data"]["visitors"]["visitors"] == len({i["visitor_id"]["S"] for i in likes}) >= 1
+    assert metrics["data"]["visitors"]["likes"] == len(likes) >= 3

@@ -76,6 +76,9 @@ def test_visitors_train_as_users_are_never_served_and_a_forgotten_one_leaves_no_
         "visitors": 3, "likes": 17, "likes_read": 17, "dropped": None, "max_training_likes": 200,
         "max_likes_per_minute": 60,
     }  # fmt: skip
+    # AND the evaluation is the dataset's: the same split, the same users, no visitor held out
+    split, base_split = metrics(stack, second["serving"])["split"], metrics(stack, first["serving"])["split"]
+    assert (split["name"], split["evaluated_users"]) == (base_split["name"], base_split["evaluated_users"])
     # AND no visitor is a user the history routes serve: the users are the dataset's 40
     assert sorted(model.user_ids.tolist()) == list(range(1, data.GROUPS * data.USERS_PER_GROUP + 1))
     sampled = {u["user_id"] for u in service.sample_users(model, 100, 0)["items"]}

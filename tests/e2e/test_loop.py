@@ -1,0 +1,110 @@
+"""The loop in a real browser: a visitor's likes on the taste page reach the table, TrainFunction's
+handler retrains on them against moto, and the API serves the new model, which counts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from devstack.dynamodb import create_feedback_table
+from devstack.invoker import LambdaContext
+from devstack.servers import free_port, stop
+from functions.train import app as train_app
+from tests import data
+from tests.e2e.test_site import ARGS, SHOTS, _eventually, _stored
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def loop(moto_endpoint: str, checkerboard_dir: Path) -> Iterator[dict[str, Any]]:
+    """A model in moto's S3, trained on the checkerboard uploaded there; a feedback table; the local
+    API and site serving that model, looking for a newer one every second."""
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")  # fmt: skip
+    bucket = f"loop-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    for name in ("u.data", "u.item"):
+        s3.upload_file(str(checkerboard_dir / name), bucket, f"ratings/{name}")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    table = create_feedback_table(dynamodb, f"loop-{uuid.uuid4().hex[:12]}")
+    env = {**aws, "AWS_ENDPOINT_URL": moto_endpoint, "MODEL_URI": f"s3://{bucket}/recommender",
+           "RATINGS_URI": f"s3://{bucket}/ratings/", "FEEDBACK_TABLE": table,
+           "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}  # fmt: skip
+    saved = dict(os.environ)
+    os.environ.update(env)
+    assert data.train(checkerboard_dir, env["MODEL_URI"]) == 0
+    api_port, web_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", env["MODEL_URI"], "--api-port",
+         str(api_port), "--web-port", str(web_port), "--dynamodb-endpoint", moto_endpoint, "--feedback-table", table],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "MODEL_REFRESH_SECONDS": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+        yield {**env, "api": f"http://127.0.0.1:{api_port}", "web": f"http://127.0.0.1:{web_port}"}
+    finally:
+        stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _model(api: str) -> dict[str, Any]:
+    with urllib.request.urlopen(api + "/model", timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def test_likes_on_the_taste_page_train_the_next_model_the_api_serves(loop: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        before = _model(loop["api"])
+        assert before["data"]["visitors"] == {"visitors": 0, "likes": 0}
+        # GIVEN a visitor who likes three movies on the taste page
+        page.goto(loop["web"] + "/taste.html")
+        page.wait_for_selector("#picks-list li.movie")
+        for movie_id in (13, 14, 15):
+            page.fill("#query", f"movie {movie_id}")
+            page.locator(f'#results button[data-like="{movie_id}"]').click()
+        page.wait_for_selector('#picks-list[data-liked="13,14,15"]')
+        visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+        # THEN the likes reach the table
+        env = {"FEEDBACK_TABLE": loop["FEEDBACK_TABLE"], "AWS_ENDPOINT_URL_DYNAMODB": loop["AWS_ENDPOINT_URL"]}
+        _eventually(lambda: _stored(env, visitor) == [13, 14, 15])
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "loop-1-likes.png"), full_page=True)
+        # WHEN TrainFunction's handler runs, as the schedule starts it (the gate is tested elsewhere)
+        os.environ["MAX_VALIDATION_DROP"] = "0.9"
+        answer = train_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext("TrainFunction"))
+        assert answer["outcome"] == "published" and answer["previous"] == before["model_version"]
+        # THEN the API swaps to the new model, which counts the visitor's likes
+        _eventually(lambda: _model(loop["api"])["model_version"] == answer["serving"])
+        assert _model(loop["api"])["data"]["visitors"]["likes"] == 3
+        # AND the model page says so
+        page.goto(loop["web"] + "/model.html")
+        page.wait_for_selector("#facts:has-text('3 likes from 1 visitor')")
+        assert answer["serving"] in page.locator("#facts").inner_text()
+        page.screenshot(path=str(SHOTS / "loop-2-retrained.png"), full_page=True)
+        browser.close()
+        assert errors == []
