@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -13,9 +15,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from devstack.servers import start_server
 from tests.conftest import ROOT, free_port
 
 
@@ -90,3 +94,67 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class DynamoProxy:
+    """A DynamoDB endpoint on loopback in front of moto's at `target`: it passes one request at a
+    time, and fails a share of them before forwarding (`fail_before`) and after (`fail_after`).
+
+    One at a time: moto serves each request in a thread of its own, and rolls a cancelled
+    transaction back by putting back a copy of the whole table taken before it, which erases the
+    writes other requests made meanwhile (moto/dynamodb/models/__init__.py, transact_write_items).
+    DynamoDB isolates transactions (serializable); passing requests one at a time gives moto that
+    isolation, while the clients still race for it.
+    """
+
+    def __init__(self, target: str, fail_before: float = 0.0, fail_after: float = 0.0, seed: int = 5) -> None:
+        self.target = target.removeprefix("http://")
+        self.fail_before, self.fail_after = fail_before, fail_after
+        self.rng, self.lock, self.serial = random.Random(seed), threading.Lock(), threading.Lock()
+        self.failed = {"before": 0, "after": 0, "passed": 0}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fate = proxy.fate()
+                if fate != "before":
+                    with proxy.serial:
+                        conn = http.client.HTTPConnection(proxy.target, timeout=30)
+                        conn.request("POST", self.path, body, {k: v for k, v in self.headers.items() if k != "Host"})
+                        answer = conn.getresponse()
+                        status, data = answer.status, answer.read()
+                        conn.close()
+                if fate == "passed":
+                    self.reply(status, data)
+                else:
+                    self.reply(500, b'{"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", '
+                                    b'"message": "injected"}')  # fmt: skip
+
+            def reply(self, status: int, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = start_server(Handler, 0)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fate(self) -> str:
+        with self.lock:
+            draw = self.rng.random()
+            fate = "passed"
+            if draw < self.fail_before + self.fail_after:
+                fate = "before" if draw < self.fail_before else "after"
+            self.failed[fate] += 1
+            return fate

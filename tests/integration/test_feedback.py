@@ -18,6 +18,7 @@ from functions.feedback import app as feedback_app
 from recsys.feedback import COUNTER, FeedbackSettings, FeedbackStore, live_likes
 from recsys.runtime import Runtime
 from tests.conftest import load_event
+from tests.load import DynamoProxy
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +112,9 @@ def test_concurrent_requests_of_one_visitor_never_pass_the_cap(served: Any) -> N
     # GIVEN one visitor and 24 movies, liked by 24 threads at once, with a cap of 10
     from concurrent.futures import ThreadPoolExecutor
 
-    store = FeedbackStore(served, FeedbackSettings(served.table, like_cap=10))
+    proxy = DynamoProxy(os.environ["AWS_ENDPOINT_URL_DYNAMODB"])  # moto, one transaction at a time, as DynamoDB
+    client = boto3.client("dynamodb", endpoint_url=proxy.endpoint, region_name="us-east-1")
+    store = FeedbackStore(client, FeedbackSettings(served.table, like_cap=10))
     who = visitor()
 
     def like(movie: int) -> bool:
@@ -123,6 +126,7 @@ def test_concurrent_requests_of_one_visitor_never_pass_the_cap(served: Any) -> N
 
     with ThreadPoolExecutor(8) as pool:
         accepted = [m for m, ok in zip(range(1, 25), pool.map(like, range(1, 25)), strict=True) if ok]
+    proxy.close()
     # THEN at most 10 are stored, every acknowledged one among them, and the counter says how many
     stored = items_of(served, who)
     likes = sorted(m for m in stored if m != COUNTER)
