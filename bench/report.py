@@ -144,6 +144,17 @@ def cold_start_shipped(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _train_handler(h: dict[str, Any] | None) -> list[str]:
+    if not h:
+        return []
+    return [
+        f"- TrainFunction's handler end to end (process start to answer, against moto S3 and DynamoDB, "
+        f"{h['visitors']['visitors']} visitors with {h['visitors']['likes']:,} likes): {h['seconds']:.1f} s "
+        f"({h['seconds_per_million_ratings']:.1f} s per million ratings; training {h['training_seconds']:.1f} s), "
+        f"peak RSS {h['peak_rss_mb']:,} MB, outcome {h['outcome']}.",
+    ]
+
+
 def _scale(name: str, s: dict[str, Any]) -> list[str]:
     t, a, side, http = s["train"], s["artifact"], s["side_by_side"], s["http"]
     lines = [f"## {name} (`{s['ratings']}`)", ""]
@@ -155,6 +166,7 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         "- Seconds by phase: "
         + ", ".join(f"{k} {v:g}" for k, v in t["metrics"]["seconds_by_phase"].items())
         + " (`fold-in item-item` is within `fold-in fit and scores`).",
+        *_train_handler(s.get("train_handler")),
         f"- Artifact: {a['mb']:.1f} MiB in {len(a['part_mb'])} parts ("
         + ", ".join(f"{n} {mb:.1f}" for n, mb in a["part_mb"].items())
         + " MiB).",

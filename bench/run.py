@@ -139,6 +139,51 @@ def train(ratings: Path, store: Path) -> dict[str, Any]:
             "log": out.splitlines()[-6:]}  # fmt: skip
 
 
+#: Synthetic visitors for the training handler's run: how many, and how many likes each.
+BENCH_VISITORS, BENCH_VISITOR_LIKES = 500, 20
+
+
+def train_handler(name: str, ratings: Path) -> dict[str, Any]:
+    """TrainFunction's handler end to end, in a process of its own as Lambda starts it, against moto
+    (S3 and DynamoDB): process start to its answer, which covers the imports, downloading the
+    ratings from S3, reading the visitors' likes, training, evaluating and publishing."""
+    import boto3
+
+    from devstack.dynamodb import create_feedback_table
+    from recsys.feedback import FeedbackSettings, FeedbackStore
+
+    with moto_server(free_port()) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        for bucket in ("bench-ratings", "bench-models"):
+            s3.create_bucket(Bucket=bucket)
+        files = sorted(p for p in ratings.iterdir() if p.is_file())
+        for path in files:
+            s3.upload_file(str(path), "bench-ratings", f"{name}/{path.name}")
+        dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        table = create_feedback_table(dynamodb)
+        from training.datasets import read_ratings
+
+        movies = np.unique(read_ratings(ratings).items)[:2000]
+        rng = np.random.default_rng(0)
+        store = FeedbackStore(dynamodb, FeedbackSettings(table))
+        for v in range(BENCH_VISITORS):
+            store.change(f"00000000-0000-4000-8000-{v:012d}", rng.choice(movies, BENCH_VISITOR_LIKES, replace=False)
+                         .tolist(), [])  # fmt: skip
+        env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "FEEDBACK_TABLE": table,
+               "MODEL_URI": "s3://bench-models/recommender", "RATINGS_URI": f"s3://bench-ratings/{name}/"}  # fmt: skip
+        code = "import json; from functions.train import app; print(json.dumps(app.lambda_handler({}, None)))"
+        seconds, rss, out = run_child([PY, "-c", code], env=env)
+        answer = json.loads(out.strip().splitlines()[-1])
+        metrics = json.loads(s3.get_object(Bucket="bench-models", Key=f"recommender/models/{answer['serving']}/"
+                                           "metrics.json")["Body"].read())  # fmt: skip
+    ratings_count = int(metrics["data"]["ratings"])
+    return {"seconds": round(seconds, 1), "peak_rss_mb": rss, "outcome": answer["outcome"],
+            "ratings": ratings_count, "visitors": metrics["data"]["visitors"],
+            "seconds_per_million_ratings": round(seconds / (ratings_count / 1e6), 1),
+            "training_seconds": metrics["training_seconds"]}  # fmt: skip
+
+
 def ingest(ratings: Path, repeats: int) -> dict[str, Any]:
     from training.cleaning import clean
     from training.datasets import read_ratings
@@ -376,6 +421,9 @@ def scale(name: str, ratings: Path, args: argparse.Namespace) -> dict[str, Any]:
     out["_side_samples"] = side["samples"]
     log(f"{name}: HTTP load, wrk {args.connections} connections for {args.http_seconds} s")
     out["http"] = http_load(store, args.http_seconds, args.connections)
+    log(f"{name}: TrainFunction's handler end to end against moto, {BENCH_VISITORS} visitors' likes")
+    out["train_handler"] = train_handler(name, ratings)
+    log(f"{name}: handler answered {out['train_handler']['outcome']} in {out['train_handler']['seconds']:.0f} s")
     return out
 
 
@@ -453,10 +501,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side-requests", type=int, default=2_000)
     parser.add_argument("--http-seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--train-handler-only", action="store_true",
+                        help="only TrainFunction's handler at both scales, printed; writes nothing")  # fmt: skip
     parser.add_argument("--cold-only", action="store_true",
                         help="only the cold starts (build folders, as shipped), printed; writes nothing")  # fmt: skip
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.train_handler_only:
+        data = WORK / "ml-10m-shaped"
+        if not (data / "ratings.dat").exists():
+            generate.generate(data)
+        for name, ratings in (("ml-100k", ROOT / "data" / "ml-100k"), ("ml-10m", data)):
+            print(name, json.dumps(train_handler(name, ratings)), flush=True)
+        return 0
     log("sam build, and the layout sam deploy ships (SAM's zips unpacked as Lambda does)")
     args.shipped = shipped_layout()
     if args.cold_only:
