@@ -21,7 +21,7 @@ from devstack.invoker import LambdaContext
 from devstack.servers import free_port, stop
 from functions.train import app as train_app
 from tests import data
-from tests.e2e.test_site import ARGS, SHOTS, _eventually, _stored
+from tests.e2e.test_site import ARGS, SHOTS, eventually, stored_likes
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_likes_on_the_taste_page_train_the_next_model_the_api_serves(loop: dict[
         visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
         # THEN the likes reach the table
         env = {"FEEDBACK_TABLE": loop["FEEDBACK_TABLE"], "AWS_ENDPOINT_URL_DYNAMODB": loop["AWS_ENDPOINT_URL"]}
-        _eventually(lambda: _stored(env, visitor) == [13, 14, 15])
+        eventually(lambda: stored_likes(env, visitor) == [13, 14, 15])
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "loop-1-likes.png"), full_page=True)
         # WHEN TrainFunction's handler runs, as the schedule starts it (the gate is tested elsewhere)
@@ -99,7 +99,7 @@ def test_likes_on_the_taste_page_train_the_next_model_the_api_serves(loop: dict[
         answer = train_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext("TrainFunction"))
         assert answer["outcome"] == "published" and answer["previous"] == before["model_version"]
         # THEN the API swaps to the new model, which counts the visitor's likes
-        _eventually(lambda: _model(loop["api"])["model_version"] == answer["serving"])
+        eventually(lambda: _model(loop["api"])["model_version"] == answer["serving"])
         assert _model(loop["api"])["data"]["visitors"]["likes"] == 3
         # AND the model page says so
         page.goto(loop["web"] + "/model.html")

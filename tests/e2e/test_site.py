@@ -171,7 +171,7 @@ def test_taste_page_picks_follow_the_visitors_likes(stack: dict[str, str], page)
     assert page.errors == []
 
 
-def _stored(feedback_env: dict[str, str], visitor: str) -> list[int]:
+def stored_likes(feedback_env: dict[str, str], visitor: str) -> list[int]:
     """The movies the feedback table holds as liked by `visitor`."""
     client = boto3.client("dynamodb", endpoint_url=feedback_env["AWS_ENDPOINT_URL_DYNAMODB"], region_name="us-east-1")
     items = client.query(TableName=feedback_env["FEEDBACK_TABLE"], KeyConditionExpression="visitor_id = :v",
@@ -179,7 +179,7 @@ def _stored(feedback_env: dict[str, str], visitor: str) -> list[int]:
     return sorted(int(i["movie_id"]["N"]) for i in items if int(i["movie_id"]["N"]) >= 0)
 
 
-def _eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Wait until `check()` holds (a background send has landed), or fail with its last state."""
     deadline = time.monotonic() + timeout
     while not check():
@@ -200,14 +200,14 @@ def test_taste_page_likes_reach_the_table_and_forget_me_deletes_them(  # type: i
     visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
     # THEN the table holds them under the browser's random id, and nothing else identifies the visitor
     assert re.fullmatch(VISITOR_ID, visitor)
-    _eventually(lambda: _stored(feedback_env, visitor) == [13, 14, 15])
+    eventually(lambda: stored_likes(feedback_env, visitor) == [13, 14, 15])
     # WHEN one is removed THEN the table follows
     page.locator('#likes-list li[data-movie-id="14"] button.remove').click()
-    _eventually(lambda: _stored(feedback_env, visitor) == [13, 15])
+    eventually(lambda: stored_likes(feedback_env, visitor) == [13, 15])
     # WHEN they press "forget me" THEN the table and the browser hold nothing of them
     page.locator("#forget").click()
     page.wait_for_selector("#forget-status:has-text('Forgotten: 2 likes deleted')")
-    assert _stored(feedback_env, visitor) == []
+    assert stored_likes(feedback_env, visitor) == []
     assert page.evaluate("[localStorage.getItem('movie-recommender.visitor'), localStorage.getItem('movie-recommender.likes')]") == [None, "[]"]  # noqa: E501
     assert page.locator("#likes-list li.movie").count() == 0 and page.errors == []
 
@@ -226,11 +226,11 @@ def test_taste_page_works_while_the_feedback_api_fails_and_sends_later(  # type:
     page.wait_for_selector('#picks-list[data-liked="1,2"]')
     assert not {1, 2} & set(_picks(page))
     visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
-    assert _stored(feedback_env, visitor) == [] and page.locator("#status.status-error").count() == 0
+    assert stored_likes(feedback_env, visitor) == [] and page.locator("#status.status-error").count() == 0
     # WHEN the API is back and the visitor comes again THEN what waited is sent
     page.unroute("**/feedback")
     page.reload()
-    _eventually(lambda: _stored(feedback_env, visitor) == [1, 2])
+    eventually(lambda: stored_likes(feedback_env, visitor) == [1, 2])
     assert page.evaluate("localStorage.getItem('movie-recommender.pending')") == '{"like":[],"unlike":[]}'
 
 
