@@ -21,7 +21,7 @@ from devstack.invoker import LambdaContext
 from devstack.servers import free_port, stop
 from functions.train import app as train_app
 from tests import data
-from tests.e2e.test_site import ARGS, SHOTS, eventually, stored_likes
+from tests.e2e.test_site import ARGS, SHOTS, eventually, like_on_taste_page, stored_likes
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,13 +82,7 @@ def test_likes_on_the_taste_page_train_the_next_model_the_api_serves(loop: dict[
         before = _model(loop["api"])
         assert before["data"]["visitors"] == {"visitors": 0, "likes": 0}
         # GIVEN a visitor who likes three movies on the taste page
-        page.goto(loop["web"] + "/taste.html")
-        page.wait_for_selector("#picks-list li.movie")
-        for movie_id in (13, 14, 15):
-            page.fill("#query", f"movie {movie_id}")
-            page.locator(f'#results button[data-like="{movie_id}"]').click()
-        page.wait_for_selector('#picks-list[data-liked="13,14,15"]')
-        visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+        visitor = like_on_taste_page(page, loop["web"], [13, 14, 15])
         # THEN the likes reach the table
         env = {"FEEDBACK_TABLE": loop["FEEDBACK_TABLE"], "AWS_ENDPOINT_URL_DYNAMODB": loop["AWS_ENDPOINT_URL"]}
         eventually(lambda: stored_likes(env, visitor) == [13, 14, 15])

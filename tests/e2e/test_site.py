@@ -171,6 +171,19 @@ def test_taste_page_picks_follow_the_visitors_likes(stack: dict[str, str], page)
     assert page.errors == []
 
 
+def like_on_taste_page(page, web: str, movies: list[int]) -> str:  # type: ignore[no-untyped-def]
+    """Open the taste page, like `movies` through its search, wait for the picks to answer them;
+    the browser's visitor id."""
+    page.goto(web + "/taste.html")
+    page.wait_for_selector("#picks-list li.movie")
+    for movie_id in movies:
+        page.fill("#query", f"movie {movie_id}")
+        page.locator(f'#results button[data-like="{movie_id}"]').click()
+    page.wait_for_selector(f'#picks-list[data-liked="{",".join(map(str, movies))}"]')
+    visitor: str = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+    return visitor
+
+
 def stored_likes(feedback_env: dict[str, str], visitor: str) -> list[int]:
     """The movies the feedback table holds as liked by `visitor`."""
     client = boto3.client("dynamodb", endpoint_url=feedback_env["AWS_ENDPOINT_URL_DYNAMODB"], region_name="us-east-1")
@@ -191,13 +204,7 @@ def test_taste_page_likes_reach_the_table_and_forget_me_deletes_them(  # type: i
     stack: dict[str, str], feedback_env: dict[str, str], page
 ) -> None:
     # GIVEN a visitor on the taste page, who likes three movies
-    page.goto(stack["web"] + "/taste.html")
-    page.wait_for_selector("#picks-list li.movie")
-    for movie_id in (13, 14, 15):
-        page.fill("#query", f"movie {movie_id}")
-        page.locator(f'#results button[data-like="{movie_id}"]').click()
-    page.wait_for_selector('#picks-list[data-liked="13,14,15"]')
-    visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+    visitor = like_on_taste_page(page, stack["web"], [13, 14, 15])
     # THEN the table holds them under the browser's random id, and nothing else identifies the visitor
     assert re.fullmatch(VISITOR_ID, visitor)
     eventually(lambda: stored_likes(feedback_env, visitor) == [13, 14, 15])

@@ -33,8 +33,6 @@ from recsys.errors import ConfigurationError, FeedbackUnavailableError, LimitExc
 logger = logging.getLogger(__name__)
 
 COUNTER = -1
-#: What the website makes (``crypto.randomUUID()``): a UUID version 4, lowercase.
-VISITOR_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 #: Transactions of one request before it gives up on a visitor whose items keep changing under it.
 ATTEMPTS = 5
 
