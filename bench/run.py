@@ -296,8 +296,10 @@ def shipped_layout() -> Path:
     """`sam build`, then each folder as `sam deploy` zips it, unpacked as Lambda lays it out
     (`/opt` for the layer, `/var/task` per function) under WORK/shipped: dates of 1980, read-only."""
     from devstack.sam import sam_build, ship
+    from devstack.template import zip_template
 
-    built = sam_build(log).parent
+    # the zip functions and the layer (TrainFunction is an image, which the cold starts do not concern)
+    built = sam_build(log, zip_template(WORK / "zip-template.yaml"), WORK / "sam-build").parent
     root = WORK / "shipped"
     if root.exists():
         for path in root.rglob("*"):

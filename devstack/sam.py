@@ -52,12 +52,11 @@ def sam_env() -> dict[str, str]:
     return env
 
 
-def sam_build(log: Any = print) -> Path:
-    """`sam build` of the template into build/sam/build (cached: unchanged code is not rebuilt; the
-    image function is built by Docker's legacy builder, whose layer cache does the same)."""
-    out = WORK / "build"
+def sam_build(log: Any = print, template: Path = TEMPLATE, out: Path = WORK / "build") -> Path:
+    """`sam build` of `template` into `out` (cached: unchanged code is not rebuilt; an image function
+    is built by Docker's legacy builder, whose layer cache does the same); the built template."""
     started = time.monotonic()
-    subprocess.run([str(SAM), "build", "--template-file", str(TEMPLATE), "--build-dir", str(out), "--cache-dir",
+    subprocess.run([str(SAM), "build", "--template-file", str(template), "--build-dir", str(out), "--cache-dir",
                     str(WORK / "cache"), "--cached", "--region", "us-east-1"],
                    cwd=ROOT, env=sam_env(), check=True, capture_output=True, text=True, timeout=1200)  # fmt: skip
     log(f"sam build in {time.monotonic() - started:.0f} s")
