@@ -150,7 +150,6 @@ def train_handler(name: str, ratings: Path) -> dict[str, Any]:
     import boto3
 
     from devstack.dynamodb import create_feedback_table
-    from recsys.feedback import FeedbackSettings, FeedbackStore
 
     with moto_server(free_port()) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
@@ -165,10 +164,18 @@ def train_handler(name: str, ratings: Path) -> dict[str, Any]:
 
         movies = np.unique(read_ratings(ratings).items)[:2000]
         rng = np.random.default_rng(0)
-        store = FeedbackStore(dynamodb, FeedbackSettings(table))
-        for v in range(BENCH_VISITORS):
-            store.change(f"00000000-0000-4000-8000-{v:012d}", rng.choice(movies, BENCH_VISITOR_LIKES, replace=False)
-                         .tolist(), [])  # fmt: skip
+        # written as the feedback function writes them, but in batches: moto copies the whole table
+        # for every transaction, which at 10,000 likes would take longer than the training
+        now = int(time.time())
+        items = [
+            {"visitor_id": {"S": f"00000000-0000-4000-8000-{v:012d}"}, "movie_id": {"N": str(m)},
+             "liked_at": {"N": str(now - 3600 + 60 * n)}, "expires_at": {"N": str(now + 86400)}}
+            for v in range(BENCH_VISITORS)
+            for n, m in enumerate(rng.choice(movies, BENCH_VISITOR_LIKES, replace=False).tolist())
+        ]  # fmt: skip
+        for start in range(0, len(items), 25):
+            batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            dynamodb.batch_write_item(RequestItems={table: batch})
         env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "FEEDBACK_TABLE": table,
                "MODEL_URI": "s3://bench-models/recommender", "RATINGS_URI": f"s3://bench-ratings/{name}/"}  # fmt: skip
