@@ -153,13 +153,15 @@ def train_handler(name: str, ratings: Path) -> dict[str, Any]:
 
     with moto_server(free_port()) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        for bucket in ("bench-ratings", "bench-models"):
+        # one process runs both scales, and moto's state is the process's: names of their own
+        ratings_bucket, models_bucket = f"bench-ratings-{name}", f"bench-models-{name}"
+        for bucket in (ratings_bucket, models_bucket):
             s3.create_bucket(Bucket=bucket)
         files = sorted(p for p in ratings.iterdir() if p.is_file())
         for path in files:
-            s3.upload_file(str(path), "bench-ratings", f"{name}/{path.name}")
+            s3.upload_file(str(path), ratings_bucket, f"{name}/{path.name}")
         dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-        table = create_feedback_table(dynamodb)
+        table = create_feedback_table(dynamodb, f"bench-feedback-{name}")
         from training.datasets import read_ratings
 
         movies = np.unique(read_ratings(ratings).items)[:2000]
@@ -178,11 +180,12 @@ def train_handler(name: str, ratings: Path) -> dict[str, Any]:
             dynamodb.batch_write_item(RequestItems={table: batch})
         env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "FEEDBACK_TABLE": table,
-               "MODEL_URI": "s3://bench-models/recommender", "RATINGS_URI": f"s3://bench-ratings/{name}/"}  # fmt: skip
+               "MODEL_URI": f"s3://{models_bucket}/recommender",
+               "RATINGS_URI": f"s3://{ratings_bucket}/{name}/"}  # fmt: skip
         code = "import json; from functions.train import app; print(json.dumps(app.lambda_handler({}, None)))"
         seconds, rss, out = run_child([PY, "-c", code], env=env)
         answer = json.loads(out.strip().splitlines()[-1])
-        metrics = json.loads(s3.get_object(Bucket="bench-models", Key=f"recommender/models/{answer['serving']}/"
+        metrics = json.loads(s3.get_object(Bucket=models_bucket, Key=f"recommender/models/{answer['serving']}/"
                                            "metrics.json")["Body"].read())  # fmt: skip
     ratings_count = int(metrics["data"]["ratings"])
     return {"seconds": round(seconds, 1), "peak_rss_mb": rss, "outcome": answer["outcome"],
