@@ -112,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     source = resolve_source(args.ratings, args.data_cache)
     raw = read_ratings(source)
-    visitors = None
+    from_visitors = None
     if args.feedback_table:
-        raw, visitors = _with_visitors(raw, args.feedback_table, args.like_cap)
+        raw, from_visitors = _with_visitors(raw, args.feedback_table, args.like_cap)
     data = clean(raw, args.min_rating, args.max_bad_rows)
     ingest_s = time.perf_counter() - clock
     _report_cleaning(raw.bad_rows, data.summary, ingest_s)
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{uri} already serves {version}; nothing to publish")
             return 0
     else:
-        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, visitors)
+        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, from_visitors)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             for name, blob in files.items():
