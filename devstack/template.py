@@ -74,8 +74,14 @@ class Application:
     routes: list[Route]
 
 
+def document(template: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as data, its intrinsics kept as `Tag`s."""
+    doc: dict[str, Any] = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    return doc
+
+
 def load_application(template: Path = TEMPLATE) -> Application:
-    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    doc = document(template)
     resources = doc["Resources"]
     glob = doc.get("Globals", {}).get("Function", {})
     defaults = {name: str(p["Default"]) for name, p in doc.get("Parameters", {}).items() if "Default" in p}
@@ -131,7 +137,7 @@ _TemplateDumper.add_representer(Tag, _represent_tag)
 def zip_template(into: Path, template: Path = TEMPLATE) -> Path:
     """The template without its image functions, written to `into` with every code path absolute:
     what `sam build` builds without Docker (the layer and the zip functions, as `sam deploy` ships them)."""
-    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    doc = document(template)
     resources = doc["Resources"]
     for name in [n for n, r in resources.items() if r.get("Properties", {}).get("PackageType") == "Image"]:
         del resources[name]
@@ -165,7 +171,7 @@ def _literals(environment: dict[str, Any], defaults: dict[str, str]) -> dict[str
 def table(name: str, template: Path = TEMPLATE) -> dict[str, Any]:
     """The properties of the DynamoDB table `name` in the template, as `create_table` takes them
     (its TTL attribute under ``TimeToLiveSpecification``, which is set apart)."""
-    doc = yaml.load(template.read_text(), Loader=TemplateLoader)  # noqa: S506 - SafeLoader subclass
+    doc = document(template)
     props = doc["Resources"][name]["Properties"]
     keep = ("KeySchema", "AttributeDefinitions", "BillingMode", "TimeToLiveSpecification")
     return {k: v for k, v in props.items() if k in keep}

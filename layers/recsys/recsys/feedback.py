@@ -61,14 +61,6 @@ class FeedbackSettings(NamedTuple):
         return cls(table, cap, days * 86400)
 
 
-class Change(NamedTuple):
-    """What one request did: the movies now liked and not liked, of those it named, and the count after."""
-
-    liked: list[int]
-    unliked: list[int]
-    likes: int
-
-
 class Like(NamedTuple):
     visitor_id: str
     movie_id: int
@@ -81,10 +73,10 @@ class FeedbackStore:
     def __init__(self, client: Any, settings: FeedbackSettings, clock: Callable[[], float] = time.time) -> None:
         self.client, self.settings, self.clock = client, settings, clock
 
-    def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int]) -> Change:
-        """Store `like` and remove `unlike` for `visitor`, all or nothing; LimitExceededError when the
-        likes would pass the cap (nothing is stored then), FeedbackUnavailableError when the table
-        does not answer."""
+    def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int]) -> int:
+        """Store `like` and remove `unlike` for `visitor`, all or nothing: how many likes the visitor
+        has then. LimitExceededError when the likes would pass the cap (nothing is stored then),
+        FeedbackUnavailableError when the table does not answer."""
         for _ in range(ATTEMPTS):
             now = int(self.clock())
             live, version = self._read(visitor, now)
@@ -92,14 +84,14 @@ class FeedbackStore:
             gone = [m for m in dict.fromkeys(unlike) if m in live]
             count = len(live) + len(new) - len(gone)
             if not new and not gone:  # a repeat, or a retry whose first try was stored
-                return Change(list(like), list(unlike), len(live))
+                return len(live)
             if count > self.settings.like_cap:
                 raise LimitExceededError(
                     f"a visitor keeps at most {self.settings.like_cap} likes; {len(live)} are stored and this "
                     f"request adds {len(new) - len(gone)} more. Unlike some first."
                 )
             if self._write(visitor, new, gone, version, count, now):
-                return Change(list(like), list(unlike), count)
+                return count
         raise FeedbackUnavailableError(f"visitor {visitor}: the likes kept changing over {ATTEMPTS} attempts")
 
     def forget(self, visitor: str) -> int:

@@ -117,14 +117,14 @@ def store_feedback(model: ModelArtifact, store: FeedbackStore, feedback: Feedbac
     unliked = set(feedback.unlike)  # a movie in both lists ends unliked: the unlike is the later word
     like, unknown_like = _known_items(model, [m for m in feedback.like if m not in unliked])
     unlike, unknown_unlike = _known_items(model, feedback.unlike)
-    ids = model.item_ids
-    change = store.change(feedback.visitor_id, ids[like].tolist(), ids[unlike].tolist())
+    liked, unliked_ids = model.item_ids[like].tolist(), model.item_ids[unlike].tolist()
+    likes = store.change(feedback.visitor_id, liked, unliked_ids)
     return {
         "visitor_id": feedback.visitor_id,
-        "liked": change.liked,
-        "unliked": change.unliked,
+        "liked": liked,
+        "unliked": unliked_ids,
         "ignored": sorted(set(unknown_like) | set(unknown_unlike)),
-        "likes": change.likes,
+        "likes": likes,
     }
 
 
