@@ -15,7 +15,8 @@ import pytest
 
 from devstack.dynamodb import create_feedback_table
 from functions.feedback import app as feedback_app
-from recsys.feedback import COUNTER, FeedbackSettings, FeedbackStore, live_likes
+from recsys.errors import ForgottenVisitorError, LimitExceededError
+from recsys.feedback import COUNTER, TOMBSTONE, FeedbackSettings, FeedbackStore, live_likes
 from recsys.runtime import Runtime
 from tests.conftest import load_event
 from tests.load import DynamoProxy
@@ -140,10 +141,72 @@ def test_forget_me_deletes_every_item_of_the_visitor_only(served: Any, lambda_co
         assert call(lambda_context, "POST", {"visitor_id": v, "like": [1, 2, 3]})[0] == 200
     status, body = call(lambda_context, "DELETE", path=f"/feedback/{who}")
     assert status == 200 and body == {"visitor_id": who, "deleted": 3}
-    assert items_of(served, who) == {} and sorted(items_of(served, other)) == [COUNTER, 1, 2, 3]
-    # forgetting twice is fine, and a forgotten visitor starts again from nothing
+    assert sorted(items_of(served, who)) == [TOMBSTONE] and sorted(items_of(served, other)) == [COUNTER, 1, 2, 3]
+    # forgetting twice is fine
     assert call(lambda_context, "DELETE", path=f"/feedback/{who}") == (200, {"visitor_id": who, "deleted": 0})
-    assert call(lambda_context, "POST", {"visitor_id": who, "like": [4]})[1]["likes"] == 1
+    # AND the id takes no more likes: not the first request again (whose idempotency token, on AWS,
+    # would not match its new content), nor any other; the page makes a new id
+    for body in ({"visitor_id": who, "like": [1, 2, 3]}, {"visitor_id": who, "like": [4]}):
+        status, answer = call(lambda_context, "POST", body)
+        assert status == 410 and answer["error"]["code"] == "visitor_forgotten"
+        assert "forgotten" in answer["error"]["message"]
+    assert sorted(items_of(served, who)) == [TOMBSTONE]
+
+
+def test_a_like_sent_while_forget_runs_is_refused_not_left_behind(served: Any) -> None:
+    # GIVEN a visitor with likes, and a send that lands between forget's query and its deletes
+    settings = FeedbackSettings(served.table)
+    who = visitor()
+    FeedbackStore(served, settings).change(who, [1, 2], [])
+    refused: list[Exception] = []
+
+    class SendsMidway(FeedbackStore):
+        def _query(self, visitor: str, projection: str | None = None) -> Any:
+            found = list(super()._query(visitor, projection))
+            if projection and not refused:  # forget's query: the other request lands now
+                with pytest.raises(ForgottenVisitorError) as caught:
+                    FeedbackStore(served, settings).change(who, [7], [])
+                refused.append(caught.value)
+            return iter(found)
+
+    # WHEN the visitor is forgotten
+    assert SendsMidway(served, settings).forget(who) == 2
+    # THEN the send was refused, and nothing of the visitor is left to train on
+    assert refused and sorted(items_of(served, who)) == [TOMBSTONE]
+    assert all(x.movie_id == TOMBSTONE for x in live_likes(served, served.table, 0) if x.visitor_id == who)
+
+
+def test_a_send_that_read_before_forget_cannot_write_after_it(served: Any) -> None:
+    # GIVEN a change that has read the visitor, and a forget that lands before its write
+    settings = FeedbackSettings(served.table)
+    who = visitor()
+    FeedbackStore(served, settings).change(who, [1], [])
+    forgotten: list[int] = []
+
+    class ForgottenMidway(FeedbackStore):
+        def _read(self, visitor: str, now: int) -> Any:
+            seen = super()._read(visitor, now)
+            if not forgotten:
+                forgotten.append(FeedbackStore(served, settings).forget(who))
+            return seen
+
+    # WHEN it writes: the tombstone's check fails it, and its retry finds the tombstone
+    with pytest.raises(ForgottenVisitorError):
+        ForgottenMidway(served, settings).change(who, [5], [])
+    assert forgotten == [1] and sorted(items_of(served, who)) == [TOMBSTONE]
+
+
+def test_an_unlike_always_passes_the_cap_even_after_the_cap_was_lowered(served: Any) -> None:
+    # GIVEN a visitor holding 5 likes, and then the cap lowered to 2
+    who = visitor()
+    FeedbackStore(served, FeedbackSettings(served.table, like_cap=10)).change(who, [1, 2, 3, 4, 5], [])
+    lowered = FeedbackStore(served, FeedbackSettings(served.table, like_cap=2))
+    # THEN an unlike is stored, though 4 likes are still over the cap
+    assert lowered.change(who, [], [3]) == 4
+    # AND a like is still refused while over the cap, even one paired with an unlike
+    with pytest.raises(LimitExceededError):
+        lowered.change(who, [6], [4])
+    assert lowered.likes(who) == [1, 2, 4, 5]
 
 
 def test_expired_likes_stop_counting_and_training_never_reads_them(served: Any) -> None:

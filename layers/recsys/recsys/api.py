@@ -10,6 +10,7 @@ InvalidRequestError                400     invalid_request (a bad parameter or b
 UnknownUser/Movie/GenreError       404     unknown_user / unknown_movie / unknown_genre
 no such route                      404     no_route
 LimitExceededError                 409     like_cap (a visitor's likes would pass the cap)
+ForgottenVisitorError              410     visitor_forgotten (the id was forgotten: it takes no more likes)
 FeedbackUnavailableError           503     feedback_unavailable (+ Retry-After)
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
 ConfigurationError                 503     model_unavailable (+ Retry-After)
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 from recsys.errors import (
     ConfigurationError,
     FeedbackUnavailableError,
+    ForgottenVisitorError,
     InvalidRequestError,
     LimitExceededError,
     ModelUnavailableError,
@@ -75,6 +77,7 @@ MAX_BODY_BYTES = 32 * 1024
 #: What the feedback routes add: the cap, and a table that does not answer.
 FEEDBACK_RESPONSES: dict[int, Any] = {
     409: {"description": "The visitor's likes would pass the cap; nothing was stored", "content": _ERROR_CONTENT},
+    410: {"description": "The visitor was forgotten: the id takes no more likes", "content": _ERROR_CONTENT},
     503: {
         "description": "No model, or the likes could not be stored; retry after the Retry-After seconds",
         "content": _ERROR_CONTENT,
@@ -290,6 +293,8 @@ def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
         return error(404, exc.code, str(exc))
     if isinstance(exc, LimitExceededError):
         return error(409, exc.code, str(exc))
+    if isinstance(exc, ForgottenVisitorError):
+        return error(410, exc.code, str(exc))
     if isinstance(exc, FeedbackUnavailableError):
         logger.error("feedback store unavailable (request %s): %s", request_id, exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}

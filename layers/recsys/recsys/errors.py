@@ -8,6 +8,7 @@ The tree, and the HTTP status `recsys.api` maps each branch to::
     │   ├── UnknownUserError              no such user in the model
     │   └── UnknownMovieError             no such movie in the model
     ├── LimitExceededError           409  a visitor's stored likes would pass the cap
+    ├── ForgottenVisitorError        410  the visitor asked to be forgotten: their id takes no more likes
     ├── FeedbackUnavailableError     503  the feedback table did not answer (after retries)
     ├── ModelUnavailableError        503  no model could be loaded (S3 down, bad pointer, ...)
     │   └── ModelIntegrityError           the bytes fail the size/sha256 check or the unpickler's allow-list
@@ -57,6 +58,13 @@ class UnknownGenreError(NotFoundError):
 
 class LimitExceededError(RecsysError):
     code = "like_cap"
+
+
+class ForgottenVisitorError(RecsysError):
+    code = "visitor_forgotten"
+
+    def __init__(self, visitor_id: str) -> None:
+        super().__init__(f"visitor {visitor_id} was forgotten and takes no more likes; make a new id")
 
 
 class FeedbackUnavailableError(RecsysError):

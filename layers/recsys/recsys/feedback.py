@@ -8,12 +8,23 @@ and each visitor has one more item, at ``movie_id`` `COUNTER` (-1, which no movi
 
     {visitor_id, movie_id: -1, likes, version, expires_at}
 
-Every change is one transaction: the likes' puts and deletes, and a put of the counter on the
-condition that its ``version`` is still the one read before. So two requests of the same visitor
-never interleave, the cap is checked against what is really stored, and a request that is
-repeated, or retried after its answer was lost, finds its likes already there and writes nothing.
-The count is taken from the visitor's live items each time, so likes that expired (DynamoDB
-deletes them up to two days late) stop counting against the cap when they expire.
+Every change is one transaction: the likes' puts and deletes, a put of the counter on the
+condition that its ``version`` is still the one read before, and a check that the visitor was not
+forgotten. So two requests of the same visitor never interleave, the cap is checked against what
+is really stored, and a request that is repeated, or retried after its answer was lost, finds its
+likes already there and writes nothing. The count is taken from the visitor's live items each
+time, so likes that expired (DynamoDB deletes them up to two days late) stop counting against the
+cap when they expire. The cap holds back likes only: a change that does not add one always passes,
+so a visitor over a cap that was lowered can still unlike.
+
+Forgetting writes a tombstone at ``movie_id`` `TOMBSTONE` (-2) first, then deletes every other item::
+
+    {visitor_id, movie_id: -2, forgotten_at, expires_at}
+
+A change that read the visitor before the tombstone fails its check and is refused after it
+(`ForgottenVisitorError`, 410), so no like can slip in between forget's query and its deletes, and
+an idempotency token can never be repeated by a later change of the same id. Training leaves out
+every like of a visitor with a tombstone, whatever the scan meets first.
 
 Nothing else is stored about a visitor: the id is a random UUIDv4 the website makes; no address,
 user agent or cookie. Training reads the table with `live_likes` and ignores expired items itself.
@@ -28,11 +39,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from recsys.errors import ConfigurationError, FeedbackUnavailableError, LimitExceededError
+from recsys.errors import ConfigurationError, FeedbackUnavailableError, ForgottenVisitorError, LimitExceededError
 
 logger = logging.getLogger(__name__)
 
 COUNTER = -1
+#: The item that marks a forgotten visitor (see the module's docstring).
+TOMBSTONE = -2
 #: Transactions of one request before it gives up on a visitor whose items keep changing under it.
 ATTEMPTS = 5
 
@@ -62,6 +75,8 @@ class FeedbackSettings(NamedTuple):
 
 
 class Like(NamedTuple):
+    """A visitor's like; `live_likes` yields one at `TOMBSTONE` for a forgotten visitor."""
+
     visitor_id: str
     movie_id: int
     liked_at: int
@@ -75,17 +90,20 @@ class FeedbackStore:
 
     def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int]) -> int:
         """Store `like` and remove `unlike` for `visitor`, all or nothing: how many likes the visitor
-        has then. LimitExceededError when the likes would pass the cap (nothing is stored then),
-        FeedbackUnavailableError when the table does not answer."""
+        has then. LimitExceededError when added likes would pass the cap (nothing is stored then),
+        ForgottenVisitorError when `visitor` was forgotten, FeedbackUnavailableError when the table
+        does not answer."""
         for _ in range(ATTEMPTS):
             now = int(self.clock())
-            live, version = self._read(visitor, now)
+            live, version, forgotten = self._read(visitor, now)
+            if forgotten:
+                raise ForgottenVisitorError(visitor)
             new = [m for m in dict.fromkeys(like) if m not in live]
             gone = [m for m in dict.fromkeys(unlike) if m in live]
             count = len(live) + len(new) - len(gone)
             if not new and not gone:  # a repeat, or a retry whose first try was stored
                 return len(live)
-            if count > self.settings.like_cap:
+            if new and count > self.settings.like_cap:
                 raise LimitExceededError(
                     f"a visitor keeps at most {self.settings.like_cap} likes; {len(live)} are stored and this "
                     f"request adds {len(new) - len(gone)} more. Unlike some first."
@@ -95,9 +113,15 @@ class FeedbackStore:
         raise FeedbackUnavailableError(f"visitor {visitor}: the likes kept changing over {ATTEMPTS} attempts")
 
     def forget(self, visitor: str) -> int:
-        """Delete every item of `visitor`, expired ones and the counter included: how many likes went."""
-        movies = [int(item["movie_id"]["N"]) for item in self._query(visitor, projection="movie_id")]
-        table = self.settings.table
+        """Refuse every later change of `visitor` (the tombstone), then delete every other item of
+        theirs, expired ones and the counter included: how many likes went. Forgetting again
+        deletes nothing more and answers 0."""
+        table, now = self.settings.table, int(self.clock())
+        tombstone = {**self._key(visitor, TOMBSTONE), "forgotten_at": {"N": str(now)},
+                     "expires_at": {"N": str(now + self.settings.retention_seconds)}}  # fmt: skip
+        self._call("put_item", TableName=table, Item=tombstone)
+        movies = [m for item in self._query(visitor, projection="movie_id")
+                  if (m := int(item["movie_id"]["N"])) != TOMBSTONE]  # fmt: skip
         for start in range(0, len(movies), 100):  # a transaction holds at most 100 items
             chunk = movies[start : start + 100]
             deletes = [{"Delete": {"TableName": table, "Key": self._key(visitor, m)}} for m in chunk]
@@ -114,17 +138,20 @@ class FeedbackStore:
 
     # -- DynamoDB ---------------------------------------------------------------------------
 
-    def _read(self, visitor: str, now: int) -> tuple[dict[int, int], int | None]:
-        """The visitor's live likes (movie: liked_at) and the counter's version (None: no counter)."""
+    def _read(self, visitor: str, now: int) -> tuple[dict[int, int], int | None, bool]:
+        """The visitor's live likes (movie: liked_at), the counter's version (None: no counter), and
+        whether they were forgotten."""
         live: dict[int, int] = {}
-        version = None
+        version, forgotten = None, False
         for item in self._query(visitor):
             movie = int(item["movie_id"]["N"])
             if movie == COUNTER:
                 version = int(item["version"]["N"])
+            elif movie == TOMBSTONE:
+                forgotten = True
             elif int(item["expires_at"]["N"]) > now:
                 live[movie] = int(item["liked_at"]["N"])
-        return live, version
+        return live, version, forgotten
 
     def _query(self, visitor: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {
@@ -160,7 +187,10 @@ class FeedbackStore:
             else {"ConditionExpression": "version = :seen", "ExpressionAttributeValues": {":seen": {"N": str(version)}}}
         )
         items.append({"Put": {"TableName": table, "Item": counter, **condition}})
-        # the same change on the same version is the same request: DynamoDB applies it once
+        items.append({"ConditionCheck": {"TableName": table, "Key": self._key(visitor, TOMBSTONE),
+                                         "ConditionExpression": "attribute_not_exists(movie_id)"}})  # fmt: skip
+        # the same change on the same version is the same request: DynamoDB applies it once (a
+        # forgotten id is never written again, so its tokens never come back)
         token = hashlib.sha256(repr((visitor, version, new, gone)).encode()).hexdigest()[:36]
         try:
             self._call("transact_write_items", TransactItems=items, ClientRequestToken=token)
@@ -193,18 +223,22 @@ class _Cancelled(Exception):
 
 
 def live_likes(client: Any, table: str, now: float) -> Iterator[Like]:
-    """Every visitor's live likes in `table` (a full scan), for training: expired items and the
-    counters left out, whether or not DynamoDB has deleted them yet."""
+    """Every visitor's live likes in `table`, a page at a time (a full scan), for training: expired
+    items and the counters left out, whether or not DynamoDB has deleted them yet, and one
+    `Like` at `TOMBSTONE` for each forgotten visitor, whose likes the reader must leave out."""
     request: dict[str, Any] = {
         "TableName": table,
-        "FilterExpression": "movie_id <> :counter AND expires_at > :now",
-        "ExpressionAttributeValues": {":counter": {"N": str(COUNTER)}, ":now": {"N": str(int(now))}},
+        "FilterExpression": "movie_id = :tombstone OR (movie_id <> :counter AND expires_at > :now)",
+        "ExpressionAttributeValues": {":counter": {"N": str(COUNTER)}, ":tombstone": {"N": str(TOMBSTONE)},
+                                      ":now": {"N": str(int(now))}},
     }
     while True:
         page = client.scan(**request)
         for item in page.get("Items", []):
             movie, expires = int(item["movie_id"]["N"]), int(item["expires_at"]["N"])
-            if movie != COUNTER and expires > now:  # the filter again: a table may not filter as asked
+            if movie == TOMBSTONE:
+                yield Like(item["visitor_id"]["S"], TOMBSTONE, int(item["forgotten_at"]["N"]))
+            elif movie != COUNTER and expires > now:  # the filter again: a table may not filter as asked
                 yield Like(item["visitor_id"]["S"], movie, int(item["liked_at"]["N"]))
         if "LastEvaluatedKey" not in page:
             return
