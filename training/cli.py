@@ -1,7 +1,9 @@
 """``python -m training``: read ratings, clean, train, evaluate, publish.
 
-Exit codes: 0 published (or already current), 2 bad arguments or data, 3 publishing refused, 4 the
-current model kept: the new one's validation ndcg@10 is more than ``--max-drop`` below it.
+Exit codes: 0 published (or already current), 2 bad arguments or data, 3 another run published
+first (a race on the pointer), 4 the current model kept by the quality gate (`training.gate`), 5
+nothing published for any other reason (the store refused a write, the gate could not read the
+serving model's metrics).
 """
 
 from __future__ import annotations
@@ -14,16 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recsys.feedback import live_likes
 from recsys.parts import PARTS, model_key
 from recsys.uri import ModelUri
-from training import ease, pipeline, visitors
+from training import ease, gate, pipeline, visitors
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import DataError, RawRatings, read_ratings, resolve_source
-from training.publish import Published, PublishError, Writer, publish, quality_gate, writer_for
+from training.publish import LostRaceError, Published, PublishError, Writer, publish, writer_for
+from training.report import render
 from training.split import SPLITS
 
 
@@ -75,8 +76,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--eval-users", type=_positive, default=20000, help="evaluate a sample of this many users")
     e.add_argument("--keep", type=_positive, help="keep only the N newest published versions")
     e.add_argument("--max-drop", type=_fraction, default=0.05,
-                   help="keep the serving model when the new one's validation ndcg@10 is more than this fraction "
-                   "(or percentage) below its own (default 5%%)")  # fmt: skip
+                   help="keep the serving model when the new one's clean validation ndcg@10 figures are more than "
+                   "this fraction (or percentage) below its own (default 5%%)")  # fmt: skip
+    e.add_argument("--visitor-band", type=_fraction, default=gate.BAND,
+                   help="publish the model without visitors when their likes move a validation figure by more "
+                   "than this fraction, either way (default 5%%)")  # fmt: skip
     e.add_argument("--cache-dir", type=Path, help="reuse a model trained on the same data and settings")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -89,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except PublishError as exc:
+    except LostRaceError as exc:
         print(f"error: publishing refused: {exc}", file=sys.stderr)
         return 3
+    except (PublishError, gate.GateError) as exc:
+        print(f"error: nothing published: {exc}", file=sys.stderr)
+        return 5
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,37 +116,33 @@ def run(args: argparse.Namespace) -> int:
         min_rating=args.min_rating, split=args.split, ease=args.ease,
     )  # fmt: skip
 
-    clock = time.perf_counter()
     source = resolve_source(args.ratings, args.data_cache)
     raw = read_ratings(source)
-    from_visitors = None
+    runs: dict[str, tuple[RawRatings, dict[str, Any] | None]] = {"clean": (raw, None)}
+    screened = None
     if args.feedback_table:
-        raw, from_visitors = _with_visitors(raw, args.feedback_table, args.like_cap)
-    data = clean(raw, args.min_rating, args.max_bad_rows)
-    ingest_s = time.perf_counter() - clock
-    _report_cleaning(raw.bad_rows, data.summary, ingest_s)
-
-    cache = pipeline.cache_folder(args.cache_dir, data, params, raw.movies)
-    if cache is not None and (cache / "metrics.json").exists():
-        files = {path.name: path.read_bytes() for path in sorted(cache.iterdir()) if path.is_file()}
-        version = json.loads(files["metrics.json"])["version"]
-        print(f"reusing model {version} trained on the same data and settings ({cache})")
-        if current is not None and current.get("version") == version:
-            print(f"{uri} already serves {version}; nothing to publish")
-            return 0
-    else:
-        files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, from_visitors)
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            for name, blob in files.items():
-                (cache / name).write_bytes(blob)
-    metrics = json.loads(files["metrics.json"])
-    if current is not None:
-        reason = quality_gate(_metrics_of(writer, current), metrics, args.max_drop)
-        if reason is not None:
-            print(f"kept {current['version']}: the new model {metrics['version']} is not published: {reason}",
-                  file=sys.stderr)  # fmt: skip
-            return 4
+        screened = _screen_visitors(raw, args.feedback_table, args.like_cap, args.min_rating)
+    if screened is not None and screened.likes:
+        merged, first = visitors.add_to_ratings(raw, screened)
+        runs["with_visitors"] = (merged, {"first_user_id": first, **screened.report()})
+    trained = {name: _train(args, params, current, uri, *run) for name, run in runs.items()}
+    if any(files is None for files in trained.values()):
+        return 0  # the serving model is this very one
+    results = {name: json.loads(files["metrics.json"]) for name, files in trained.items() if files is not None}
+    serving = _metrics_of(writer, current) if current is not None else None
+    decision = gate.decide(results["clean"], results.get("with_visitors"), serving, args.max_drop, args.visitor_band)
+    if screened is not None:
+        decision.report.setdefault("visitors", {"included": False, "why": "no visitors' likes passed screening"})
+        decision.report["visitors"]["screened"] = screened.report()
+    if decision.run is None:
+        print(f"kept {current['version'] if current else None}: the new model {results['clean']['version']} is not "
+              f"published: {decision.reason}", file=sys.stderr)  # fmt: skip
+        return 4
+    files, metrics = trained[decision.run], results[decision.run]
+    assert files is not None
+    metrics["gate"] = {**metrics["gate"], **decision.report}
+    files = {**files, "metrics.json": json.dumps(metrics, indent=2).encode(), "report.html": render(metrics)}
+    print(decision.reason, file=sys.stderr if decision.run == "clean" and screened is not None else sys.stdout)
     done = publish(
         writer, metrics["version"], {name: files[f"{name}.pkl"] for name in PARTS},
         {"metrics.json": files["metrics.json"], "report.html": files["report.html"]},
@@ -149,27 +152,59 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_visitors(raw: RawRatings, table: str, like_cap: int) -> tuple[RawRatings, dict[str, Any]]:
-    """`raw` with the live likes of the feedback `table`'s visitors added (`training.visitors`)."""
+def _train(args: argparse.Namespace, params: lfm.TrainParams, current: dict[str, Any] | None, uri: ModelUri,
+           raw: RawRatings, from_visitors: dict[str, Any] | None) -> dict[str, bytes] | None:  # fmt: skip
+    """Clean `raw`, then train and evaluate (or reuse the cached run of the same data and settings):
+    the files to publish; None when the serving model is the cached one."""
+    clock = time.perf_counter()
+    data = clean(raw, args.min_rating, args.max_bad_rows)
+    _report_cleaning(raw.bad_rows, data.summary, time.perf_counter() - clock)
+    cache = pipeline.cache_folder(args.cache_dir, data, params, raw.movies)
+    if cache is not None and (cache / "metrics.json").exists():
+        files = {path.name: path.read_bytes() for path in sorted(cache.iterdir()) if path.is_file()}
+        version = json.loads(files["metrics.json"])["version"]
+        print(f"reusing model {version} trained on the same data and settings ({cache})")
+        if current is not None and current.get("version") == version:
+            print(f"{uri} already serves {version}; nothing to publish")
+            return None
+        return files
+    files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, from_visitors)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, blob in files.items():
+            (cache / name).write_bytes(blob)
+    return files
+
+
+def _screen_visitors(raw: RawRatings, table: str, like_cap: int, min_rating: float) -> visitors.Screened:
+    """The live likes of the feedback `table`'s visitors, read a page at a time and screened
+    (`training.visitors`)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    movies, likes = visitors.base_likes(raw, min_rating)
     try:
-        likes = list(live_likes(boto3.client("dynamodb"), table, time.time()))
+        screened = visitors.screen(live_likes(boto3.client("dynamodb"), table, time.time()), movies, like_cap, likes)
     except (BotoCoreError, ClientError) as exc:
         raise DataError(f"--feedback-table {table}: cannot read the visitors' likes: {exc}") from exc
-    screened = visitors.screen(likes, np.unique(raw.items), like_cap)
-    merged, first = visitors.add_to_ratings(raw, screened)
     report = screened.report()
-    print(f"visitors: {report['visitors']:,} with {report['likes']:,} likes train as users "
-          f"(read {report['likes_read']:,} live likes; left out: {report['dropped']})")  # fmt: skip
-    return merged, {"first_user_id": first, **report}
+    print(f"visitors: {report['visitors']:,} with {report['likes']:,} likes pass screening "
+          f"(read {report['likes_read']:,} live likes{', the scan cut at its budget' if screened.scan_cut else ''}; "
+          f"left out: {report['dropped']})")  # fmt: skip
+    return screened
 
 
-def _metrics_of(writer: Writer, pointer: dict[str, Any]) -> dict[str, Any] | None:
-    """The metrics.json of the model `pointer` names, or None when it cannot be read."""
-    raw = writer.read(model_key(str(pointer.get("version")), "metrics.json"))
-    return None if raw is None else json.loads(raw)
+def _metrics_of(writer: Writer, pointer: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.json of the model `pointer` names; GateError when it cannot be read (fail closed)."""
+    key = model_key(str(pointer.get("version")), "metrics.json")
+    try:
+        raw = writer.read(key)
+        loaded = None if raw is None else json.loads(raw)
+    except (PublishError, ValueError) as exc:
+        raise gate.GateError(f"the serving model's {key} cannot be read ({exc}); nothing is published") from exc
+    if not isinstance(loaded, dict):
+        raise gate.GateError(f"the serving model's {key} is missing; nothing is published")
+    return loaded
 
 
 def _report_cleaning(bad: list[Any], summary: dict[str, Any], seconds: float) -> None:

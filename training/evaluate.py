@@ -21,7 +21,7 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 #: What `evaluate` reports: the @10 figures, the users evaluated, and precision and recall at 1..20.
 Evaluation = TypedDict("Evaluation", {
     "precision@10": float, "recall@10": float, "ndcg@10": float, "map@10": float, "mrr": float, "auc": float,
-    "coverage@10": float, "users": int, "curves": dict[str, list[float]],
+    "coverage@10": float, "ndcg@10_se": float, "users": int, "curves": dict[str, list[float]],
 })  # fmt: skip
 
 METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "mrr", "auc", "coverage@10")
@@ -52,7 +52,8 @@ def evaluate(
 
     Returns
     -------
-    dict with the names in `METRICS` (floats), ``"users"`` (how many were evaluated), and
+    dict with the names in `METRICS` (floats), ``"ndcg@10_se"`` (its standard error), ``"users"`` (how
+    many were evaluated), and
     ``"curves"``: ``{"precision": [...], "recall": [...]}`` for j = 1..curve_k.
     """
     n_items = seen.shape[1]
@@ -63,7 +64,7 @@ def evaluate(
 
     def run(chunk: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray, np.ndarray]:
         """One batch's sums: ndcg, map, mrr, auc; precision@j and recall@j numerators; items in a top k."""
-        sums = dict.fromkeys(("ndcg", "map", "mrr", "auc"), 0.0)
+        sums = dict.fromkeys(("ndcg", "ndcg_sq", "map", "mrr", "auc"), 0.0)
         hits_at = np.zeros(depth, dtype=np.float64)
         recall_at = np.zeros(depth, dtype=np.float64)
         raw = score(chunk)  # float32 stays float32 (sorted faster, the same order); a copy, masked below
@@ -95,7 +96,9 @@ def evaluate(
             hits_at += cum
             recall_at += cum / n_rel
             ideal = discounts[: min(n_rel, k)].sum()
-            sums["ndcg"] += float((hit[:k] * discounts[:k]).sum() / ideal)
+            ndcg = float((hit[:k] * discounts[:k]).sum() / ideal)
+            sums["ndcg"] += ndcg
+            sums["ndcg_sq"] += ndcg * ndcg
             in_k = pos[pos < k]
             sums["map"] += float(((np.arange(in_k.size) + 1) / (in_k + 1)).sum() / min(n_rel, k))
             sums["mrr"] += 1.0 / (int(pos[0]) + 1)
@@ -113,7 +116,7 @@ def evaluate(
     # so the result does not depend on which thread finished first.
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(run, [candidates[i : i + batch] for i in range(0, candidates.size, batch)]))
-    sums = {name: sum(part[0][name] for part in parts) for name in ("ndcg", "map", "mrr", "auc")}
+    sums = {name: sum(part[0][name] for part in parts) for name in ("ndcg", "ndcg_sq", "map", "mrr", "auc")}
     hits_at = np.sum([part[1] for part in parts], axis=0) if parts else np.zeros(depth)
     recall_at = np.sum([part[2] for part in parts], axis=0) if parts else np.zeros(depth)
     recommended = np.zeros(n_items, dtype=bool)
@@ -127,6 +130,8 @@ def evaluate(
         "precision@10": float(precision_curve[k - 1]),
         "recall@10": float(recall_curve[k - 1]),
         "ndcg@10": sums["ndcg"] / n,
+        # the standard error of that mean over the users (how far another sample of users could move it)
+        "ndcg@10_se": float(np.sqrt(max(sums["ndcg_sq"] / n - (sums["ndcg"] / n) ** 2, 0.0) / n)),
         "map@10": sums["map"] / n,
         "mrr": sums["mrr"] / n,
         "auc": sums["auc"] / n,

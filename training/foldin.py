@@ -119,9 +119,9 @@ def evaluate_fold_in(
     del theirs
     lightfm_folded, item_item_scores = scorer(vf, ib, train, maps[lam]), itemitem.scorer(train, item_item)
     if tune_users.size:
-        share, grid = itemitem.choose_share(lightfm_folded, item_item_scores, seen, test, tune_users)
+        share, grid, error = itemitem.choose_share(lightfm_folded, item_item_scores, seen, test, tune_users)
     else:
-        share, grid = trained_share, {}
+        share, grid, error = trained_share, {}, None
     item_item_seconds = time.perf_counter() - started
     folded = itemitem.blend_scorer(lightfm_folded, item_item_scores, share)
     results = {
@@ -137,7 +137,7 @@ def evaluate_fold_in(
         "lambda": lam,
         "users": int(report_users.size),
         "visitor_shares": {"lightfm": share, "item_item": round(1.0 - share, 6)},
-        "visitor_share_chosen_on": {"users": int(tune_users.size), "ndcg@10": grid},
+        "visitor_share_chosen_on": {"users": int(tune_users.size), "ndcg@10": grid, "ndcg@10_se": error},
         "models": {name: {k: r[k] for k in ("precision@10", "recall@10", "ndcg@10")} for name, r in results.items()},
     }
     return FoldInResult(lam, report, share, round(item_item_seconds, 1))

@@ -285,8 +285,9 @@ def choose_lambda(
 
 def choose_share(
     lightfm: ScoreFn, item_item: ScoreFn, seen: sp.csr_matrix, relevant: sp.csr_matrix, users: np.ndarray | None
-) -> tuple[float, dict[str, float]]:
-    """LightFM's share of the blend with the best validation ndcg@10, and each candidate's.
+) -> tuple[float, dict[str, float], float]:
+    """LightFM's share of the blend with the best validation ndcg@10, each candidate's, and the
+    standard error of the chosen one's (`evaluate`'s ``ndcg@10_se``).
 
     Both models score the validation users once; each candidate share only mixes those scores.
     """
@@ -294,7 +295,7 @@ def choose_share(
         users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     batches = [users[i : i + 512] for i in range(0, users.size, 512)]
     z = [np.concatenate([standardize(model(b)) for b in batches]) for model in (lightfm, item_item)] if batches else []
-    grid = {}
+    grid, errors = {}, {}
     for share in SHARES:
         shares = np.array([share, 1.0 - share], dtype=np.float32)
 
@@ -302,8 +303,10 @@ def choose_share(
             at = np.searchsorted(users, batch)  # `blend`, on the scores standardized once
             return mix(z[0][at], z[1][at], shares)
 
-        grid[f"{share:g}"] = round(evaluate(mixed, seen, relevant, users=users)["ndcg@10"], 6)
-    return pick_share(grid), grid
+        result = evaluate(mixed, seen, relevant, users=users)
+        grid[f"{share:g}"], errors[f"{share:g}"] = round(result["ndcg@10"], 6), result["ndcg@10_se"]
+    chosen = pick_share(grid)
+    return chosen, grid, round(errors[f"{chosen:g}"], 6)
 
 
 def pick_share(grid: dict[str, float]) -> float:

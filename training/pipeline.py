@@ -22,6 +22,7 @@ import recsys
 from recsys.parts import SCHEMA_VERSION
 from training import ease, foldin, itemitem
 from training import model as lfm
+from training import visitors as visitors_
 from training.cleaning import Interactions
 from training.evaluate import evaluate, popularity_scorer
 from training.report import render
@@ -70,6 +71,16 @@ def train_and_evaluate(
     # validation: the same protocol again, inside what the test split leaves for training
     period = np.flatnonzero(split.seen)
     val = _split(kind, period, data, liked, visitor, params.validation_fraction)
+    # visitors never carry a held-out like into a scored fit (`visitors.leaked_rows`); one mask for
+    # both splits, so that validation's training side stays inside the test split's
+    held_out = split.test.copy()
+    held_out[period[val.test]] = True
+    leaked = visitors_.leaked_rows(data.users, data.items, visitor & liked, held_out, shape)
+    if leaked.any():
+        split = replace(split, train=split.train & ~leaked)
+        val = replace(val, train=val.train & ~leaked[period])
+        print(f"visitors: {int(leaked.sum()):,} likes of movies held out by users they copy are left out of the "
+              "scored fits (the published model trains on them)")  # fmt: skip
     val_train, val_seen, val_test = matrix(period[val.train]), matrix(period[val.seen]), matrix(period[val.test])
     history: list[float] = []
     phases = Phases()
@@ -95,7 +106,8 @@ def train_and_evaluate(
         ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_recent, val_seen, val_test, tune)
         val_item_item = itemitem.scorer(val_recent, candidates[ii_lambda])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
-        share, share_grid = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
+        share, share_grid, share_se = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
+        val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
         del candidates, val_model
     print(f"served blend: {share:g} LightFM + {1 - share:g} item-item (λ {ii_lambda:g}), chosen on validation")
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
@@ -175,9 +187,22 @@ def train_and_evaluate(
             "item_item": item_item.describe(),
             "chosen_on": "validation",
             "validation_ndcg@10": {"lambda": lambda_grid, "lightfm_share": share_grid},
-            # what the quality gate compares (`training.publish.quality_gate`)
             "validation": {"ndcg@10": share_grid[f"{share:g}"],
                            "users": int(np.count_nonzero(np.diff(val_test.indptr)) if tune is None else tune.size)},
+        },
+        # what the quality gate compares (`training.gate`): what visitors see, never on the reported users
+        "gate": {
+            "figures": {
+                "served": share_grid[f"{share:g}"],
+                "popularity": round(val_popularity["ndcg@10"], 6),
+                "fold_in": folded.report["visitor_share_chosen_on"]["ndcg@10"].get(f"{folded.share:g}"),
+            },
+            "standard_errors": {
+                "served": share_se,
+                "popularity": round(val_popularity["ndcg@10_se"], 6),
+                "fold_in": folded.report["visitor_share_chosen_on"]["ndcg@10_se"],
+            },
+            "leaked_likes_left_out_of_scored_fits": int(leaked.sum()),
         },
         "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
         "ease": baseline,

@@ -32,6 +32,10 @@ class PublishError(RuntimeError):
     """Publishing did not happen; the message says why and what is served instead."""
 
 
+class LostRaceError(PublishError):
+    """Another publisher swung the pointer since this run read it: a race, not a failure."""
+
+
 class Writer(Protocol):
     def pointer(self) -> tuple[dict[str, Any] | None, str | None]: ...
     def put_new(self, relative: str, data: bytes) -> None: ...
@@ -83,20 +87,6 @@ def publish(
         raise
     pruned = prune(writer, keep, current=version) if keep else ()
     return Published(location=location, pruned=tuple(pruned), **pointer.to_json())
-
-
-def quality_gate(current: dict[str, Any] | None, new: dict[str, Any], max_drop: float) -> str | None:
-    """Why the `new` model must not replace the `current` one, or None when it may: its validation
-    ndcg@10 (the served blend's, `metrics.served.validation`) is more than `max_drop` (a fraction)
-    below the current model's. A current model without the figure does not hold a new one back."""
-    old = ((current or {}).get("served") or {}).get("validation", {}).get("ndcg@10")
-    value = new["served"]["validation"]["ndcg@10"]
-    if old is None or value >= old * (1 - max_drop):
-        return None
-    return (
-        f"its validation ndcg@10 {value:.4f} is {1 - value / old:.1%} below the serving model's {old:.4f}, "
-        f"more than --max-drop {max_drop:.1%}"
-    )
 
 
 def prune(writer: Writer, keep: int, current: str) -> list[str]:
@@ -238,12 +228,19 @@ class S3Writer:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
 
     def read(self, relative: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        """The object's bytes; None when it does not exist; PublishError when it cannot be read."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
+        key = self.uri.key(relative)
         try:
-            return bytes(self.client.get_object(Bucket=self.bucket, Key=self.uri.key(relative))["Body"].read())
-        except ClientError:
-            return None
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code in ("NoSuchKey", "404"):
+                return None
+            raise PublishError(f"cannot read s3://{self.bucket}/{key}: {code}") from exc
+        except BotoCoreError as exc:
+            raise PublishError(f"cannot read s3://{self.bucket}/{key}: {type(exc).__name__}") from exc
 
     def _put(self, relative: str, data: bytes, **conditions: str) -> None:
         from botocore.exceptions import ClientError
@@ -260,9 +257,9 @@ class S3Writer:
             raise PublishError(f"cannot write s3://{self.bucket}/{key}: {code} {exc}") from exc
 
 
-def _lost_race(current: dict[str, Any] | None) -> PublishError:
+def _lost_race(current: dict[str, Any] | None) -> LostRaceError:
     now = f"version {current['version']}" if current else "no model"
-    return PublishError(
+    return LostRaceError(
         f"another publisher changed {POINTER} since this run started (it now names {now}); "
         "this run's model was not published. Run again to publish on top of it."
     )

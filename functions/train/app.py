@@ -1,19 +1,23 @@
 """TrainFunction: retrain on the base ratings and the site's likes, and publish the new model unless
 it is worse than the one serving (`python -m training`'s code, run by a schedule in the stack).
 
-Its answer says what happened: ``published`` (the pointer names the new model), ``kept`` (the
-quality gate held the new one back; the log says why), ``current`` (the data and settings are the
-serving model's), or ``lost_race`` (another run published first; nothing of this run remains).
-Bad ratings or an unreadable table raise, so the invocation counts as an error.
+Its answer says what happened: ``published`` (the pointer names the new model; ``visitors`` says
+whether their likes are in it, and why, `training.gate`), ``kept`` (the quality gate held the new
+one back; the log says why), ``current`` (the data and settings are the serving model's), or
+``lost_race`` (another run swung the pointer first; nothing of this run remains). Anything else
+raises, so the invocation counts as an error: bad ratings, an unreadable table, a store that
+refuses a write, or a gate that cannot read the serving model's metrics.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 from typing import Any
 
+from recsys.parts import model_key
 from recsys.uri import ModelUri
 from training import cli
 from training.publish import writer_for
@@ -31,6 +35,7 @@ def arguments(env: dict[str, str] | os._Environ[str], data_cache: str) -> list[s
         "--feedback-table", env["FEEDBACK_TABLE"],
         "--like-cap", env.get("LIKE_CAP", "500"),
         "--max-drop", env.get("MAX_VALIDATION_DROP", "0.05"),
+        "--visitor-band", env.get("VISITOR_BAND", "0.05"),
         "--keep", env.get("KEEP_VERSIONS", "10"),
         "--data-cache", data_cache,
         "--quiet",
@@ -50,5 +55,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if code == 0 and before is not None and after is not None and before.get("version") == after.get("version"):
         outcome = "current"
     answer = {"outcome": outcome, "serving": (after or {}).get("version"), "previous": (before or {}).get("version")}
+    if outcome == "published" and after is not None:
+        published = json.loads(writer_for(uri).read(model_key(after["version"], "metrics.json")) or b"{}")
+        answer["visitors"] = published.get("gate", {}).get("visitors")
     logger.info("training: %s", answer)
     return answer
