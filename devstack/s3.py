@@ -13,9 +13,13 @@ from recsys.parts import POINTER
 
 @contextlib.contextmanager
 def moto_server(port: int) -> Iterator[str]:
-    """A moto server on loopback (S3, DynamoDB, ...); yields its endpoint URL and points boto3 at it."""
+    """A moto server on loopback (S3, DynamoDB, ...); yields its endpoint URL and points boto3 at it.
+    Its DynamoDB transactions copy only the items they touch (`devstack.dynamodb.isolate_transactions`)."""
     from moto.server import ThreadedMotoServer
 
+    from devstack.dynamodb import isolate_transactions
+
+    isolate_transactions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from devstack.dynamodb import create_feedback_table
+from devstack.dynamodb import create_feedback_table, isolate_transactions
 from devstack.invoker import LambdaContext
 from devstack.servers import free_port
 from tests import data
@@ -34,9 +34,11 @@ def _restore_environment() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on loopback, shared by the session (buckets are per test)."""
+    """A moto server (S3, DynamoDB) on loopback, shared by the session (buckets and tables are per
+    test), whose transactions copy only the items they touch (`devstack.dynamodb.isolate_transactions`)."""
     from moto.server import ThreadedMotoServer
 
+    isolate_transactions()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
