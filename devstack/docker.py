@@ -272,14 +272,14 @@ def _import(rootfs: Path, overlay: Path, paths: list[str], image: str, key: str,
 
 # -- TrainFunction's wheelhouse ------------------------------------------------------------------
 
-WHEELHOUSE = ROOT / "build" / "wheelhouse"
+WHEELHOUSE = ROOT / "functions" / "train" / "wheelhouse"
 #: What PyPI has no wheel of: compiled here, on the host, whose glibc the emulation image's matches.
 SOURCE_ONLY = ("rectools-lightfm",)
 COMPILED_PLATFORM = "manylinux_2_34_x86_64"
 
 
 def ensure_wheelhouse(version: str | None = None, log: Any = print) -> Path:
-    """build/wheelhouse for TrainFunction's image (functions/train/Dockerfile): the training job's
+    """functions/train/wheelhouse for TrainFunction's image (functions/train/Dockerfile): the training job's
     requirements as manylinux wheels for the runtime's Python, rectools-lightfm compiled on the
     host, and pip's own wheel (the emulation image has no pip; the Dockerfile runs pip from it).
     A second call with the same requirements does nothing."""
@@ -290,8 +290,10 @@ def ensure_wheelhouse(version: str | None = None, log: Any = print) -> Path:
     if stamp.exists() and stamp.read_text() == key:
         return WHEELHOUSE
     started = time.monotonic()
-    shutil.rmtree(WHEELHOUSE, ignore_errors=True)
-    WHEELHOUSE.mkdir(parents=True)
+    for old in [*WHEELHOUSE.glob("*.whl"), stamp]:  # the folder and its README are the repository's
+        old.unlink(missing_ok=True)
+    shutil.rmtree(WHEELHOUSE / "compiled", ignore_errors=True)
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     lines = [x.split("#")[0].strip() for x in requirements.read_text().splitlines()]
     binary = [x for x in lines if x and x.split("==")[0] not in SOURCE_ONLY]
     source = [x for x in lines if x and x.split("==")[0] in SOURCE_ONLY]

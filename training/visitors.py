@@ -147,7 +147,7 @@ def screen(
     v, m, t = v[order], m[order], t[order]
     starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]]) if v.size else np.zeros(0, dtype=np.int64)
     counts = np.diff(np.r_[starts, v.size])
-    fastest = _fastest_minute(v, t, starts)
+    fastest = _fastest_minute(rank[v], t, starts)
     group = v[starts]  # each group's visitor
     over = counts > like_cap
     fast = ~over & (fastest > MAX_LIKES_PER_MINUTE)
@@ -168,7 +168,8 @@ def screen(
 
 
 def _fastest_minute(v: np.ndarray, t: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per visitor (groups at `starts`, each sorted by time), the most likes made within any 60 seconds."""
+    """Per visitor (`v` ascending, groups at `starts`, each sorted by time), the most likes made
+    within any 60 seconds."""
     if not v.size:
         return np.zeros(0, dtype=np.int64)
     # one sorted key: a visitor's times never reach back into the previous visitor's range

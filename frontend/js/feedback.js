@@ -1,13 +1,16 @@
 // What a visitor likes is also sent to the API (POST /feedback), so the next model learns from it.
 // The visitor is a random UUIDv4 made once in this browser; nothing else is sent about them. Changes
 // wait in localStorage until the API has them: a failed send is retried with the next change or the
-// next page, and the site works the same while the API is down. "Forget me" deletes them all.
+// next page, and the site works the same while the API is down. "Forget me" waits for a send under
+// way, then deletes them all; the server refuses that id from then on (410), so this browser makes a
+// new one.
 import { API_URL } from "../config.js";
 
 const VISITOR = "movie-recommender.visitor";
 const PENDING = "movie-recommender.pending";
 const PER_REQUEST = 48; // what the API accepts per list
 let sending = null;
+let forgetting = false; // no send starts while "Forget me" runs
 
 export function visitorId() {
   let id = localStorage.getItem(VISITOR);
@@ -43,6 +46,7 @@ export function record({ like = [], unlike = [] }) {
 
 // Send what is queued, a request at a time; resolves when the queue is empty or the API failed.
 export function flush() {
+  if (forgetting) return Promise.resolve(false);
   sending ??= drain().finally(() => { sending = null; });
   return sending;
 }
@@ -63,7 +67,8 @@ async function drain() {
       return false; // unreachable: kept for the next try
     }
     if (response.status >= 500 || response.status === 429 || response.status === 403) return false;
-    // stored (200), or refused for good (400, 409: the cap): either way these leave the queue
+    if (response.status === 410) localStorage.removeItem(VISITOR); // forgotten elsewhere: a new id next time
+    // stored (200), or refused for good (400, 409: the cap, 410): either way these leave the queue
     const after = pending();
     save({
       like: after.like.filter((id) => !batch.like.includes(id)),
@@ -73,18 +78,26 @@ async function drain() {
 }
 
 // Delete every like the API holds for this visitor, then this browser's id and queue.
+// A send under way finishes first (its likes are then deleted with the rest), and none starts until
+// the server has answered.
 export async function forget() {
-  const id = localStorage.getItem(VISITOR);
-  let deleted = 0;
-  if (id) {
-    const response = await fetch(`${API_URL.replace(/\/$/, "")}/feedback/${id}`, {
-      method: "DELETE", headers: { Accept: "application/json" },
-    });
-    const body = await response.json().catch(() => null);
-    if (!response.ok) throw new Error(body?.error?.message ?? `the API answered ${response.status}`);
-    deleted = body.deleted;
+  forgetting = true;
+  try {
+    await sending;
+    const id = localStorage.getItem(VISITOR);
+    let deleted = 0;
+    if (id) {
+      const response = await fetch(`${API_URL.replace(/\/$/, "")}/feedback/${id}`, {
+        method: "DELETE", headers: { Accept: "application/json" },
+      });
+      const body = await response.json().catch(() => null);
+      if (!response.ok) throw new Error(body?.error?.message ?? `the API answered ${response.status}`);
+      deleted = body.deleted;
+    }
+    localStorage.removeItem(VISITOR);
+    localStorage.removeItem(PENDING);
+    return deleted;
+  } finally {
+    forgetting = false;
   }
-  localStorage.removeItem(VISITOR);
-  localStorage.removeItem(PENDING);
-  return deleted;
 }

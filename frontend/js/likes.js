@@ -5,6 +5,7 @@ import * as feedback from "./feedback.js";
 
 const KEY = "movie-recommender.likes";
 const MAX = 500; // what the API accepts
+const MAX_ID = 2 ** 31 - 1; // the API's largest movie id
 const listeners = new Set();
 
 function read() {
@@ -76,22 +77,29 @@ export function onChange(listener) {
   listeners.add(listener);
 }
 
-// Ids from a shared link replace what is stored; those without a cached title get a placeholder.
+// Ids from a shared link join what is stored (the visitor's own likes stay), and the new ones are
+// sent as likes, as if made here. Ids outside the API's range (1 to 2^31-1) are ignored. Those
+// without a cached title get a placeholder. Returns the ids added.
 export function adoptFromUrl(search = location.search) {
   const raw = new URLSearchParams(search).get("liked");
-  if (raw === null) return false;
-  const ids = [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => /^\d{1,10}$/.test(s)).map(Number))];
-  const known = new Map(read().map((m) => [m.movie_id, m]));
-  write(ids.map((id) => known.get(id) ?? { movie_id: id, title: null, year: null, genres: [] }));
-  return true;
+  if (raw === null) return [];
+  const ids = raw.split(",").map((s) => s.trim()).filter((s) => /^\d{1,10}$/.test(s)).map(Number)
+    .filter((id) => id >= 1 && id <= MAX_ID);
+  const current = read();
+  const have = new Set(current.map((m) => m.movie_id));
+  const added = [...new Set(ids)].filter((id) => !have.has(id)).slice(0, Math.max(0, MAX - current.length));
+  if (!added.length) return [];
+  write([...current, ...added.map((id) => ({ movie_id: id, title: null, year: null, genres: [] }))]);
+  feedback.record({ like: added });
+  return added;
 }
 
+// The page's address with the likes as ?liked=1,50,100 (commas as they are: readable, and what the README shows).
 export function shareUrl() {
   const url = new URL(location.href);
   url.search = "";
   const ids = read().map((m) => m.movie_id);
-  if (ids.length) url.searchParams.set("liked", ids.join(","));
-  return url.toString();
+  return ids.length ? `${url.toString()}?liked=${ids.join(",")}` : url.toString();
 }
 
 // A like toggle for any movie card; every toggle on the page repaints when the likes change.

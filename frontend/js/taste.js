@@ -91,7 +91,7 @@ $("forget").addEventListener("click", async () => {
 $("share").addEventListener("focus", (event) => event.target.select());
 $("k").addEventListener("change", refreshPicks);
 $("genre").addEventListener("change", refreshPicks);
-store.adoptFromUrl(); // a shared link's likes replace this browser's
+store.adoptFromUrl(); // a shared link's likes join this browser's
 store.onChange(() => {
   renderLikes();
   history.replaceState(null, "", store.shareUrl());

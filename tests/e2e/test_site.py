@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -165,7 +166,7 @@ def test_taste_page_picks_follow_the_visitors_likes(stack: dict[str, str], page)
     page.reload()
     page.wait_for_selector('#picks-list[data-liked="13,14,15,16"]')
     assert page.locator("#likes-list li.movie").count() == 4
-    assert "liked=13%2C14%2C15%2C16" in page.locator("#share").input_value()
+    assert page.locator("#share").input_value().endswith("/taste.html?liked=13,14,15,16")  # readable, as the README
     page.locator("#clear").click()
     page.wait_for_selector('#picks-list[data-liked=""]')
     assert page.errors == []
@@ -217,6 +218,41 @@ def test_taste_page_likes_reach_the_table_and_forget_me_deletes_them(  # type: i
     assert stored_likes(feedback_env, visitor) == []
     assert page.evaluate("[localStorage.getItem('movie-recommender.visitor'), localStorage.getItem('movie-recommender.likes')]") == [None, "[]"]  # noqa: E501
     assert page.locator("#likes-list li.movie").count() == 0 and page.errors == []
+
+
+def test_forget_me_waits_for_a_like_on_its_way_and_deletes_it_too(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], feedback_env: dict[str, str], page
+) -> None:
+    # GIVEN a visitor with one like stored, whose next like is still on its way to the API
+    visitor = like_on_taste_page(page, stack["web"], [13])
+    eventually(lambda: stored_likes(feedback_env, visitor) == [13])
+    held: list[Any] = []
+    page.route("**/feedback", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    page.fill("#query", "movie 14")
+    page.locator('#results button[data-like="14"]').click()
+    eventually(lambda: bool(page.evaluate("1")) and len(held) == 1)
+    # WHEN they press "forget me" while it is held, and then it goes through
+    page.locator("#forget").click()
+    page.evaluate("new Promise(r => setTimeout(r, 200))")  # forget had the chance to run ahead, and must not
+    assert stored_likes(feedback_env, visitor) == [13]
+    held[0].continue_()
+    # THEN forget waited for it: both likes were deleted, and the table holds none of them
+    page.wait_for_selector("#forget-status:has-text('Forgotten: 2 likes deleted')")
+    assert stored_likes(feedback_env, visitor) == [] and page.errors == []
+
+
+def test_a_shared_link_joins_the_visitors_likes_and_tells_the_server(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], feedback_env: dict[str, str], page
+) -> None:
+    # GIVEN a visitor with likes of their own
+    visitor = like_on_taste_page(page, stack["web"], [13, 14])
+    # WHEN they open a shared link, with an id past the API's range among its ids
+    page.goto(stack["web"] + "/taste.html?liked=14,15,16,2147483648,99999999999")
+    # THEN the link's likes join theirs (none replaced), the picks answer all of them without an error
+    page.wait_for_selector('#picks-list[data-liked="13,14,15,16"]')
+    assert page.locator("#status.status-error").count() == 0 and page.errors == []
+    # AND the server was told of the new ones, under the same visitor
+    eventually(lambda: stored_likes(feedback_env, visitor) == [13, 14, 15, 16])
 
 
 def test_taste_page_works_while_the_feedback_api_fails_and_sends_later(  # type: ignore[no-untyped-def]

@@ -207,6 +207,33 @@ def test_container_credentials_over_plain_http_only_from_this_host() -> None:
         assert ContainerCredentials(url, "t").url == url
 
 
+def test_container_credentials_never_follow_a_redirect_with_the_token() -> None:
+    # GIVEN an endpoint that answers with a redirect to another server (both on loopback here)
+    elsewhere = CredentialsEndpoint(lambda: dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None: ...
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", elsewhere.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = ContainerCredentials(f"http://127.0.0.1:{server.server_address[1]}/creds", "the-token")
+        # WHEN the credentials are fetched THEN it fails, and the other server never saw the token
+        with pytest.raises(S3Error, match="NoCredentials|302"):
+            source.current()
+        assert elsewhere.tokens == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        elsewhere.close()
+
+
 def test_with_container_credentials_a_function_reads_the_model_without_boto3(  # type: ignore[no-untyped-def]
     s3, checkerboard_dir: Path
 ) -> None:

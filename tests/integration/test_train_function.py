@@ -152,3 +152,38 @@ def test_bad_ratings_make_the_invocation_fail(stack: dict[str, Any], monkeypatch
         train()
     assert "Contents" not in stack["s3"].list_objects_v2(Bucket=stack["s3"].bucket, Prefix="recommender/")
     assert os.environ["MODEL_URI"].endswith("/recommender")
+
+
+@pytest.mark.parametrize("damage", ["missing", "not json"])
+def test_the_gate_fails_closed_when_the_serving_models_metrics_cannot_be_read(
+    stack: dict[str, Any], damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a serving model whose metrics.json is gone, or unreadable
+    first = train()
+    key = f"recommender/models/{first['serving']}/metrics.json"
+    s3 = stack["s3"]
+    if damage == "missing":
+        s3.delete_object(Bucket=s3.bucket, Key=key)
+    else:
+        s3.put_object(Bucket=s3.bucket, Key=key, Body=b"{not json")
+    # WHEN the job runs THEN the invocation fails, nothing is published, and the log says why
+    with pytest.raises(RuntimeError, match="exit code 5"):
+        train()
+    assert open_model(stack["MODEL_URI"]).version == first["serving"]
+    assert "metrics.json" in capsys.readouterr().err
+
+
+def test_a_store_that_refuses_a_write_is_an_error_not_a_lost_race(stack: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from training.publish import PublishError, S3Writer
+
+    first = train()
+
+    def denied(self: Any, relative: str, data: bytes) -> None:
+        raise PublishError(f"cannot write {relative}: AccessDenied")
+
+    monkeypatch.setattr(S3Writer, "put_new", denied)
+    monkeypatch.setenv("MAX_VALIDATION_DROP", "1")
+    with pytest.raises(RuntimeError, match="exit code 5"):
+        train()
+    assert open_model(stack["MODEL_URI"]).version == first["serving"]

@@ -1,4 +1,5 @@
-"""Print, as JSON, the API stage names a SAM template deploys after the SAM transform.
+"""Print, as JSON, the API stage names a SAM template deploys after the SAM transform, the logical
+ids of its Stage resources, and what the WAF association depends on.
 
 Run with SAM CLI's Python (.venv-sam), which has the translator: a Stage resource's StageName,
 and a Deployment's StageName, which SAM sets to "Stage" when the Api has no OpenApiVersion.
@@ -29,10 +30,13 @@ def main(path: str) -> None:
                 resource["Properties"][key] = "s3://packaged/code.zip"
         if resource.get("Properties", {}).get("PackageType") == "Image":  # sam package pushes it to ECR
             resource["Properties"]["ImageUri"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:python3.13"
-    resources = transform(template, {}, NoManagedPolicies())["Resources"].values()
+    transformed = transform(template, {}, NoManagedPolicies())["Resources"]
+    resources = transformed.values()
     kinds = ("AWS::ApiGateway::Stage", "AWS::ApiGateway::Deployment")
     names = {r["Properties"]["StageName"] for r in resources if r["Type"] in kinds and r["Properties"].get("StageName")}
-    print(json.dumps(sorted(names)))
+    stages = sorted(name for name, r in transformed.items() if r["Type"] == "AWS::ApiGateway::Stage")
+    depends = transformed.get("FeedbackFirewallAssociation", {}).get("DependsOn")
+    print(json.dumps({"names": sorted(names), "stage_ids": stages, "firewall_depends_on": depends}))
 
 
 if __name__ == "__main__":

@@ -77,3 +77,14 @@ def test_tests_and_bench_use_only_public_names() -> None:
                     and node.attr.startswith("_") and not node.attr.startswith("__")):  # fmt: skip
                 private.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not private, private
+
+
+def test_everything_train_functions_image_copies_is_in_a_fresh_clone() -> None:
+    # `sam build` of TrainFunction's image runs on a clone: each COPY source must be a tracked file,
+    # or a folder holding one (a folder the build makes, or .gitignore hides, fails there)
+    tracked = _run("git", "ls-files").stdout.splitlines()
+    sources = [line.split()[1:-1] for line in (ROOT / "functions/train/Dockerfile").read_text().splitlines()
+               if line.startswith("COPY ")]  # fmt: skip
+    assert sources
+    for source in (s.rstrip("/") for group in sources for s in group):
+        assert any(path == source or path.startswith(source + "/") for path in tracked), source

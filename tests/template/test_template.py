@@ -6,6 +6,7 @@ import os
 import py_compile
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,11 +76,41 @@ def test_each_hardening_rule_catches_its_weakening(tmp_path: Path, rule: str, ol
     assert result.returncode != 0 and rule in result.stdout, result.stdout + result.stderr
 
 
-def _deployed_stages(template: Path) -> list[str]:
-    """Stage names the template deploys after the real SAM transform (SAM CLI's translator)."""
+def _transformed(template: Path) -> dict[str, Any]:
+    """Stage names and Stage ids after the real SAM transform (SAM CLI's translator), and what the
+    WAF association depends on."""
     result = run(str(ROOT / ".venv-sam/bin/python"), str(ROOT / "tests/template/sam_stages.py"), str(template))
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])
+    found: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return found
+
+
+def _deployed_stages(template: Path) -> list[str]:
+    """Stage names the template deploys after the real SAM transform."""
+    names: list[str] = _transformed(template)["names"]
+    return names
+
+
+def test_the_waf_association_waits_for_the_stage_it_names() -> None:
+    # its ResourceArn is built from the stage's name, so only DependsOn orders it after SAM's stage
+    found = _transformed(ROOT / "template.yaml")
+    assert found["firewall_depends_on"] in (["ApiProdStage"], "ApiProdStage")
+    assert "ApiProdStage" in found["stage_ids"]
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [("0", True), ("10", True), ("2000", True), ("1", False),
+                                                  ("9", False), ("09", False), ("-5", False)])  # fmt: skip
+def test_the_waf_rate_limit_is_off_or_at_least_wafs_minimum(limit: str, accepted: bool) -> None:
+    import re
+
+    import yaml
+
+    class Tagged(yaml.SafeLoader):
+        pass
+
+    Tagged.add_multi_constructor("!", lambda loader, suffix, node: None)
+    parameter = yaml.load((ROOT / "template.yaml").read_text(), Tagged)["Parameters"]["FeedbackRateLimit"]
+    assert bool(re.fullmatch(parameter["AllowedPattern"], limit)) is accepted
 
 
 def test_after_the_sam_transform_only_the_throttled_stage_is_deployed(tmp_path: Path) -> None:
