@@ -84,8 +84,8 @@ def train() -> dict[str, Any]:
 
 def call(api: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(api + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})  # fmt: skip
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    request = urllib.request.Request(api + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -186,8 +186,9 @@ def test_copies_of_users_histories_lift_nothing_and_show_no_validation_gain(stac
     assert served <= gate["clean"]["served"] * (1 + gate["band"])
 
 
-def test_after_a_poisoned_model_served_the_next_clean_retrain_is_published(stack: dict[str, Any],
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_after_a_poisoned_model_served_the_next_clean_retrain_is_published(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN the copies still in the table, and a model trained on them published by a gate that let
     # anything through (as the last release's did)
     monkeypatch.setenv("VISITOR_BAND", "1")

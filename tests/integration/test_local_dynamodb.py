@@ -64,8 +64,9 @@ def test_a_cancelled_transaction_restores_its_own_items_and_nothing_else(table: 
     assert dynamodb_backends["123456789012"]["us-east-1"].tables[name] is moto_table
 
 
-def test_a_write_to_another_item_made_during_a_cancelled_transaction_survives(table: tuple[Any, str, Any],
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_write_to_another_item_made_during_a_cancelled_transaction_survives(
+    table: tuple[Any, str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, name, moto_table = table
     # GIVEN another visitor's write that lands while a transaction is under way (moto runs the
     # operations one by one: the write is made when the transaction reaches its second item)
