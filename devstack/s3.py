@@ -14,12 +14,13 @@ from recsys.parts import POINTER
 @contextlib.contextmanager
 def moto_server(port: int) -> Iterator[str]:
     """A moto server on loopback (S3, DynamoDB, ...); yields its endpoint URL and points boto3 at it.
-    Its DynamoDB transactions copy only the items they touch (`devstack.dynamodb.isolate_transactions`)."""
+    Its DynamoDB transactions copy only the items they touch, and its queries read one partition
+    (`devstack.dynamodb.patch_moto`)."""
     from moto.server import ThreadedMotoServer
 
-    from devstack.dynamodb import isolate_transactions
+    from devstack.dynamodb import patch_moto
 
-    isolate_transactions()
+    patch_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

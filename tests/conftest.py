@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from devstack.dynamodb import create_feedback_table, isolate_transactions
+from devstack.dynamodb import create_feedback_table, patch_moto
 from devstack.invoker import LambdaContext
 from devstack.servers import free_port
 from tests import data
@@ -35,10 +35,11 @@ def _restore_environment() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server (S3, DynamoDB) on loopback, shared by the session (buckets and tables are per
-    test), whose transactions copy only the items they touch (`devstack.dynamodb.isolate_transactions`)."""
+    test), whose DynamoDB transactions copy only the items they touch and whose queries read one
+    partition (`devstack.dynamodb.patch_moto`)."""
     from moto.server import ThreadedMotoServer
 
-    isolate_transactions()
+    patch_moto()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

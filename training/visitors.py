@@ -57,8 +57,8 @@ MOVIE_SHARE = 0.25
 MAX_DAYS = 14
 #: Likes read from the table in one run, at most (about 24 bytes each while screening).
 MAX_LIKES_READ = 2_000_000
-#: In a scored fit, a visitor sharing at least this share of their likes (and two) with a user
-#: trains without that user's held-out movies (`leaked_rows`).
+#: In a scored fit, a visitor holding at least this share of a user's held-out likes (and two)
+#: trains without them (`leaked_rows`).
 COPY_SHARE = 0.5
 DAY = 86400
 
@@ -208,11 +208,11 @@ def _distinct_counts(group: np.ndarray, day: np.ndarray) -> np.ndarray:
 
 def leaked_rows(users: np.ndarray, items: np.ndarray, visitor: np.ndarray, held_out: np.ndarray,
                 shape: tuple[int, int]) -> np.ndarray:  # fmt: skip
-    """The visitors' rows that a fit which is scored must leave out: a visitor's like of a movie that
-    some user holds out (`held_out`), when that user rated at least `COPY_SHARE` of the visitor's
-    likes, and two. A visitor who copied a user's likes carries that user's held-out likes; so may
-    an honest visitor whose few likes a heavy user's many ratings hold, and it costs them nothing
-    but a part of the scored fits (the published model trains on every like).
+    """The visitors' rows that a fit which is scored must leave out: a visitor's likes of user u's
+    held-out movies, when the visitor holds at least `COPY_SHARE` of them (and two). That is what a
+    copy of u's likes carries into a fit that is scored on u, and nothing else: an honest visitor
+    who likes a few popular movies rarely holds half of anyone's held-out likes, and loses only
+    those from the scored fits when they do (the published model trains on every like).
 
     `users`, `items` are every row's (internal) indices, `visitor` marks the visitors' rows and
     `held_out` the rows held out for scoring (bool, all the same length); `shape` the matrix shape.
@@ -222,25 +222,22 @@ def leaked_rows(users: np.ndarray, items: np.ndarray, visitor: np.ndarray, held_
     if not rows.size or not held_out.any():
         return out
     per_visitor = np.bincount(users[rows], minlength=shape[0])
-    mine = rows[per_visitor[users[rows]] >= 2]  # one like shares at most one movie with anyone
+    mine = rows[per_visitor[users[rows]] >= 2]  # one like is never two of anyone's
     if not mine.size:
         return out
-    theirs = np.flatnonzero(~visitor)
-    rated = sp.csr_matrix((np.ones(theirs.size, dtype=np.float32), (users[theirs], items[theirs])), shape=shape)
-    rated.data[:] = 1.0  # a movie rated twice (duplicates) counts once
     hidden = sp.csr_matrix((np.ones(int(held_out.sum()), dtype=np.float32),
                             (users[held_out], items[held_out])), shape=shape)  # fmt: skip
-    hidden.data[:] = 1.0
+    hidden.data[:] = 1.0  # a movie held out twice (duplicates) counts once
+    need = np.maximum(2, np.ceil(COPY_SHARE * np.diff(hidden.indptr)))  # per user
     likes = sp.csr_matrix((np.ones(mine.size, dtype=np.float32), (users[mine], items[mine])), shape=shape)
     visitors_ = np.flatnonzero(np.diff(likes.indptr))
-    need = np.maximum(2, np.ceil(COPY_SHARE * per_visitor[visitors_]))
     for start in range(0, visitors_.size, 256):  # a block of visitors against every user at a time
         block = visitors_[start : start + 256]
-        shared = (likes[block] @ rated.T).toarray()
-        close = sp.csr_matrix(shared >= need[start : start + 256, None], dtype=np.float32)
+        shared = (likes[block] @ hidden.T).toarray()
+        close = sp.csr_matrix((shared >= need[None, :]) & (shared > 0), dtype=np.float32)
         if not close.nnz:
             continue
-        # each visitor's likes of movies held out by a user they are close to
+        # each visitor's likes of movies held out by a user whose held-out likes they hold
         reachable = sp.csr_matrix((close @ hidden).multiply(likes[block]))
         at = mine[np.isin(users[mine], block)]
         out[at] = np.asarray(reachable[np.searchsorted(block, users[at]), items[at]]).ravel() > 0

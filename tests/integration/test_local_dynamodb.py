@@ -1,6 +1,7 @@
-"""The local DynamoDB's transactions (`devstack.dynamodb.isolate_transactions` over moto): a cancelled
-transaction restores exactly the items it named, as moto's own whole-table restore does, without
-copying the table, and without erasing what was written to other items meanwhile."""
+"""The local DynamoDB (`devstack.dynamodb.patch_moto` over moto): a cancelled transaction restores
+exactly the items it named, as moto's own whole-table restore does, without copying the table, and
+without erasing what was written to other items meanwhile; a query answers from its partition
+alone, with moto's order and pages."""
 
 from __future__ import annotations
 
@@ -88,3 +89,40 @@ def test_a_write_to_another_item_made_during_a_cancelled_transaction_survives(
     # THEN the other visitor's write is there (a whole-table restore erased it), and the cancelled one is not
     assert landed and ("someone-else", 9, 1) in every_item(client, name)
     assert not [x for x in every_item(client, name) if x[0] == "v"]
+
+
+def test_a_query_reads_its_partition_alone_in_order_and_by_pages(table: tuple[Any, str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from collections import defaultdict
+
+    client, name, moto_table = table
+    # GIVEN a visitor's 7 items among the table's 200 others
+    for movie in (5, -1, 30, 2, 11, 8, 400):
+        client.put_item(TableName=name, Item=item("v", movie, 1))
+
+    class Watched(defaultdict):  # type: ignore[type-arg]
+        """moto's partitions, noting each listing of all of them (moto's query lists them all)."""
+
+        listed = 0
+
+        def values(self) -> Any:
+            Watched.listed += 1
+            return super().values()
+
+    monkeypatch.setattr(moto_table, "items", Watched(dict, moto_table.items))
+    # WHEN it is queried a page of 3 at a time
+    pages, start = [], None
+    while True:
+        request: dict[str, Any] = {"TableName": name, "KeyConditionExpression": "visitor_id = :v", "Limit": 3,
+                                   "ExpressionAttributeValues": {":v": {"S": "v"}}, "ConsistentRead": True}  # fmt: skip
+        if start:
+            request["ExclusiveStartKey"] = start
+        page = client.query(**request)
+        pages.append([int(i["movie_id"]["N"]) for i in page["Items"]])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    # THEN the pages hold exactly that partition, in range-key order, as DynamoDB pages it
+    assert [m for p in pages for m in p] == [-1, 2, 5, 8, 11, 30, 400] and pages[0] == [-1, 2, 5]
+    # AND no query listed the other partitions
+    assert Watched.listed == 0

@@ -95,18 +95,19 @@ def test_the_scan_stops_at_its_budget_and_says_so() -> None:
 
 def test_a_visitor_copying_a_user_trains_scored_fits_without_that_users_held_out_movies() -> None:
     # GIVEN users 0 and 1 (movies 0-5 and 6-9), each holding out their last two movies; visitor 2
-    # copies user 0 (all six); visitor 3 likes one of user 0's movies and three others; visitor 4
-    # likes two movies user 0 held out, nothing else
+    # copies user 0 (all six); visitor 3 likes one of user 0's movies and three of user 1's; visitor 4
+    # likes two movies user 0 held out, nothing else; visitor 5 likes one held-out movie of each
     rows = [(0, m) for m in range(6)] + [(1, m) for m in range(6, 10)]
-    rows += [(2, m) for m in range(6)] + [(3, m) for m in (0, 7, 8, 9)] + [(4, 4), (4, 5)]
+    rows += [(2, m) for m in range(6)] + [(3, m) for m in (0, 7, 8, 9)] + [(4, 4), (4, 5)] + [(5, 4), (5, 8)]
     users, items = (np.array(c) for c in zip(*rows, strict=True))
     visitor = users >= 2
     held_out = np.isin(np.arange(users.size), [4, 5, 8, 9])  # users 0 and 1's last two
-    leaked = visitors.leaked_rows(users, items, visitor, held_out, (5, 10))
-    # THEN the copy keeps user 0's training-side movies only; visitor 3 shares 3 of 4 with user 1,
-    # so loses user 1's held-out 8 and 9; visitor 4 is all user 0's held-out likes
+    leaked = visitors.leaked_rows(users, items, visitor, held_out, (6, 10))
+    # THEN the copy keeps user 0's training-side movies only; visitor 3 holds both of user 1's
+    # held-out likes, so loses 8 and 9; visitor 4 is all of user 0's held-out likes
     assert {(int(u), int(i)) for u, i in zip(users[leaked], items[leaked], strict=True)} == {
         (2, 4), (2, 5), (3, 8), (3, 9), (4, 4), (4, 5)}  # fmt: skip
     # AND with nothing held out, or no visitor, nothing is left out
-    assert not visitors.leaked_rows(users, items, visitor, np.zeros_like(held_out), (5, 10)).any()
-    assert not visitors.leaked_rows(users, items, np.zeros_like(visitor), held_out, (5, 10)).any()
+    # (visitor 5 holds one of each user's two: no one's half and two)
+    assert not visitors.leaked_rows(users, items, visitor, np.zeros_like(held_out), (6, 10)).any()
+    assert not visitors.leaked_rows(users, items, np.zeros_like(visitor), held_out, (6, 10)).any()
