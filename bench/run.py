@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ TARGETS = {  # name: (target, unit, "max" when lower is better / "min" when high
     "train_vs_without_item_item": (1.25, "x", "max"),
     "train_peak_gb": (4.0, "GB", "max"),
     "http_errors": (0, "count", "max"),
+    # issue 28: make demo holds 1,000 POST /feedback of 48 likes within 2 GB
+    "demo_feedback_peak_mb": (2048.0, "MB", "max"),
 }
 
 
@@ -410,6 +413,64 @@ def parse_wrk(text: str) -> dict[str, Any]:
 # -- the whole run ----------------------------------------------------------------------------
 
 
+def _tree_peak_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of process `pid` and every process below it, summed, in MB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(found.group(1)) / 1024 if found else 0.0
+    return round(total, 1)
+
+
+def demo_feedback(posts: int = 1000, likes: int = 48) -> dict[str, Any]:
+    """`make demo` (ML-100K, its local moto and API in one process) taking `posts` POST /feedback of
+    `likes` likes each, every one a fresh visitor, one at a time: the demo's peak memory after
+    READY and after the posts (the issue's bound: 2 GB), and the posts' wall time."""
+    ports = [str(free_port()) for _ in range(3)]
+    cmd = [PY, "-m", "scripts.localstack", "demo", "--api-port", ports[0], "--web-port", ports[1],
+           "--s3-port", ports[2]]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                api = line.split("api=")[1].split()[0]
+                break
+        else:
+            raise SystemExit("make demo stopped before READY")
+        ready_mb = _tree_peak_mb(proc.pid)
+        rng = np.random.default_rng(0)
+        started = time.perf_counter()
+        for _ in range(posts):
+            body = {"visitor_id": str(uuid.uuid4()),
+                    "like": rng.choice(np.arange(1, 1683), likes, replace=False).tolist()}  # fmt: skip
+            request = urllib.request.Request(api + "/feedback", data=json.dumps(body).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.status == 200
+        seconds = time.perf_counter() - started
+        return {"posts": posts, "likes_per_post": likes, "peak_mb_at_ready": ready_mb,
+                "peak_mb_after_posts": _tree_peak_mb(proc.pid), "posts_seconds": round(seconds, 1),
+                "command": "python -m bench.run --demo-feedback-only"}  # fmt: skip
+    finally:
+        stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def scale(name: str, ratings: Path, args: argparse.Namespace) -> dict[str, Any]:
     store = WORK / f"store-{name}"
     out: dict[str, Any] = {"ratings": str(ratings.relative_to(ROOT))}
@@ -472,6 +533,13 @@ def worst_vs_floor(cold: dict[str, Any]) -> float:
     return max(cold[function]["vs_floor"] for function in FUNCTION_EVENTS)
 
 
+def demo_figure(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The headline figure of `demo_feedback`: the demo's peak memory after the posts, against 2 GB."""
+    target, unit, _ = TARGETS["demo_feedback_peak_mb"]
+    value = demo["peak_mb_after_posts"]
+    return {"demo_feedback_peak_mb": {"value": value, "unit": unit, "target": target, "met": bool(value <= target)}}
+
+
 def headline(scales: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     big = scales["ml-10m"]
     side = big["side_by_side"]["summary"]
@@ -515,10 +583,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--train-handler-only", action="store_true",
                         help="only TrainFunction's handler at both scales, printed; writes nothing")  # fmt: skip
+    parser.add_argument("--demo-feedback-only", action="store_true",
+                        help="only make demo under 1,000 POST /feedback; merged into bench/results.json")  # fmt: skip
     parser.add_argument("--cold-only", action="store_true",
                         help="only the cold starts (build folders, as shipped), printed; writes nothing")  # fmt: skip
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.demo_feedback_only:
+        from bench import report
+
+        results = json.loads(RESULTS.read_text())
+        results["demo_feedback"] = demo_feedback()
+        results.setdefault("figures", {}).update(demo_figure(results["demo_feedback"]))
+        RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        DOC.write_text(report.markdown(results))
+        print(json.dumps(results["demo_feedback"]), flush=True)
+        return 0
     if args.train_handler_only:
         data = WORK / "ml-10m-shaped"
         if not (data / "ratings.dat").exists():
@@ -542,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
             generate.generate(data)
         results["scales"]["ml-10m"] = scale("ml-10m", data, args)
         results["figures"] = headline(results["scales"])
+    log("make demo under 1,000 POST /feedback of 48 likes")
+    results["demo_feedback"] = demo_feedback()
+    results.setdefault("figures", {}).update(demo_figure(results["demo_feedback"]))
     results["seconds"] = round(time.perf_counter() - started, 1)
     from bench import report
 
