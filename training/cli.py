@@ -124,7 +124,11 @@ def run(args: argparse.Namespace) -> int:
         screened = _screen_visitors(raw, args.feedback_table, args.like_cap, args.min_rating)
     if screened is not None and screened.likes:
         merged, first = visitors.add_to_ratings(raw, screened)
-        runs["with_visitors"] = (merged, {"first_user_id": first, **screened.report()})
+        report = screened.report()
+        runs["with_visitors"] = (merged, {"first_user_id": first, **report})
+        # the clean run is published only when the gate leaves the visitors out: its model says so
+        left_out = {"visitors": report["visitors"], "likes": report["likes"]}
+        runs["clean"] = (raw, {"first_user_id": None, "visitors": 0, "likes": 0, "left_out": left_out})
     trained = {name: _train(args, params, current, uri, *run) for name, run in runs.items()}
     if any(files is None for files in trained.values()):
         return 0  # the serving model is this very one

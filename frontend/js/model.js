@@ -65,7 +65,8 @@ async function main() {
     ...fact("Created", model.created_at ?? "unknown"),
     ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
     ...fact("Format", d.format),
-    ...(d.visitors ? fact("Site visitors", `${d.visitors.likes} likes from ${d.visitors.visitors} ${d.visitors.visitors === 1 ? "visitor" : "visitors"} of this site trained as users (no visitor is served as a user)`) : []),
+    ...(d.visitors?.left_out ? fact("Site visitors", `${d.visitors.left_out.likes} likes from ${d.visitors.left_out.visitors} ${d.visitors.left_out.visitors === 1 ? "visitor" : "visitors"} were left out of this model: with them, a validation figure moved past the quality gate's band`)
+      : d.visitors ? fact("Site visitors", `${d.visitors.likes} likes from ${d.visitors.visitors} ${d.visitors.visitors === 1 ? "visitor" : "visitors"} of this site trained as users (no visitor is served as a user)`) : []),
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),
     ...fact("Split", `${split.name}: ${split.description}`),
     ...fact("Masked", split.seen_masked),

@@ -187,3 +187,35 @@ def test_a_store_that_refuses_a_write_is_an_error_not_a_lost_race(stack: dict[st
     with pytest.raises(RuntimeError, match="exit code 5"):
         train()
     assert open_model(stack["MODEL_URI"]).version == first["serving"]
+
+
+def test_when_the_gate_leaves_the_visitors_out_the_clean_model_is_published_and_says_so(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import cli, gate
+
+    # GIVEN a serving model, two visitors' likes, and a gate that finds the visitors made it worse
+    first = train()
+    base = open_model(stack["MODEL_URI"])
+    for likes in ([13, 14, 15], [1, 2]):
+        stack["store"].change(str(uuid.uuid4()), likes, [])
+    real = gate.decide
+
+    def visitors_hurt(*args: Any, **kwargs: Any) -> gate.Decision:
+        decided = real(*args, **kwargs)
+        why = "the visitors' likes lower served by 9.0%, more than the band of 5% and the noise"
+        return gate.Decision("clean", f"published the clean model: {why}",
+                             {**decided.report, "decision": "clean", "visitors": {"included": False, "why": why}})  # fmt: skip
+
+    monkeypatch.setattr(cli.gate, "decide", visitors_hurt)
+    # WHEN the job runs
+    answer = train()
+    # THEN the clean model is published, not nothing, and the answer, metrics.json and the model say why
+    assert answer["outcome"] == "published" and answer["previous"] == first["serving"]
+    assert answer["visitors"]["included"] is False and "lower served" in answer["visitors"]["why"]
+    model = open_model(stack["MODEL_URI"])
+    assert (model.like_counts == base.like_counts).all()
+    reported = metrics(stack, answer["serving"])
+    assert reported["data"]["visitors"]["left_out"] == {"visitors": 2, "likes": 5}
+    assert reported["gate"]["visitors"]["screened"]["visitors"] == 2
+    assert model.provenance["data"]["visitors"]["left_out"] == {"visitors": 2, "likes": 5}
