@@ -91,8 +91,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["## `make demo` under a flood of likes", "",
                   f"{d['posts']:,} `POST /feedback` of {d['likes_per_post']} likes each, every one a fresh visitor, "
                   f"one at a time, against `make demo` (ML-100K; its moto, API and functions in one process): "
-                  f"peak memory {d['peak_mb_at_ready']:,} MB at READY, {d['peak_mb_after_posts']:,} MB after the "
-                  f"posts ({d['posts_seconds']} s of posts). `{d['command']}`.", ""]  # fmt: skip
+                  f"peak memory {d['peak_mb_at_ready']:,} MB at READY (training's), {d['peak_mb_after_posts']:,} MB "
+                  f"after the posts; resident {d.get('rss_mb_at_ready', '?')} MB at READY and "
+                  f"{d.get('rss_mb_after_posts', '?')} MB after ({d['posts_seconds']} s of posts). "
+                  f"`{d['command']}`.", ""]  # fmt: skip
     lines += [
         "## How each figure is measured",
         "",

@@ -413,8 +413,9 @@ def parse_wrk(text: str) -> dict[str, Any]:
 # -- the whole run ----------------------------------------------------------------------------
 
 
-def _tree_peak_mb(pid: int) -> float:
-    """The peak resident memory (VmHWM) of process `pid` and every process below it, summed, in MB."""
+def _tree_mb(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of process `pid` and every process below it, summed, in MB: its peak
+    resident memory (VmHWM), or its resident memory now (VmRSS)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -430,7 +431,7 @@ def _tree_peak_mb(pid: int) -> float:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
             continue
-        found = re.search(r"VmHWM:\s+(\d+) kB", status)
+        found = re.search(rf"{field}:\s+(\d+) kB", status)
         total += int(found.group(1)) / 1024 if found else 0.0
     return round(total, 1)
 
@@ -438,7 +439,8 @@ def _tree_peak_mb(pid: int) -> float:
 def demo_feedback(posts: int = 1000, likes: int = 48) -> dict[str, Any]:
     """`make demo` (ML-100K, its local moto and API in one process) taking `posts` POST /feedback of
     `likes` likes each, every one a fresh visitor, one at a time: the demo's peak memory after
-    READY and after the posts (the issue's bound: 2 GB), and the posts' wall time."""
+    READY and after the posts (the issue's bound: 2 GB), its resident memory at both, and the posts'
+    wall time."""
     ports = [str(free_port()) for _ in range(3)]
     cmd = [PY, "-m", "scripts.localstack", "demo", "--api-port", ports[0], "--web-port", ports[1],
            "--s3-port", ports[2]]
@@ -451,7 +453,7 @@ def demo_feedback(posts: int = 1000, likes: int = 48) -> dict[str, Any]:
                 break
         else:
             raise SystemExit("make demo stopped before READY")
-        ready_mb = _tree_peak_mb(proc.pid)
+        ready_mb, ready_rss = _tree_mb(proc.pid), _tree_mb(proc.pid, "VmRSS")
         rng = np.random.default_rng(0)
         started = time.perf_counter()
         for _ in range(posts):
@@ -462,8 +464,9 @@ def demo_feedback(posts: int = 1000, likes: int = 48) -> dict[str, Any]:
             with urllib.request.urlopen(request, timeout=60) as response:
                 assert response.status == 200
         seconds = time.perf_counter() - started
-        return {"posts": posts, "likes_per_post": likes, "peak_mb_at_ready": ready_mb,
-                "peak_mb_after_posts": _tree_peak_mb(proc.pid), "posts_seconds": round(seconds, 1),
+        return {"posts": posts, "likes_per_post": likes, "peak_mb_at_ready": ready_mb, "rss_mb_at_ready": ready_rss,
+                "peak_mb_after_posts": _tree_mb(proc.pid), "rss_mb_after_posts": _tree_mb(proc.pid, "VmRSS"),
+                "posts_seconds": round(seconds, 1),
                 "command": "python -m bench.run --demo-feedback-only"}  # fmt: skip
     finally:
         stop(proc)

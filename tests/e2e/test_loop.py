@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from devstack.dynamodb import create_feedback_table
 from devstack.invoker import LambdaContext
-from devstack.servers import free_port, stop
 from functions.train import app as train_app
 from tests import data
+from tests.e2e.stack import local_api, local_aws
 from tests.e2e.test_site import ARGS, SHOTS, eventually, like_on_taste_page, stored_likes
 
 pytestmark = pytest.mark.e2e
@@ -31,38 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def loop(moto_endpoint: str, checkerboard_dir: Path) -> Iterator[dict[str, Any]]:
     """A model in moto's S3, trained on the checkerboard uploaded there; a feedback table; the local
     API and site serving that model, looking for a newer one every second."""
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")  # fmt: skip
-    bucket = f"loop-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    for name in ("u.data", "u.item"):
-        s3.upload_file(str(checkerboard_dir / name), bucket, f"ratings/{name}")
-    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
-    table = create_feedback_table(dynamodb, f"loop-{uuid.uuid4().hex[:12]}")
-    env = {**aws, "AWS_ENDPOINT_URL": moto_endpoint, "MODEL_URI": f"s3://{bucket}/recommender",
-           "RATINGS_URI": f"s3://{bucket}/ratings/", "FEEDBACK_TABLE": table,
-           "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}  # fmt: skip
-    saved = dict(os.environ)
-    os.environ.update(env)
-    assert data.train(checkerboard_dir, env["MODEL_URI"]) == 0
-    api_port, web_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", env["MODEL_URI"], "--api-port",
-         str(api_port), "--web-port", str(web_port), "--dynamodb-endpoint", moto_endpoint, "--feedback-table", table],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "MODEL_REFRESH_SECONDS": "1"},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
-        yield {**env, "api": f"http://127.0.0.1:{api_port}", "web": f"http://127.0.0.1:{web_port}"}
-    finally:
-        stop(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        os.environ.clear()
-        os.environ.update(saved)
+    with local_aws(moto_endpoint, [checkerboard_dir / "u.data", checkerboard_dir / "u.item"], "loop") as aws:
+        assert data.train(checkerboard_dir, aws["MODEL_URI"]) == 0
+        with local_api(aws) as served:
+            yield {**aws, **served}
 
 
 def _model(api: str) -> dict[str, Any]:

@@ -9,9 +9,6 @@ nightly job runs. The tests run in order, on one stack, as the attacks would fol
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -19,17 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 
-from devstack.dynamodb import create_feedback_table
 from devstack.invoker import LambdaContext
-from devstack.servers import free_port, stop
 from functions.train import app as train_app
 from recsys.artifact import ModelArtifact
 from recsys.feedback import FeedbackSettings, FeedbackStore
 from recsys.store import open_model
+from tests.e2e.stack import local_api, local_aws
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,38 +45,11 @@ def record(name: str, **figures: Any) -> None:
 def stack(moto_endpoint: str) -> Iterator[dict[str, Any]]:
     """ML-100K in moto's S3, a feedback table, a model trained by TrainFunction's handler, and the
     local API serving it (looking for a newer model every second)."""
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    clients = {"endpoint_url": moto_endpoint, "region_name": "us-east-1", "aws_access_key_id": "testing",
-               "aws_secret_access_key": "testing"}  # fmt: skip
-    s3, dynamodb = boto3.client("s3", **clients), boto3.client("dynamodb", **clients)
-    bucket = f"strangers-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    for path in sorted((ROOT / "data" / "ml-100k").glob("ml-100k.*")):
-        s3.upload_file(str(path), bucket, f"ratings/{path.name}")
-    table = create_feedback_table(dynamodb, f"strangers-{uuid.uuid4().hex[:12]}")
-    env = {**aws, "AWS_ENDPOINT_URL": moto_endpoint, "MODEL_URI": f"s3://{bucket}/recommender",
-           "RATINGS_URI": f"s3://{bucket}/ratings/", "FEEDBACK_TABLE": table,
-           "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}  # fmt: skip
-    saved = dict(os.environ)
-    os.environ.update(env)
-    first = train()
-    api_port, web_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", env["MODEL_URI"], "--api-port",
-         str(api_port), "--web-port", str(web_port), "--dynamodb-endpoint", moto_endpoint, "--feedback-table", table],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "MODEL_REFRESH_SECONDS": "1"},
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
-        yield {**env, "api": f"http://127.0.0.1:{api_port}", "store": FeedbackStore(dynamodb, FeedbackSettings(table)),
-               "base": first, "base_model": open_model(env["MODEL_URI"]), "s3": s3, "bucket": bucket}  # fmt: skip
-    finally:
-        stop(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        os.environ.clear()
-        os.environ.update(saved)
+    with local_aws(moto_endpoint, sorted((ROOT / "data" / "ml-100k").glob("ml-100k.*")), "strangers") as aws:
+        first = train()
+        with local_api(aws) as served:
+            store = FeedbackStore(aws["dynamodb"], FeedbackSettings(aws["FEEDBACK_TABLE"]))
+            yield {**aws, **served, "store": store, "base": first, "base_model": open_model(aws["MODEL_URI"])}
 
 
 def train() -> dict[str, Any]:

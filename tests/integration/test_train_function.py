@@ -204,8 +204,8 @@ def test_when_the_gate_leaves_the_visitors_out_the_clean_model_is_published_and_
     def visitors_hurt(*args: Any, **kwargs: Any) -> gate.Decision:
         decided = real(*args, **kwargs)
         why = "the visitors' likes lower served by 9.0%, more than the band of 5% and the noise"
-        return gate.Decision("clean", f"published the clean model: {why}",
-                             {**decided.report, "decision": "clean", "visitors": {"included": False, "why": why}})  # fmt: skip
+        report = {**decided.report, "decision": "clean", "visitors": {"included": False, "why": why}}
+        return gate.Decision("clean", f"published the clean model: {why}", report)
 
     monkeypatch.setattr(cli.gate, "decide", visitors_hurt)
     # WHEN the job runs
