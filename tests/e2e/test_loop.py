@@ -56,7 +56,7 @@ def test_likes_on_the_taste_page_train_the_next_model_the_api_serves(loop: dict[
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "loop-1-likes.png"), full_page=True)
         # WHEN TrainFunction's handler runs, as the schedule starts it (the gate is tested elsewhere)
-        os.environ["MAX_VALIDATION_DROP"] = "0.9"
+        os.environ.update(MAX_VALIDATION_DROP="0.9", VISITOR_BAND="1")
         answer = train_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext("TrainFunction"))
         assert answer["outcome"] == "published" and answer["previous"] == before["model_version"]
         # THEN the API swaps to the new model, which counts the visitor's likes

@@ -143,7 +143,8 @@ def test_sam_local_invoke_trains_on_the_stack_and_publishes_a_model_counting_the
     serving = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/latest.json")["Body"].read())["version"]
     # WHEN the schedule's event starts TrainFunction's image (the gate is tested in process)
     code, response, log = stack.invoke("TrainFunction", ROOT / "events/train.json",
-                                       RATINGS_URI=f"s3://{BUCKET}/ratings/", MAX_VALIDATION_DROP="0.9")  # fmt: skip
+                                       RATINGS_URI=f"s3://{BUCKET}/ratings/", MAX_VALIDATION_DROP="0.9",
+                                       VISITOR_BAND="1")  # fmt: skip
     # THEN it published a new model, which counts the visitor, and the pointer names it
     assert code == 0 and response is not None, log[-3000:]
     assert response["outcome"] == "published" and response["previous"] == serving, response
