@@ -59,7 +59,7 @@ train: data
 demo: data $(if $(filter sam,$(API)),$(SAM_DEPS))
 	$(PY) -m scripts.$(if $(filter sam,$(API)),samlocal,localstack) demo
 
-# TrainFunction's handler against the running `make demo` (its moto on S3_PORT): the visitors' likes
+# TrainFunction's handler against the running `make demo` (its moto, from build/demo.json): the visitors' likes
 # of the taste page, the base ratings, the quality gate, then publish; the demo's API swaps within 5 s.
 retrain: $(VENV)/$(STAMP)
 	$(PY) -m scripts.localstack retrain

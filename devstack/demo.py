@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -34,10 +35,28 @@ RATINGS_BUCKET = "recommender-ratings"
 REFRESH_SECONDS = "5"
 
 
+#: Where a running demo says where its local AWS and API are (`make retrain` reads it).
+STATE = ROOT / "build" / "demo.json"
+
+
+def taken_ports(ports: dict[str, int]) -> list[str]:
+    """What to tell the user for each of `ports` (variable: port) that something already listens on."""
+    from devstack.servers import port_is_free
+
+    return [f"port {port} ({name}) is in use: free it, or run `make demo {name}=<another port>`"
+            for name, port in ports.items() if port and not port_is_free(port)]  # fmt: skip
+
+
 def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> int:
     """Train on `ratings`, publish to a local S3, serve the API (`api`: "local" or "sam") and the site."""
     from training.cli import main as train
 
+    ports = {"API_PORT": api_port, "WEB_PORT": web_port, **({"S3_PORT": s3_port} if api != "sam" else {})}
+    taken = taken_ports(ports)
+    if taken:  # before anything starts: a server that cannot listen must not leave the demo waiting
+        for line in taken:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if api == "sam":
@@ -73,6 +92,9 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         if api != "sam":
             print(f"Retrain  make retrain   (trains on s3://{RATINGS_BUCKET}/ratings/ and the likes of "
                   f"{web}/taste.html, publishes, and the API swaps within {REFRESH_SECONDS} s)")  # fmt: skip
+        STATE.parent.mkdir(parents=True, exist_ok=True)
+        STATE.write_text(json.dumps({"pid": os.getpid(), "aws": endpoint, "api": api_url, "web": web}) + "\n")
+        stack.callback(STATE.unlink, missing_ok=True)
         print(f"READY api={api_url} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything",
               flush=True)  # fmt: skip
         try:
@@ -81,6 +103,16 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         except KeyboardInterrupt:
             print("\nstopping")
     return 0
+
+
+def running_endpoint() -> str | None:
+    """The local AWS of the demo running now, from `STATE` (None: no demo runs)."""
+    try:
+        state = json.loads(STATE.read_text())
+        os.kill(int(state["pid"]), 0)  # still there?
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(state["aws"])
 
 
 def upload_ratings(s3: Any, ratings: Path) -> str:

@@ -19,8 +19,11 @@ def moto_server(port: int) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     from devstack.dynamodb import patch_moto
+    from devstack.servers import port_is_free
 
     patch_moto()
+    if not port_is_free(port):  # moto's server thread would die, and its start() wait forever
+        raise OSError(f"port {port} is in use: moto cannot listen there")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

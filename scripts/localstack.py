@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     dem.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT") or 8080))
     dem.add_argument("--s3-port", type=int, default=int(os.environ.get("S3_PORT") or 5055))
     ret = sub.add_parser("retrain", help="run TrainFunction's handler against the running demo's local AWS")
-    ret.add_argument("--endpoint", default=f"http://127.0.0.1:{os.environ.get('S3_PORT') or 5055}")
+    ret.add_argument("--endpoint", help="the demo's local AWS (default: the running demo's, from build/demo.json; "
+                     "or http://127.0.0.1:$S3_PORT)")  # fmt: skip
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM stop the servers cleanly. Set explicitly: a process started in the
     # background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it so.
@@ -88,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 0
     if args.command == "retrain":
-        answer = demo.retrain(args.endpoint)
+        endpoint = args.endpoint or (f"http://127.0.0.1:{os.environ['S3_PORT']}" if os.environ.get("S3_PORT")
+                                     else demo.running_endpoint())  # fmt: skip
+        if endpoint is None:
+            print("error: no demo is running (start `make demo` first, or give S3_PORT)", file=sys.stderr)
+            return 2
+        answer = demo.retrain(endpoint)
         print(json.dumps(answer))
         return 0 if answer.get("outcome") in ("published", "current", "kept") else 1
     return demo.run("local", args.ratings, args.api_port, args.web_port, args.s3_port)

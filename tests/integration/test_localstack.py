@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devstack.invoker import Invoker
+from devstack.servers import free_port
 from devstack.template import ROOT, Application, Function, Route
 
 pytestmark = pytest.mark.integration
@@ -117,3 +121,34 @@ def test_invoke_reads_a_store_given_by_its_pointer_and_never_publishes(
     empty.mkdir()
     assert main(["invoke", "RecommendFunction", event, "--model-uri", str(empty)]) == 2
     assert "make train" in capsys.readouterr().err and list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("variable", ["S3_PORT", "API_PORT"])
+def test_the_demo_stops_at_once_naming_a_port_that_is_taken(variable: str) -> None:
+    # GIVEN something already listening on the port the demo is told to use
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"API_PORT": str(free_port()), "WEB_PORT": str(free_port()), "S3_PORT": str(free_port()),
+                 variable: str(port)}  # fmt: skip
+        # WHEN the demo starts (the timeout only keeps a hang from hanging the suite)
+        done = subprocess.run([sys.executable, "-m", "scripts.localstack", "demo"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=240, env={**os.environ, **ports})  # fmt: skip
+    # THEN it exits, naming the port and the variable to set, and never says READY
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"port {port} ({variable}) is in use" in done.stderr and f"make demo {variable}=" in done.stderr
+    assert "READY" not in done.stdout
+
+
+def test_retrain_finds_the_running_demo_without_being_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstack import demo
+
+    monkeypatch.setattr(demo, "STATE", tmp_path / "demo.json")
+    assert demo.running_endpoint() is None  # no demo
+    demo.STATE.write_text(json.dumps({"pid": os.getpid(), "aws": "http://127.0.0.1:49999"}))
+    assert demo.running_endpoint() == "http://127.0.0.1:49999"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    demo.STATE.write_text(json.dumps({"pid": gone.pid, "aws": "http://127.0.0.1:49999"}))
+    assert demo.running_endpoint() is None  # a demo that stopped without tidying up
