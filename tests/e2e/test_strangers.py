@@ -26,7 +26,9 @@ from recsys.feedback import FeedbackSettings, FeedbackStore
 from recsys.store import open_model
 from tests.e2e.stack import local_api, local_aws
 
-pytestmark = pytest.mark.e2e
+# each retrains ML-100K twice (clean, with visitors) and sends ~2,000 requests: a guard against a hang,
+# set well above what a loaded 2-core machine takes, not a bound on speed
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 858
 #: The issue's bound: the target in at most this share of users' top-10s.
