@@ -72,6 +72,7 @@ def render(metrics: dict[str, Any]) -> bytes:
         if "lambda" in ease
         else f"EASE was not scored: {ease.get('skipped', 'not run')}."
     )
+    gate = _gate(metrics.get("gate") or {})
     data = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["data"].items())
     params = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["params"].items())
     page = f"""<!doctype html>
@@ -94,11 +95,34 @@ are folded in ({html.escape(folded["method"]) if folded else "-"}) and their hel
 LightFM alone.</p>
 <table><thead><tr><th>model</th>{"".join(f"<th>{k}</th>" for k in FOLD_IN_METRICS)}</tr></thead>
 <tbody>{fold_rows}</tbody></table>
+{gate}
 <h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
 <h2>Data</h2><ul>{data}</ul><h2>Parameters</h2><ul>{params}</ul>
 </body></html>
 """
     return page.encode()
+
+
+def _gate(gate: dict[str, Any]) -> str:
+    """The quality gate's section (`training.gate`): its decision and why, and each validation figure
+    of the clean run, the run with visitors and the floor. Empty before the gate has decided."""
+    if "decision" not in gate:
+        return ""
+    columns = [("clean", "clean run"), ("with_visitors", "with visitors"), ("floor", "floor")]
+    present = [(key, label) for key, label in columns if gate.get(key)]
+    heads = "".join(f"<th>{label}</th>" for _, label in present)
+    rows = "".join(
+        f"<tr><th>{name}</th>" + "".join(f"<td>{_figure(gate[key].get(name))}</td>" for key, _ in present) + "</tr>"
+        for name in ("served", "popularity", "fold_in")
+    )
+    return (f"<h2>Quality gate</h2><p>{html.escape(str(gate.get('why', '')))} (floor from "
+            f"{html.escape(str(gate.get('floor_from', '-')))}; band {gate.get('band', 0):.0%}, "
+            f"--max-drop {gate.get('max_drop', 0):.0%}). Validation ndcg@10:</p>"
+            f"<table><thead><tr><th>figure</th>{heads}</tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+
+
+def _figure(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.4f}"
 
 
 FOLD_IN_METRICS = ("precision@10", "recall@10", "ndcg@10")

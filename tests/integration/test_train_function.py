@@ -204,8 +204,9 @@ def test_when_the_gate_leaves_the_visitors_out_the_clean_model_is_published_and_
     def visitors_hurt(*args: Any, **kwargs: Any) -> gate.Decision:
         decided = real(*args, **kwargs)
         why = "the visitors' likes lower served by 9.0%, more than the band of 5% and the noise"
-        report = {**decided.report, "decision": "clean", "visitors": {"included": False, "why": why}}
-        return gate.Decision("clean", f"published the clean model: {why}", report)
+        reason = f"published the clean model: {why}"
+        report = {**decided.report, "decision": "clean", "why": reason, "visitors": {"included": False, "why": why}}
+        return gate.Decision("clean", reason, report)
 
     monkeypatch.setattr(cli.gate, "decide", visitors_hurt)
     # WHEN the job runs
@@ -219,3 +220,7 @@ def test_when_the_gate_leaves_the_visitors_out_the_clean_model_is_published_and_
     assert reported["data"]["visitors"]["left_out"] == {"visitors": 2, "likes": 5}
     assert reported["gate"]["visitors"]["screened"]["visitors"] == 2
     assert model.provenance["data"]["visitors"]["left_out"] == {"visitors": 2, "likes": 5}
+    # AND the training report shows the gate's decision and its figures
+    key = f"recommender/models/{answer['serving']}/report.html"
+    report = stack["s3"].get_object(Bucket=stack["s3"].bucket, Key=key)["Body"].read().decode()
+    assert "<h2>Quality gate</h2>" in report and "lower served by 9.0%" in report and "with visitors" in report
