@@ -172,12 +172,13 @@ class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
     id = "E9009"
     shortdesc = "The feedback table: put, delete and query for the API; scan for training, which reads the ratings"
     description = (
-        "A serving function's DynamoDB actions are PutItem, DeleteItem and Query on FeedbackTable; the training "
+        "A serving function's DynamoDB actions are PutItem, DeleteItem, ConditionCheckItem and Query on "
+        "FeedbackTable; the training "
         "function (the one given ModelPublisherPolicy) may Scan FeedbackTable, GetObject and ListBucket the "
         "RatingsUri, and write only through ModelPublisherPolicy"
     )
     tags = ["iam", "security"]
-    SERVING = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"}
+    SERVING = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"}
     TRAINING = {"dynamodb:Scan", "s3:GetObject", "s3:ListBucket"}
 
     def match(self, cfn: Any) -> list[RuleMatch]:
