@@ -11,8 +11,9 @@ of the fold-in map, so the reported users never choose anything.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +34,21 @@ MAX_USERS = 2000  # each
 #: users (ML-100K's 44k all stay; ML-10M keeps about a fifth of its users, which makes its
 #: fold-in figure conservative: the trained-in model learned from all of them).
 MAX_FIT_POSITIVES = 1_000_000
+
+
+class ItemItemSide(NamedTuple):
+    """What the folded-in blend's item-item side is fitted and scored from: the main split's G and
+    (when a < 1) SᵀS and SᵀT, the chosen (a, λ) and recency decay, LightFM's share for trained
+    users, and each user's newest training-side likes weighted by recency, as serving weighs a
+    visitor's likes given in their order."""
+
+    gram: np.ndarray
+    transitions: itemitem.Grams | None
+    setting: tuple[float, float]
+    decay: float | None
+    share: float
+    recent: sp.csr_matrix
+    transitions_of: Callable[[np.ndarray], itemitem.Grams]  # SᵀS and SᵀT of these users' training-side likes
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ def evaluate_fold_in(
     seen: sp.csr_matrix,
     test: sp.csr_matrix,
     trained_in: tuple[ScoreFn, ScoreFn],
-    blend: tuple[np.ndarray, float, float],
+    blend: ItemItemSide,
     progress: bool = False,
 ) -> FoldInResult:
     """Fold-in, popularity and the trained-in models on the same held-out users: the served blend
@@ -73,9 +89,9 @@ def evaluate_fold_in(
 
     `train`, `seen` and `test` are the main split's matrices; `trained_in` scores users with the
     models fitted on all of `train` (so they saw these users' training-side likes): LightFM alone,
-    and the served blend. `blend` is the Gram matrix of `train`, the item-item model's λ and
-    LightFM's share for trained users. The folded-in blend's item-item side is fitted without
-    the reported users too, so it never saw them either.
+    and the served blend. `blend` is what the item-item side is made of (`ItemItemSide`). The
+    folded-in blend's item-item side is fitted without the reported users too, so it never saw
+    them either: G, SᵀS and SᵀT are sums over users, so theirs are subtracted.
     """
     candidates = np.flatnonzero((np.diff(test.indptr) > 0) & (np.diff(train.indptr) > 0))
     n = int(min(MAX_USERS, max(1, round(SHARE * candidates.size))))
@@ -108,16 +124,26 @@ def evaluate_fold_in(
     # it a little in the choice, never in what is reported. Visitors get their own share: a
     # folded-in LightFM vector is rougher than a trained one, so the item-item side, which needs no
     # vector, may deserve more of their blend than of a trained user's.
-    train_gram, item_item_lambda, trained_share = blend
     started = time.perf_counter()
     theirs = itemitem.gram(train[report_users], params.threads)
-    train_gram -= theirs  # in place, and given back below: exact, counts in float32
+    sequences = blend.transitions
+    their_sequences = None if sequences is None else blend.transitions_of(report_users)
+    gram = blend.gram
+    gram -= theirs  # in place, and given back below: exact, counts in float32 (the transitions' to rounding)
+    if sequences is not None and their_sequences is not None:
+        for whole, part in zip(sequences, their_sequences, strict=True):
+            whole -= part
     try:
-        item_item = itemitem.fit_gram(train_gram, (item_item_lambda,), params.threads)[item_item_lambda]
+        item_item = itemitem.fit_settings(gram, sequences, [blend.setting], params.threads)[blend.setting]
     finally:
-        train_gram += theirs
-    del theirs
-    lightfm_folded, item_item_scores = scorer(vf, ib, train, maps[lam]), itemitem.scorer(train, item_item)
+        gram += theirs
+        if sequences is not None and their_sequences is not None:
+            for whole, part in zip(sequences, their_sequences, strict=True):
+                whole += part
+    del theirs, their_sequences
+    lightfm_folded = scorer(vf, ib, train, maps[lam])
+    item_item_scores = itemitem.scorer(blend.recent, item_item._replace(decay=blend.decay))
+    trained_share = blend.share
     if tune_users.size:
         share, grid, error = itemitem.choose_share(lightfm_folded, item_item_scores, seen, test, tune_users)
     else:

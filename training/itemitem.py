@@ -24,7 +24,7 @@ the movies (`recsys.scoring.blend`), with weights chosen on the validation split
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -32,10 +32,11 @@ import numpy as np
 import scipy.linalg as sl
 import scipy.sparse as sp
 
-from recsys.artifact import ITEM_ITEM_LIKES
+from recsys.parts import ITEM_ITEM_LIKES
 from recsys.scoring import blend, mix, standardize
-from training import ease
+from training import ease, sequence
 from training.evaluate import ScoreFn, evaluate
+from training.sequence import Transitions
 from training.split import to_matrix
 
 #: At most this many weights are kept in all (4 bytes each with their targets: 4.4 MB), `keep` per movie.
@@ -45,6 +46,15 @@ DENSE_MAX_ITEMS = 5_000
 #: λ candidates, chosen by validation ndcg@10 of the item-item model alone.
 LAMBDAS = (100.0, 200.0, 400.0)
 LAMBDAS_LARGE = (200.0, 800.0)
+#: Candidates for a, EASE's regression's share of SLIST's system (1: order ignored), chosen with λ.
+SHARES_OF_LIKES = (1.0, 0.85, 0.7, 0.55)
+SHARES_OF_LIKES_LARGE = (1.0, 0.7)
+#: How the transitions are built (`training.sequence`): measured on ML-100K's validation split.
+TRANSITIONS = Transitions(decay=5.0, span=10, window=20, positions=200)
+#: Recency decays (in likes; None: every like weighs 1) of a user's scores, chosen after (a, λ),
+#: which are chosen at `DECAY`.
+DECAYS = (None, 20.0, 40.0, 80.0)
+DECAY = 40.0
 #: LightFM's share of the blend, chosen by validation ndcg@10 of the blend (`pick_share`): 1 is
 #: LightFM alone, 0 the item-item model alone, so on validation the blend is never more than
 #: `SHARE_TOLERANCE` worse than the better of them.
@@ -71,6 +81,13 @@ class ItemItem(NamedTuple):
     lam: float
     method: str
     keep: int
+    a: float = 1.0  # EASE's regression's share of the system; the transitions' is 1 - a
+    decay: float | None = None  # a user's k-th newest like weighs exp(-k / decay) (`sequence.recency`)
+
+    @property
+    def recency(self) -> np.ndarray:
+        """The weight of a user's k-th newest like in their scores, k = 0..`ITEM_ITEM_LIKES` - 1."""
+        return sequence.recency(self.decay)
 
     @classmethod
     def empty(cls, n_items: int) -> ItemItem:
@@ -81,7 +98,7 @@ class ItemItem(NamedTuple):
     @classmethod
     def of(
         cls, sources: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int, lam: float = 0.0,
-        method: str = "given", keep: int = 0,
+        method: str = "given", keep: int = 0, a: float = 1.0,
     ) -> ItemItem:  # fmt: skip
         """B from its weights as triples (B[sources[k], targets[k]] = values[k]) over `n` movies,
         stored as served: each target's weights as int16 multiples of its largest / `QUANTA`."""
@@ -95,7 +112,7 @@ class ItemItem(NamedTuple):
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(sources, minlength=n), out=indptr[1:])
         dtype = np.uint16 if n <= np.iinfo(np.uint16).max + 1 else np.int32
-        return cls(indptr, targets[order].astype(dtype), weights[order], scales, float(lam), method, keep)
+        return cls(indptr, targets[order].astype(dtype), weights[order], scales, float(lam), method, keep, float(a))
 
     @property
     def n_items(self) -> int:
@@ -111,6 +128,8 @@ class ItemItem(NamedTuple):
         return {
             "method": self.method,
             "lambda": self.lam,
+            "a": self.a,
+            "recency_decay": self.decay,
             "kept_per_movie": self.keep,
             "weights": int(self.targets.shape[0]),
             "density": round(self.targets.shape[0] / max(1, self.n_items**2), 6),
@@ -123,27 +142,67 @@ def keep_per_item(n_items: int) -> int:
 
 
 def fit(x: sp.csr_matrix, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
-    """The item-item model of the binary likes `x` for each λ of `lams` (G computed once)."""
+    """The item-item model of the binary likes `x`, order ignored (a = 1), for each λ of `lams`."""
     return fit_gram(gram(x, threads), lams, threads)
 
 
 def fit_gram(g: np.ndarray, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
-    """The item-item model of the likes whose Gram matrix is `g`, for each λ of `lams`."""
+    """The item-item model of the likes whose Gram matrix is `g`, order ignored (a = 1), for each λ."""
+    return {lam: model for (_, lam), model in fit_settings(g, None, [(1.0, lam) for lam in lams], threads).items()}
+
+
+Grams = tuple[np.ndarray, np.ndarray]
+"""SᵀS and SᵀT of the likes' sequences (`training.sequence.grams`)."""
+
+
+def fit_settings(
+    g: np.ndarray, transitions: Grams | None, settings: Iterable[tuple[float, float]], threads: int = 2
+) -> dict[tuple[float, float], ItemItem]:
+    """The item-item model for each (a, λ) of `settings`, from G and the transitions' SᵀS and SᵀT
+    (needed when some a < 1): SLIST dense up to `DENSE_MAX_ITEMS` movies, pruned; above, each
+    movie's regression on its neighbourhood."""
+    settings = list(settings)
+    if transitions is None and any(a < 1.0 for a, _ in settings):
+        raise ValueError("a < 1 needs the transitions' SᵀS and SᵀT")
+    ss, st = transitions if transitions is not None else (g, g)
     n = g.shape[0]
     keep = keep_per_item(n)
     if n <= DENSE_MAX_ITEMS:
-        return {lam: _pruned(ease.weights(g, lam), keep, lam) for lam in lams}
-    return _local(g, neighbourhoods(g, keep, threads), lams, threads)
+        return {(a, lam): _pruned(slist_weights(g, ss, st, a, lam), keep, lam, a) for a, lam in settings}
+    return _local(g, ss, st, neighbourhoods(g, keep, threads), settings, threads)
 
 
-def _pruned(b: np.ndarray, keep: int, lam: float) -> ItemItem:
-    """EASE's dense B with each column's `keep` weights of largest magnitude kept."""
+def slist_weights(g: np.ndarray, ss: np.ndarray, st: np.ndarray, a: float, lam: float) -> np.ndarray:
+    """SLIST's dense B (float32, (n, n)): with M = a·G + (1−a)·SᵀS and N = a·G + (1−a)·SᵀT, the
+    ridge solution of both regressions at once, ``B = (M + λI)⁻¹ N``, its diagonal then zeroed.
+
+    This is SLIST's closed form without EASE's constraint diag(B) = 0 (the paper's "sr" form). The
+    diagonal only ever scores a movie its user liked, which is seen and never ranked, so zeroing it
+    changes no ranking; it keeps it out of the pruning and the blend's z-scores. Measured on
+    ML-100K's validation split, the constrained form (EASE's at a = 1) scored 0.205 at its best,
+    this one 0.214 (a 0.7, λ 200, recency 40).
+    """
+    m = np.multiply(g, np.float32(a))
+    if a < 1.0:
+        m += np.float32(1.0 - a) * ss
+    p = ease.inverse(m, lam)
+    m = np.multiply(g, np.float32(a))  # N
+    if a < 1.0:
+        m += np.float32(1.0 - a) * st
+    b = p @ m
+    b[np.diag_indices_from(b)] = 0.0
+    weights: np.ndarray = b.astype(np.float32, copy=False)
+    return weights
+
+
+def _pruned(b: np.ndarray, keep: int, lam: float, a: float = 1.0) -> ItemItem:
+    """The dense B with each column's `keep` weights of largest magnitude kept."""
     n = b.shape[0]
     sources = np.argpartition(-np.abs(b), keep - 1, axis=0)[:keep]  # (keep, n): for each target
     targets = np.broadcast_to(np.arange(n), sources.shape)
     values = b[sources, targets]
-    method = f"EASE, the {keep} largest weights into each movie kept"
-    return ItemItem.of(sources.ravel(), targets.ravel(), values.ravel(), n, lam, method, keep)
+    method = f"SLIST (dense), the {keep} largest weights into each movie kept"
+    return ItemItem.of(sources.ravel(), targets.ravel(), values.ravel(), n, lam, method, keep, a)
 
 
 def gram(x: sp.csr_matrix, threads: int = 2) -> np.ndarray:
@@ -216,49 +275,62 @@ def neighbourhoods(g: np.ndarray, m: int, threads: int = 2) -> np.ndarray:
     return near
 
 
-def _local(g: np.ndarray, near: np.ndarray, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
-    """Each movie's ridge regression on its neighbourhood, ``B[N, j] = (G[N,N] + λI)⁻¹ G[N, j]``,
-    for each λ of `lams`.
+def _local(
+    g: np.ndarray, ss: np.ndarray, st: np.ndarray, near: np.ndarray, settings: list[tuple[float, float]],
+    threads: int = 2,
+) -> dict[tuple[float, float], ItemItem]:  # fmt: skip
+    """Each movie's ridge regression on its neighbourhood N, ``B[N, j] = (M[N,N] + λI)⁻¹ N[N, j]``
+    with M = a·G + (1−a)·SᵀS and N = a·G + (1−a)·SᵀT (`slist_weights`), for each (a, λ).
 
-    G[N,N] is gathered once for every λ, by flat positions (`np.take`: half the time of a 2-D
-    fancy index; the gather is most of the cost: 113M scattered reads at the ML-10M shape), and
-    solved by Cholesky (G[N,N] + λI is symmetric positive definite; two thirds of the time of LU).
+    The blocks of G (and of SᵀS, SᵀT) are gathered once for every setting, by flat positions
+    (`np.take`: half the time of a 2-D fancy index; the gather is most of the cost: 113M scattered
+    reads at the ML-10M shape), and solved by Cholesky (M[N,N] + λI is symmetric positive
+    definite; two thirds of the time of LU).
     """
     n, m = near.shape
-    lams = tuple(lams)
-    values = {lam: np.zeros((n, m), dtype=np.float32) for lam in lams}
-    flat = g.reshape(-1)
+    values = {setting: np.zeros((n, m), dtype=np.float32) for setting in settings}
+    ordered = any(a < 1.0 for a, _ in settings)
     diagonal = np.arange(m)
 
     def solve(start: int) -> None:
         rows = np.arange(start, min(n, start + 256))
         sources = near[rows].astype(np.int64)
-        gathered = np.take(flat, (sources * n)[:, :, None] + sources[:, None, :])
-        b = np.take(flat, sources * n + rows[:, None])[..., None]
-        for lam in lams:
-            a = gathered.copy()
-            a[:, diagonal, diagonal] += np.float32(lam)
-            values[lam][rows] = sl.cho_solve((np.linalg.cholesky(a), True), b)[..., 0]
+        block, column = (sources * n)[:, :, None] + sources[:, None, :], sources * n + rows[:, None]
+        gathered, b = np.take(g.reshape(-1), block), np.take(g.reshape(-1), column)[..., None]
+        if ordered:
+            ss_block, st_column = np.take(ss.reshape(-1), block), np.take(st.reshape(-1), column)[..., None]
+        for a, lam in settings:
+            lhs, rhs = gathered * np.float32(a), b * np.float32(a)
+            if a < 1.0:
+                lhs += ss_block * np.float32(1.0 - a)
+                rhs += st_column * np.float32(1.0 - a)
+            lhs[:, diagonal, diagonal] += np.float32(lam)
+            values[a, lam][rows] = sl.cho_solve((np.linalg.cholesky(lhs), True), rhs)[..., 0]
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         list(pool.map(solve, range(0, n, 256)))
     targets = np.repeat(np.arange(n), m)
-    method = f"EASE's regression of each movie on its {m} nearest movies (cosine of the likes)"
-    return {lam: ItemItem.of(near.ravel(), targets, v.ravel(), n, lam, method, m) for lam, v in values.items()}
+    method = f"SLIST's regression of each movie on its {m} nearest movies (cosine of the likes)"
+    return {(a, lam): ItemItem.of(near.ravel(), targets, v.ravel(), n, lam, method, m, a)
+            for (a, lam), v in values.items()}  # fmt: skip
 
 
 def recent_likes(
     users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, order: np.ndarray, shape: tuple[int, int],
-    cap: int = ITEM_ITEM_LIKES,
+    cap: int = ITEM_ITEM_LIKES, recency: np.ndarray | None = None,
 ) -> sp.csr_matrix:  # fmt: skip
-    """The binary likes matrix of each user's newest `cap` likes (ties: the later line), as serving
-    takes them from the history (newest first: `recsys.artifact.ModelArtifact.newest_likes`)."""
+    """The likes matrix of each user's newest `cap` likes (ties: the later line), as serving takes
+    them from the history (newest first: `recsys.artifact.ModelArtifact.newest_likes`), the k-th
+    newest weighing ``recency[k]`` (default 1, float32)."""
     newest = np.lexsort((-order, -timestamps, users))
     grouped = users[newest]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if grouped.size else grouped
     rank = np.arange(grouped.size) - np.repeat(starts, np.diff(np.r_[starts, grouped.size]))
-    keep = newest[rank < cap]
-    return to_matrix(users[keep], items[keep], shape)
+    kept = rank < cap
+    keep = newest[kept]
+    if recency is None:
+        return to_matrix(users[keep], items[keep], shape)
+    return sp.csr_matrix((recency[rank[kept]], (users[keep], items[keep])), shape=shape, dtype=np.float32)
 
 
 def scorer(likes: sp.csr_matrix, model: ItemItem) -> ScoreFn:
@@ -281,6 +353,32 @@ def choose_lambda(
     grid = {f"{lam:g}": round(evaluate(scorer(likes, model), seen, relevant, users=users)["ndcg@10"], 6)
             for lam, model in models.items()}  # fmt: skip
     return max(models, key=lambda lam: grid[f"{lam:g}"]), grid
+
+
+def choose_setting(
+    models: dict[tuple[float, float], ItemItem], likes: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_matrix,
+    users: np.ndarray | None,
+) -> tuple[tuple[float, float], dict[str, float]]:  # fmt: skip
+    """The (a, λ) with the best validation ndcg@10 of the item-item model alone (scored from the
+    recency-weighted `likes`), and each candidate's, keyed ``"a=0.7 λ=200"``."""
+    grid = {label(*key): round(evaluate(scorer(likes, model), seen, relevant, users=users)["ndcg@10"], 6)
+            for key, model in models.items()}  # fmt: skip
+    return max(models, key=lambda key: grid[label(*key)]), grid
+
+
+def label(a: float, lam: float) -> str:
+    return f"a={a:g} λ={lam:g}"
+
+
+def choose_decay(
+    model: ItemItem, likes_at: Callable[[np.ndarray], sp.csr_matrix], seen: sp.csr_matrix, relevant: sp.csr_matrix,
+    users: np.ndarray | None,
+) -> tuple[float | None, dict[str, float]]:  # fmt: skip
+    """The recency decay (`DECAYS`) with the best validation ndcg@10 of `model`, and each one's
+    (keyed ``"none"`` for equal weights); `likes_at(recency)` gives the likes weighted by it."""
+    grid = {f"{decay or 'none'}": round(evaluate(scorer(likes_at(sequence.recency(decay)), model), seen, relevant,
+                                                 users=users)["ndcg@10"], 6) for decay in DECAYS}  # fmt: skip
+    return max(DECAYS, key=lambda decay: grid[f"{decay or 'none'}"]), grid
 
 
 def choose_share(

@@ -252,6 +252,7 @@ def build_artifact(
         item_item_targets=item_item.targets.astype(item_dtype),
         item_item_weights=item_item.weights,
         item_item_scales=item_item.scales,
+        item_item_recency=item_item.recency,
         blend_shares=np.array([share, 1.0 - share], dtype=np.float32),
         visitor_shares=np.array([visitor, 1.0 - visitor], dtype=np.float32),
         neighbours=neighbours,

@@ -20,7 +20,7 @@ import numpy as np
 
 import recsys
 from recsys.parts import SCHEMA_VERSION
-from training import ease, foldin, itemitem
+from training import ease, foldin, itemitem, sequence
 from training import model as lfm
 from training import visitors as visitors_
 from training.cleaning import Interactions
@@ -59,8 +59,13 @@ def train_and_evaluate(
     def matrix(rows: np.ndarray) -> Any:
         return to_matrix(data.users[rows], data.items[rows], shape)
 
-    def recent(rows: np.ndarray) -> Any:  # what a trained user's item-item side reads, as served
-        return itemitem.recent_likes(data.users[rows], data.items[rows], data.timestamps[rows], data.order[rows], shape)
+    def recent(rows: np.ndarray, recency: np.ndarray | None = None) -> Any:  # a user's item-item side, as served
+        return itemitem.recent_likes(data.users[rows], data.items[rows], data.timestamps[rows], data.order[rows], shape,
+                                     recency=recency)  # fmt: skip
+
+    def transitions(rows: np.ndarray) -> itemitem.Grams:  # SᵀS and SᵀT of these likes' sequences
+        ordered = rows[sequence.chronological(data.users[rows], data.timestamps[rows], data.order[rows])]
+        return sequence.grams(data.users[ordered], data.items[ordered], shape[1], itemitem.TRANSITIONS, params.threads)
 
     # the site's visitors train and are never held out: the splits and evaluation are the dataset's
     published = _published_users(data, visitors)
@@ -97,19 +102,30 @@ def train_and_evaluate(
         with phases("validation fit"):  # the blend's share is chosen against it
             val_model, _, _ = lfm.fit(params, val_train.tocoo(), features, epochs, desc="validate", progress=progress)
     with phases("item-item: validation"):
-        # λ on the item-item model alone, then LightFM's share of the blend, on validation users only
+        # (a, λ) of the item-item model alone, then its recency decay, then LightFM's share of the
+        # blend, on validation users only
         tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
-        lambdas = itemitem.LAMBDAS if shape[1] <= itemitem.DENSE_MAX_ITEMS else itemitem.LAMBDAS_LARGE
+        dense = shape[1] <= itemitem.DENSE_MAX_ITEMS
+        lambdas = itemitem.LAMBDAS if dense else itemitem.LAMBDAS_LARGE
+        shares_of_likes = itemitem.SHARES_OF_LIKES if dense else itemitem.SHARES_OF_LIKES_LARGE
+        settings = [(a, lam) for a in shares_of_likes for lam in lambdas]
         gram = itemitem.gram(val_train, params.threads)  # grown below into the later splits' in place
-        candidates = itemitem.fit_gram(gram, lambdas, params.threads)
-        val_recent = recent(period[val.train])
-        ii_lambda, lambda_grid = itemitem.choose_lambda(candidates, val_recent, val_seen, val_test, tune)
-        val_item_item = itemitem.scorer(val_recent, candidates[ii_lambda])
+        val_rows = period[val.train]
+        candidates = itemitem.fit_settings(gram, transitions(val_rows), settings, params.threads)
+        val_recent = recent(val_rows, sequence.recency(itemitem.DECAY))
+        setting, setting_grid = itemitem.choose_setting(candidates, val_recent, val_seen, val_test, tune)
+        decay, decay_grid = itemitem.choose_decay(
+            candidates[setting], lambda weights: recent(val_rows, weights), val_seen, val_test, tune
+        )
+        unordered = max((key for key in candidates if key[0] == 1.0), key=lambda k: setting_grid[itemitem.label(*k)])
+        a, ii_lambda = setting
+        val_item_item = itemitem.scorer(recent(val_rows, sequence.recency(decay)), candidates[setting])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
         share, share_grid, share_se = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
         val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
         del candidates, val_model
-    print(f"served blend: {share:g} LightFM + {1 - share:g} item-item (λ {ii_lambda:g}), chosen on validation")
+    print(f"served blend: {share:g} LightFM + {1 - share:g} item-item (a {a:g}, λ {ii_lambda:g}, recency decay "
+          f"{decay or 'none'}), chosen on validation")  # fmt: skip
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)
     with phases("evaluation fit and scores"):
         model, _, _ = lfm.fit(params, train_m.tocoo(), features, epochs, desc="evaluate", progress=progress)
@@ -123,12 +139,22 @@ def train_and_evaluate(
         # the training side holds the validation side's likes and more (`grow_gram`)
         in_val = np.zeros(split.train.shape, dtype=bool)
         in_val[period[val.train]] = True
+        train_rows = np.flatnonzero(split.train)
         train_gram = itemitem.grow_gram(gram, val_train, matrix(split.train & ~in_val), params.threads)
-        item_item = itemitem.fit_gram(train_gram, (ii_lambda,), params.threads)[ii_lambda]
-        item_item_scores = itemitem.scorer(recent(split.train), item_item)
+        train_seq = transitions(train_rows) if a < 1.0 else None
+        wanted = {setting, unordered} if dense else {setting}  # the ablation costs a fit: above, only if it is free
+        fitted = itemitem.fit_settings(train_gram, train_seq, wanted, params.threads)
+        item_item = fitted[setting]._replace(decay=decay)
+        train_recent = recent(train_rows, item_item.recency)
+        item_item_scores = itemitem.scorer(train_recent, item_item)
         results["item_item"] = evaluate(item_item_scores, seen_m, test_m, users=sample)
+        if unordered in fitted:  # the same model with order ignored: no transitions, every like weighing 1
+            results["item_item_unordered"] = evaluate(
+                itemitem.scorer(recent(train_rows), fitted[unordered]), seen_m, test_m, users=sample
+            )
         served = itemitem.blend_scorer(trained, item_item_scores, share)
         results["served"] = evaluate(served, seen_m, test_m, users=sample)
+        del fitted
     baseline: dict[str, Any]
     reason = ease.skipped(shape[1], params.ease)
     if reason is not None:
@@ -151,7 +177,8 @@ def train_and_evaluate(
             seen_m,
             test_m,
             (trained, served),
-            (train_gram, ii_lambda, share),
+            foldin.ItemItemSide(train_gram, train_seq, setting, decay, share, train_recent,
+                                lambda users: transitions(train_rows[np.isin(data.users[train_rows], users)])),
             progress,
         )
     phases.seconds["fold-in item-item"] = folded.item_item_seconds  # within the phase above
@@ -159,8 +186,10 @@ def train_and_evaluate(
         final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     with phases("item-item: final fit"):
         full_gram = itemitem.grow_gram(train_gram, train_m, matrix(liked & ~split.train), params.threads)
-        item_item = itemitem.fit_gram(full_gram, (ii_lambda,), params.threads)[ii_lambda]
-        del gram, train_gram, full_gram
+        del train_seq
+        full_seq = transitions(np.flatnonzero(liked)) if a < 1.0 else None
+        item_item = itemitem.fit_settings(full_gram, full_seq, [setting], params.threads)[setting]._replace(decay=decay)
+        del gram, train_gram, full_gram, full_seq
     train_s = time.perf_counter() - started
 
     version = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"  # sortable by time; unique per run
@@ -186,7 +215,12 @@ def train_and_evaluate(
             "normalization": "each model's scores z-scored over all movies, per user, then mixed by the shares",
             "item_item": item_item.describe(),
             "chosen_on": "validation",
-            "validation_ndcg@10": {"lambda": lambda_grid, "lightfm_share": share_grid},
+            "validation_ndcg@10": {"a_lambda": setting_grid, "recency_decay": decay_grid, "lightfm_share": share_grid},
+            "order_ignored": {"a": unordered[0], "lambda": unordered[1], "recency_decay": None,
+                              **({} if "item_item_unordered" in results else {"skipped": (
+                                  f"{shape[1]:,} movies: above {itemitem.DENSE_MAX_ITEMS:,} the ablation costs a "
+                                  "neighbourhood fit of its own")})},
+            "transitions": itemitem.TRANSITIONS.describe(),
             "validation": {"ndcg@10": share_grid[f"{share:g}"],
                            "users": int(np.count_nonzero(np.diff(val_test.indptr)) if tune is None else tune.size)},
         },

@@ -60,8 +60,11 @@ def render(metrics: dict[str, Any]) -> bytes:
     blend = metrics.get("served")
     served = (
         f"Served: {blend['shares']['lightfm']:g} × LightFM + {blend['shares']['item_item']:g} × item-item "
-        f"({blend['item_item']['method']}, λ = {blend['item_item']['lambda']:g}, {blend['item_item']['weights']:,} "
-        f"weights), {blend['normalization']}; shares and λ chosen on validation. Visitors (folded in): "
+        f"({blend['item_item']['method']}, a = {blend['item_item'].get('a', 1):g}, "
+        f"λ = {blend['item_item']['lambda']:g}, "
+        f"a user's k-th newest like weighing {_decay(blend['item_item'].get('recency_decay'))}, "
+        f"{blend['item_item']['weights']:,} weights), {blend['normalization']}; shares, a, λ and the decay chosen on "
+        "validation. Visitors (folded in, their likes in the order given): "
         f"{blend['visitor_shares']['lightfm']:g} × LightFM + {blend['visitor_shares']['item_item']:g} × item-item, "
         "chosen on users left out of a fit."
         if blend
@@ -121,12 +124,17 @@ def _gate(gate: dict[str, Any]) -> str:
             f"<table><thead><tr><th>figure</th>{heads}</tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
 
 
+def _decay(decay: float | None) -> str:
+    return "1 (order ignored)" if decay is None else f"exp(-k / {decay:g})"
+
+
 def _figure(value: Any) -> str:
     return "–" if value is None else f"{float(value):.4f}"
 
 
 FOLD_IN_METRICS = ("precision@10", "recall@10", "ndcg@10")
-LABELS = {"served": "served blend", "lightfm": "LightFM", "item_item": "item-item", "popularity": "popularity",
+LABELS = {"served": "served blend", "lightfm": "LightFM", "item_item": "item-item (SLIST)",
+          "item_item_unordered": "item-item, order ignored", "popularity": "popularity",
           "ease": "EASE (dense)"}  # fmt: skip
 
 

@@ -18,7 +18,7 @@ function read() {
 }
 
 function write(movies) {
-  localStorage.setItem(KEY, JSON.stringify(movies.slice(0, MAX)));
+  localStorage.setItem(KEY, JSON.stringify(movies.slice(-MAX))); // oldest first: past the API's limit the oldest go
   for (const button of document.querySelectorAll("button[data-like]")) paint(button);
   for (const listener of listeners) listener(movies);
 }

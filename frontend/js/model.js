@@ -72,7 +72,8 @@ async function main() {
     ...fact("Masked", split.seen_masked),
     ...(served ? fact("Served", `${served.shares.lightfm} × LightFM + ${served.shares.item_item} × item-item, ${served.normalization}; chosen on the validation split`) : []),
     ...(served?.visitor_shares ? fact("Served to visitors", `${served.visitor_shares.lightfm} × LightFM (folded in) + ${served.visitor_shares.item_item} × item-item; chosen on users left out of a fit and folded in`) : []),
-    ...(served ? fact("Item-item", `${served.item_item.method}, λ = ${served.item_item.lambda}, ${served.item_item.weights} weights (${served.item_item.dtype})`) : []),
+    ...(served ? fact("Item-item", `${served.item_item.method}, a = ${served.item_item.a ?? 1} (the rest learns which movies are liked next), λ = ${served.item_item.lambda}, ${served.item_item.weights} weights (${served.item_item.dtype})`) : []),
+    ...(served ? fact("Order", served.item_item.recency_decay ? `a user's k-th newest like weighs exp(−k / ${served.item_item.recency_decay}); a visitor's likes count in the order they were made` : "ignored: every like weighs the same") : []),
     ...fact("EASE (dense, a yardstick)", ease.lambda !== undefined ? `λ = ${ease.lambda}, chosen on the validation split` : `not scored: ${ease.skipped ?? "not run"}`),
   );
   const m = model.metrics.models;
@@ -80,7 +81,7 @@ async function main() {
   $("metrics").tBodies[0].replaceChildren(...Object.keys(m.lightfm).filter((k) => k !== "users").map((name) => {
     const ours = (m.served ?? m.lightfm)[name], base = m.popularity[name];
     return el("tr", {}, el("th", { scope: "row", text: name }), cell(m.served?.[name]), cell(m.lightfm[name]),
-      cell(m.item_item?.[name]), cell(base), cell(m.ease?.[name]),
+      cell(m.item_item?.[name]), cell(m.item_item_unordered?.[name]), cell(base), cell(m.ease?.[name]),
       el("td", { text: base ? `${(ours / base).toFixed(2)}×` : "–" }));
   }));
   const folded = model.metrics.fold_in;

@@ -13,7 +13,7 @@ from recsys.config import Settings
 from recsys.store import LocalReader, ModelStore
 from recsys.uri import ModelUri
 from tests import data
-from training import itemitem
+from training import itemitem, sequence
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import read_ratings
@@ -44,7 +44,12 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     assert f"{metrics['ease']['lambda']:g}" in metrics["ease"]["validation_ndcg@10"]
     blend = metrics["served"]
     assert blend["components"] == ["lightfm", "item_item"] and sum(blend["shares"].values()) == pytest.approx(1)
-    assert f"{blend['item_item']['lambda']:g}" in blend["validation_ndcg@10"]["lambda"]
+    chosen = blend["item_item"]
+    assert itemitem.label(chosen["a"], chosen["lambda"]) in blend["validation_ndcg@10"]["a_lambda"]
+    assert f"{chosen['recency_decay'] or 'none'}" in blend["validation_ndcg@10"]["recency_decay"]
+    np.testing.assert_allclose(model.item_item_recency, sequence.recency(chosen["recency_decay"]))
+    # what each piece buys, on the same split: order ignored (a = 1, every like alike) beside the rest
+    assert "item_item_unordered" in metrics["models"] and blend["order_ignored"]["a"] == 1.0
     assert f"{blend['shares']['lightfm']:g}" in blend["validation_ndcg@10"]["lightfm_share"]
     np.testing.assert_allclose(model.blend_shares, [blend["shares"]["lightfm"], blend["shares"]["item_item"]])
     visitors = blend["visitor_shares"]
@@ -174,9 +179,14 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # GIVEN the real pipeline, with what it hands the item-item fits and the choosers recorded
     from training import foldin, itemitem, pipeline
 
-    splits, fitted, chosen, visitors, folded_in, grown = [], [], [], [], [], []
+    splits, fitted, chosen, visitors, folded_in, grown, sequences = [], [], [], [], [], [], []
     real_split, real_gram, real_grow = pipeline.make_split, itemitem.gram, itemitem.grow_gram
-    real_lambda, real_share = itemitem.choose_lambda, itemitem.choose_share
+    real_setting, real_decay, real_share = itemitem.choose_setting, itemitem.choose_decay, itemitem.choose_share
+    real_grams = sequence.grams
+
+    def grams(users: object, items: object, *args: object, **kwargs: object) -> object:
+        sequences.append(set(zip(users.tolist(), items.tolist(), strict=True)))  # type: ignore[attr-defined]
+        return real_grams(users, items, *args, **kwargs)  # type: ignore[arg-type]
 
     def split(*args: object, **kwargs: object) -> object:
         splits.append(real_split(*args, **kwargs))  # type: ignore[arg-type]
@@ -191,12 +201,19 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
         grown.append(real_grow(g, x, more, *args, **kwargs))  # type: ignore[arg-type]
         return grown[-1]
 
-    def choose_lambda(models: object, likes: object, seen: object, relevant: object, users: object) -> object:
+    def choose_setting(models: object, likes: object, seen: object, relevant: object, users: object) -> object:
         chosen.extend([likes, seen, relevant])
-        return real_lambda(models, likes, seen, relevant, users)  # type: ignore[arg-type]
+        return real_setting(models, likes, seen, relevant, users)  # type: ignore[arg-type]
+
+    def choose_decay(model: object, likes_at: object, seen: object, relevant: object, users: object) -> object:
+        def recorded(recency: object) -> object:
+            chosen.append(likes_at(recency))  # type: ignore[operator]
+            return chosen[-1]
+
+        return real_decay(model, recorded, seen, relevant, users)  # type: ignore[arg-type]
 
     def choose_share(lightfm: object, item_item: object, seen: object, relevant: object, users: object) -> object:
-        if len(chosen) == 3:  # the first, after λ's: for trained users, on validation
+        if len(chosen) == 3 + len(itemitem.DECAYS):  # the first, after (a, λ) and the decay: on validation
             chosen.extend([seen, relevant])
         else:  # the second: for visitors, on users left out of the fold-in's fit
             visitors.append(set(users.tolist()))  # type: ignore[attr-defined]
@@ -212,18 +229,24 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     monkeypatch.setattr(pipeline, "make_split", split)
     monkeypatch.setattr(itemitem, "gram", gram)
     monkeypatch.setattr(itemitem, "grow_gram", grow_gram)
-    monkeypatch.setattr(itemitem, "choose_lambda", choose_lambda)
+    monkeypatch.setattr(itemitem, "choose_setting", choose_setting)
+    monkeypatch.setattr(itemitem, "choose_decay", choose_decay)
+    monkeypatch.setattr(sequence, "grams", grams)
     monkeypatch.setattr(itemitem, "choose_share", choose_share)
     raw = read_ratings(checkerboard_dir)
     data_ = clean(raw, 4.0, 0.01)
     params = lfm.TrainParams(components=8, epochs=5, threads=1, early_stopping=False)
     # WHEN it trains
     pipeline.train_and_evaluate(data_, raw.movies, params, progress=False)
-    # THEN the first split is the test split; every like it holds out is absent from what chose λ and
-    # the shares, and from the likes of every Gram matrix an item-item model was fitted on but the final one
+    # THEN the first split is the test split; every like it holds out is absent from what chose (a, λ),
+    # the recency decay and the shares, from the likes of every Gram matrix an item-item model was
+    # fitted on but the final one, and from every sequence the transitions were learned from but the final one
     test = splits[0].test
     held_out = set(zip(data_.users[test].tolist(), data_.items[test].tolist(), strict=True))
-    assert held_out and len(chosen) == 5 and len(visitors) == 1
+    assert held_out and len(chosen) == 5 + len(itemitem.DECAYS) and len(visitors) == 1
+    assert sequences and all(not held_out & likes for likes in sequences[:-1] or sequences)
+    if len(sequences) > 1:  # the order was learned from (a < 1): the final fit's sequences hold every like
+        assert held_out <= sequences[-1]
     assert len(fitted) == 4  # validation, the training side grown from it, the fold-in's users, everything
     for matrix in [fitted[0], fitted[1], *chosen]:
         coo = matrix.tocoo()  # type: ignore[attr-defined]

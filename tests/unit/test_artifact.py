@@ -33,6 +33,7 @@ def tiny(**changes: object) -> ModelArtifact:
         item_biases=np.zeros(4, np.float32), neighbours=neighbours, neighbour_sims=neighbour_sims,
         item_item_indptr=np.zeros(5, np.int64), item_item_targets=np.zeros(0, np.int16),
         item_item_weights=np.zeros(0, np.int16), item_item_scales=np.zeros(4, np.float32),
+            item_item_recency=np.ones(256, np.float32),
         blend_shares=np.array([1, 0], np.float32), visitor_shares=np.array([1, 0], np.float32),
         popularity=np.array([2, 0, 1, 3], np.int32), like_counts=np.array([5, 3, 9, 1], np.int32),
         history_indptr=np.array([0, 1, 2, 2], np.int64), history_items=np.array([0, 2], np.int16),

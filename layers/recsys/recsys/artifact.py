@@ -25,14 +25,10 @@ from typing import Any, Literal
 import numpy as np
 
 from recsys import scoring
-from recsys.parts import MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dump_part
+from recsys.parts import ITEM_ITEM_LIKES, MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dump_part
 from recsys.search import SearchIndex
 
 _EPOCH = dt.date(1970, 1, 1)
-#: A trained user's item-item scores come from their newest likes, at most this many: the sum's
-#: cost grows with the likes (8 ms for the heaviest user at the ML-10M shape), and training
-#: evaluates the same cap (`training.itemitem.recent_likes`).
-ITEM_ITEM_LIKES = 256
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -55,7 +51,11 @@ class ModelArtifact:
     item_item_scales : ndarray of float32, shape (n_items,)
         The sparse item-item model (`training.itemitem`), CSR by liked item: row i lists the
         items i points at and how much (a weight into item j is ``weight * item_item_scales[j]``);
-        a user's item-item scores are the sum of the rows of the items they like.
+        a user's item-item scores are the sum of the rows of the items they like, each weighted
+        by its recency.
+    item_item_recency : ndarray of float32, shape (ITEM_ITEM_LIKES,)
+        The weight of a user's k-th newest like (k = 0: the newest) in their item-item scores,
+        chosen by training on its validation split (all ones: order ignored).
     blend_shares : ndarray of float32, shape (2,)
         LightFM's and the item-item model's shares of a trained user's personalized score, each
         model's scores z-scored per user first (`scoring.blend`); chosen by training on its
@@ -111,6 +111,7 @@ class ModelArtifact:
     item_item_targets: np.ndarray
     item_item_weights: np.ndarray
     item_item_scales: np.ndarray
+    item_item_recency: np.ndarray
     blend_shares: np.ndarray
     visitor_shares: np.ndarray
     neighbours: np.ndarray
@@ -248,13 +249,15 @@ class ModelArtifact:
             self.user_factors[u], float(self.user_biases[u]), self.item_factors, self.item_biases
         )
 
-    def item_item_scores(self, liked: np.ndarray, shares: np.ndarray) -> np.ndarray:
-        """The item-item model's scores of every item for someone who likes `liked` (item indices);
-        all zeros when its share of their blend, `shares`, is 0 (what it adds then)."""
+    def item_item_scores(self, newest: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """The item-item model's scores of every item for someone whose newest likes are `newest`
+        (item indices, newest first, at most `ITEM_ITEM_LIKES`), each weighted by its recency; all
+        zeros when the model's share of their blend, `shares`, is 0 (what it adds then)."""
         if not shares[1]:
             return np.zeros(self.n_items, dtype=np.float32)
         return scoring.item_item_scores(
-            self.item_item_indptr, self.item_item_targets, self.item_item_weights, self.item_item_scales, liked
+            self.item_item_indptr, self.item_item_targets, self.item_item_weights, self.item_item_scales, newest,
+            self.item_item_recency[: newest.size],
         )
 
     def personal_scores(self, u: int) -> np.ndarray:
@@ -283,14 +286,16 @@ class ModelArtifact:
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for a visitor the model was not trained on: LightFM's side folded in
-        from `liked`, the item-item side from `liked` directly, blended by the visitors' shares.
+        from `liked`, the item-item side from their newest `ITEM_ITEM_LIKES` likes weighted by
+        recency, as a trained user's, blended by the visitors' shares.
 
-        `liked` (unique item indices, at least one) and `exclude` (item indices) are never returned.
-        Returns ``(items, scores)`` as `recommend` does.
+        `liked` (unique item indices, newest first, at least one) and `exclude` (item indices) are
+        never returned. Returns ``(items, scores)`` as `recommend` does.
         """
         vector = scoring.fold_in(self.item_factors, liked, self.fold_in_map)
         lightfm = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
-        scores = scoring.blend(lightfm, self.item_item_scores(liked, self.visitor_shares), self.visitor_shares)
+        newest = liked[:ITEM_ITEM_LIKES]
+        scores = scoring.blend(lightfm, self.item_item_scores(newest, self.visitor_shares), self.visitor_shares)
         scores[liked] = -np.inf
         scores[exclude] = -np.inf
         return self._best(scores, k, genre_bit)
@@ -335,27 +340,31 @@ class ModelArtifact:
         return self.because_liked(self.newest_likes(u), items, n)
 
     def because_liked(self, liked: np.ndarray, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
-        """For each item, up to `n` of the `liked` item indices behind it, best first.
+        """For each item, up to `n` of the `liked` item indices (newest first) behind it, best first.
 
-        Those whose item-item weight towards the item is positive, largest first: what they add
-        to its score, said directly. When none has, LightFM's side put it there: the liked items
-        whose vectors are the most cosine-similar to it.
+        Those among the newest `ITEM_ITEM_LIKES` whose weighted row adds to the item's score (its
+        item-item weight towards the item times the like's recency is positive), most first: what
+        they add, said directly. When none has, LightFM's side put it there: the liked items whose
+        vectors are the most cosine-similar to it.
         """
+        liked = liked[:ITEM_ITEM_LIKES]
         if liked.size == 0:
             return [np.empty(0, dtype=np.int64) for _ in items]
         # One pass over the liked items' rows finds every positive weight into a pick (a heavy
-        # user's rows hold hundreds of thousands), then each pick's are ordered: largest first
-        # (into one item, one scale: the int16 weights compare as they are), ties by liked item.
+        # user's rows hold hundreds of thousands), then each pick's are ordered: most added first
+        # (into one item, one scale: the int16 weights times the recency compare as they are),
+        # ties by liked item.
         slot = np.full(self.n_items, -1, dtype=np.int64)
         slot[items] = np.arange(items.size)
         rows = scoring.rows_of(self.item_item_indptr, liked)
         at = slot[self.item_item_targets[rows]]
         hits = np.flatnonzero(at >= 0)
-        weights = self.item_item_weights[rows[hits]].astype(np.int32)
-        positive = weights > 0
-        hits, weights = hits[positive], weights[positive]
         ends = np.cumsum(self.item_item_indptr[liked + 1] - self.item_item_indptr[liked])
-        sources, at = liked[np.searchsorted(ends, hits, side="right")], at[hits]
+        place = np.searchsorted(ends, hits, side="right")  # which like each hit's row is
+        weights = self.item_item_weights[rows[hits]].astype(np.float32) * self.item_item_recency[place]
+        positive = weights > 0
+        hits, weights, place = hits[positive], weights[positive], place[positive]
+        sources, at = liked[place], at[hits]
         order = np.lexsort((sources, -weights, at))
         sources, bounds = sources[order], np.searchsorted(at[order], np.arange(items.size + 1))
         reasons = []

@@ -43,8 +43,8 @@ from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
 MODELS = "models"
-SCHEMA_VERSION = 5  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item;
-# 5: item-item weights as int16 scaled per movie
+SCHEMA_VERSION = 6  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item;
+# 5: item-item weights as int16 scaled per movie; 6: recency weights of a user's newest likes
 
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
@@ -267,6 +267,10 @@ def load_part(data: bytes | bytearray, *, name: str, version: str, sha256: str, 
 
 #: The most neighbours an item keeps (the API's largest k).
 MAX_NEIGHBOURS = 100
+#: A user's item-item scores come from their newest likes, at most this many: the sum's cost grows
+#: with the likes (8 ms for the heaviest user at the ML-10M shape), and training evaluates the same
+#: cap (`training.itemitem.recent_likes`).
+ITEM_ITEM_LIKES = 256
 
 
 class Spec(NamedTuple):
@@ -304,6 +308,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "item_item_targets": Spec(dtypes=_INDEX, shape=("weights",)),
         "item_item_weights": Spec(dtypes=("int16",), shape=("weights",)),
         "item_item_scales": Spec(dtypes=("float32",), shape=("items",)),
+        "item_item_recency": Spec(dtypes=("float32",), shape=("recent",)),
         "blend_shares": Spec(dtypes=("float32",), shape=("shares",)),
         "visitor_shares": Spec(dtypes=("float32",), shape=("shares",)),
     },
@@ -332,7 +337,7 @@ CHECK_ORDER = ("catalog", "histories", "ratings", "item_vectors", "item_item", "
 #: The parts a model is published in, and the fields of each. Every function loads "catalog".
 PARTS: dict[str, tuple[str, ...]] = {name: tuple(fields) for name, fields in SPECS.items()}
 _FINITE = ("item_factors", "item_biases", "fold_in_map", "user_factors", "user_biases", "item_item_scales",
-           "blend_shares", "visitor_shares")  # fmt: skip
+           "blend_shares", "visitor_shares", "item_item_recency")  # fmt: skip
 
 
 def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
@@ -348,7 +353,7 @@ def check_parts(parts: Mapping[str, Mapping[str, Any]]) -> None:
         raise ValueError("no catalog part: every model needs it")
     if "ratings" in parts and "histories" not in parts:
         raise ValueError("the ratings part needs the histories part")
-    dims: dict[str, int] = {"shares": 2}  # LightFM's and the item-item model's
+    dims: dict[str, int] = {"shares": 2, "recent": ITEM_ITEM_LIKES}  # the blend's two models; the newest likes read
     for name in sorted(parts, key=lambda n: CHECK_ORDER.index(n) if n in CHECK_ORDER else -1):
         if name not in PARTS:
             raise ValueError(f"unknown part {name!r}")
@@ -417,6 +422,9 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
                 raise ValueError(f"{name}: expected non-negative shares, not all zero")
         if fields["item_item_scales"].size and fields["item_item_scales"].min() < 0:
             raise ValueError("item_item_scales: negative")
+        recency = fields["item_item_recency"]
+        if recency.min() < 0 or recency.max() > 1 or np.any(np.diff(recency) > 0):
+            raise ValueError("item_item_recency: expected weights in [0, 1], never rising with a like's age")
     if part == "neighbours":
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():

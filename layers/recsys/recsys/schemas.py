@@ -43,7 +43,8 @@ class Taste(NamedTuple):
         tuple[TasteId, ...],
         Spec(
             max_length=MAX_TASTE_IDS,
-            description="Movie ids the visitor likes; duplicates count once, unknown ids are ignored",
+            description="Movie ids the visitor likes, in the order they liked them: the last is the newest and "
+            "weighs most; a repeated id counts once, where it is last; unknown ids are ignored",
         ),
     ]
     disliked: Annotated[
@@ -137,7 +138,7 @@ class TasteRecommendations(TypedDict):
         Literal["no_known_likes"] | None,
         doc("No liked id is in the model: popularity answered, minus the liked and disliked movies"),
     ]
-    liked: Annotated[list[int], doc("The liked ids the model knows, once each, in the order given")]
+    liked: Annotated[list[int], doc("The liked ids the model knows, once each, oldest first (as given)")]
     ignored: Annotated[list[int], doc("Liked or disliked ids the model does not know")]
     items: Annotated[list[Recommendation], doc("Never one of the liked or disliked movies")]
 

@@ -106,10 +106,12 @@ def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray)
 
 
 def item_item_scores(
-    indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, scales: np.ndarray, liked: np.ndarray
+    indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, scales: np.ndarray, liked: np.ndarray,
+    recency: np.ndarray | None = None,
 ) -> np.ndarray:
     """The item-item model's score of every item for someone who likes `liked`: the sum of the
-    liked items' rows of the sparse weights (CSR by liked item), each target's sum times its scale.
+    liked items' rows of the sparse weights (CSR by liked item), each row times the like's
+    `recency` weight, each target's sum times its scale.
 
     Parameters
     ----------
@@ -120,16 +122,19 @@ def item_item_scores(
         The weight into item j is ``weights * scales[j]``.
     liked : ndarray of int, shape (n,)
         Item indices (callers pass unique ones); none gives all zeros.
+    recency : ndarray of float32, shape (n,), optional
+        The weight of each like's row (default 1).
 
     Returns
     -------
     ndarray of float32, shape (n_items,)
     """
     rows = rows_of(indptr, liked)
-    # the int16 weights are summed exactly (bincount accumulates in float64), then scaled once
-    scores: np.ndarray = np.bincount(targets[rows], weights=weights[rows], minlength=scales.shape[0]).astype(
-        np.float32
-    )
+    values = weights[rows]
+    if recency is not None:  # each row's weights times its like's recency (float32, as training's product)
+        values = values * np.repeat(recency, indptr[liked + 1] - indptr[liked])
+    # summed in float64 (bincount), then scaled once
+    scores: np.ndarray = np.bincount(targets[rows], weights=values, minlength=scales.shape[0]).astype(np.float32)
     scores *= scales
     return scores
 

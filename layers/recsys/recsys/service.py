@@ -86,9 +86,11 @@ def recommendations_for(
     genre: str | None,
     explain: bool,
 ) -> TasteRecommendations:
-    """Picks for a visitor the model was not trained on, folded in from the movies they like."""
+    """Picks for a visitor the model was not trained on, folded in from the movies they like, given
+    in the order they liked them (the last is the newest: it weighs most)."""
     bit = _genre_bit(model, genre)
-    liked, unknown_liked = _known_items(model, liked_ids)
+    newest_first, unknown_liked = _known_items(model, liked_ids[::-1])  # a repeated id counts where it was last
+    liked = newest_first[::-1]
     disliked, unknown_disliked = _known_items(model, disliked_ids)
     answer: TasteRecommendations = {
         "model_version": model.version,
@@ -105,8 +107,8 @@ def recommendations_for(
         items = model.popular(k, exclude=disliked, genre_bit=bit)
         answer["fallback"], answer["items"] = "no_known_likes", _popular_items(model, items)
         return answer
-    items, scores = model.recommend_for(liked, disliked, k, bit)
-    reasons = model.because_liked(liked, items) if explain else None
+    items, scores = model.recommend_for(newest_first, disliked, k, bit)
+    reasons = model.because_liked(newest_first, items) if explain else None
     answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
     answer["blend"] = _blend(model.visitor_shares)
     return answer

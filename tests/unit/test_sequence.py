@@ -1,0 +1,149 @@
+"""Known answers for the order-aware item-item model (SLIST): data where movie b always follows
+movie a, and the rest of each sequence walks a chain of movies one step at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import scoring, service
+from recsys.artifact import ModelArtifact, nearest_neighbours
+from training import itemitem, sequence
+from training.itemitem import ItemItem
+from training.split import to_matrix
+
+pytestmark = pytest.mark.unit
+
+A, B = 0, 1  # b always comes right after a
+CHAIN = np.arange(2, 20)  # the other movies, liked in this order (from any start, wrapping round)
+N_ITEMS = 20
+
+
+def sequences(users: int = 300, length: int = 8, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's likes, oldest first: `length` consecutive movies of the chain, with a then b
+    put in at a random place. Returns (users, items) grouped by user."""
+    rng = np.random.default_rng(seed)
+    user_rows, item_rows = [], []
+    for u in range(users):
+        start = int(rng.integers(CHAIN.size))
+        walk = [int(CHAIN[(start + k) % CHAIN.size]) for k in range(length)]
+        at = int(rng.integers(length + 1))
+        liked = walk[:at] + [A, B] + walk[at:]
+        user_rows += [u] * len(liked)
+        item_rows += liked
+    return np.array(user_rows), np.array(item_rows)
+
+
+def fitted(a: float, decay: float | None, lam: float = 5.0, dense_max: int = itemitem.DENSE_MAX_ITEMS,
+           monkeypatch: pytest.MonkeyPatch | None = None) -> ItemItem:  # fmt: skip
+    """The item-item model of `sequences()` at (a, λ), served with recency `decay`."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(itemitem, "DENSE_MAX_ITEMS", dense_max)
+    users, items = sequences()
+    g = itemitem.gram(to_matrix(users, items, (int(users.max()) + 1, N_ITEMS)))
+    grams = sequence.grams(users, items, N_ITEMS, sequence.Transitions(decay=2.0, span=2, window=8, positions=50))
+    return itemitem.fit_settings(g, grams, [(a, lam)])[a, lam]._replace(decay=decay)
+
+
+def top(model: ItemItem, newest_first: list[int], k: int = 3) -> list[int]:
+    """The item-item side's best `k` for likes given newest first, scored as serving scores them."""
+    liked = np.array(newest_first)
+    scores = scoring.item_item_scores(model.indptr, model.targets, model.weights, model.scales, liked,
+                                      model.recency[: liked.size])  # fmt: skip
+    scores[liked] = -np.inf
+    return scoring.top_k(scores, k).tolist()
+
+
+@pytest.mark.parametrize("dense_max", [itemitem.DENSE_MAX_ITEMS, 0])  # dense SLIST, and the neighbourhoods
+def test_a_user_whose_newest_like_is_a_gets_b_first_and_one_who_liked_a_long_ago_does_not(
+    monkeypatch: pytest.MonkeyPatch, dense_max: int
+) -> None:
+    # GIVEN the order-aware model fitted on sequences where b always follows a
+    model = fitted(a=0.5, decay=2.0, dense_max=dense_max, monkeypatch=monkeypatch)
+    # WHEN a user's newest like is a (after a walk along the chain)
+    just_a = top(model, [A, 9, 8, 7, 6])
+    # AND another user liked a long ago and walked the chain since (their newest is 12)
+    long_ago = top(model, [12, 11, 10, 9, 8, 7, A])
+    # THEN the first gets b first, the second the chain's next movie, 13, and not b
+    assert just_a[0] == B
+    assert long_ago[0] == 13 and B not in long_ago[:1]
+
+
+def test_with_order_ignored_the_two_users_cannot_be_told_apart_by_recency() -> None:
+    # GIVEN the same data, with no transitions and every like weighing the same (a = 1)
+    model = fitted(a=1.0, decay=None)
+    # WHEN the same two users are scored THEN the old like of a still ranks b as if it were new:
+    # the known answer above is order's doing, not the data's
+    assert top(model, [12, 11, 10, 9, 8, 7, A])[0] == B
+
+
+def tiny_catalogue(model: ItemItem) -> ModelArtifact:
+    """A 20-movie model whose LightFM side says nothing (all item vectors zero) and whose
+    item-item side is `model`; one user, who liked nothing."""
+    items = np.zeros((N_ITEMS, 2), np.float32)
+    neighbours, sims = nearest_neighbours(np.eye(N_ITEMS, 2, dtype=np.float32))
+    return ModelArtifact(
+        user_ids=np.array([1], np.int32), item_ids=np.arange(100, 100 + N_ITEMS, dtype=np.int32),
+        user_factors=np.zeros((1, 2), np.float32), user_biases=np.zeros(1, np.float32), item_factors=items,
+        item_biases=np.zeros(N_ITEMS, np.float32), item_item_indptr=model.indptr,
+        item_item_targets=model.targets.astype(np.int16), item_item_weights=model.weights,
+        item_item_scales=model.scales, item_item_recency=model.recency,
+        blend_shares=np.array([0.5, 0.5], np.float32), visitor_shares=np.array([0.5, 0.5], np.float32),
+        neighbours=neighbours, neighbour_sims=sims, popularity=np.arange(N_ITEMS, dtype=np.int32),
+        like_counts=np.ones(N_ITEMS, np.int32), history_indptr=np.array([0, 0], np.int64),
+        history_items=np.zeros(0, np.int16), history_ratings=np.zeros(0, np.uint8),
+        history_days=np.zeros(0, np.uint16), unliked_indptr=np.array([0, 0], np.int64),
+        unliked_items=np.zeros(0, np.int16), fold_in_map=np.zeros((3, 2), np.float32),
+        titles=tuple(f"M{i}" for i in range(N_ITEMS)), years=np.zeros(N_ITEMS, np.int16), genre_names=("Drama",),
+        item_genres=np.ones(N_ITEMS, np.uint32), provenance={"version": "v1"},
+    )  # fmt: skip
+
+
+def test_a_visitors_order_changes_the_picks_the_same_way_and_names_the_like_that_placed_them() -> None:
+    # GIVEN the served model of the sequences, LightFM's side silent
+    served = tiny_catalogue(fitted(a=0.5, decay=2.0))
+    movie = lambda i: 100 + i  # noqa: E731 - ids of item indices
+    # WHEN a visitor sends the same likes in two orders (the last in the list is the newest)
+    a_last = service.recommendations_for(served, [movie(i) for i in (6, 7, 8, 9, A)], [], 3, None, True)
+    a_first = service.recommendations_for(served, [movie(i) for i in (A, 7, 8, 9, 10, 11, 12)], [], 3, None, True)
+    # THEN liking a last puts b first, and says a placed it; liking it first puts the chain's next first
+    assert a_last["items"][0]["movie_id"] == movie(B)
+    assert a_last["items"][0]["because_you_liked"][0]["movie_id"] == movie(A)
+    assert a_first["items"][0]["movie_id"] == movie(13)
+    assert a_first["items"][0]["because_you_liked"][0]["movie_id"] == movie(12)
+    # and no liked movie is ever returned, in either order
+    for answer, liked in ((a_last, (6, 7, 8, 9, A)), (a_first, (A, 7, 8, 9, 10, 11, 12))):
+        assert not {m["movie_id"] for m in answer["items"]} & {movie(i) for i in liked}
+    # and the answer lists the likes oldest first, as they were given
+    assert a_last["liked"] == [movie(i) for i in (6, 7, 8, 9, A)]
+
+
+def test_a_repeated_like_counts_once_where_it_was_last() -> None:
+    served = tiny_catalogue(fitted(a=0.5, decay=2.0))
+    # GIVEN a visitor who liked a, then the chain, then a again (the list's last)
+    answer = service.recommendations_for(served, [100 + A, 109, 110, 100 + A], [], 1, None, False)
+    # THEN a counts as their newest like: b first; and a is listed once, where it was last
+    assert answer["items"][0]["movie_id"] == 100 + B and answer["liked"] == [109, 110, 100 + A]
+
+
+def test_transitions_are_built_in_blocks_as_if_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the sequences, built a few users at a time and all at once
+    users, items = sequences(users=50)
+    how = sequence.Transitions(decay=3.0, span=3, window=5, positions=4)
+    monkeypatch.setattr(sequence, "USERS_PER_BLOCK", 7)
+    monkeypatch.setattr(sequence, "BLOCK", 6)
+    ss, st = sequence.grams(users, items, N_ITEMS, how)
+    s, t = sequence.matrices(users, items, N_ITEMS, how)
+    # THEN the products agree, each S row is a unit-length decayed prefix, and a user's newest
+    # `positions` transitions only are counted
+    assert np.allclose(ss, (s.T @ s).toarray(), atol=1e-5) and np.allclose(st, (s.T @ t).toarray(), atol=1e-5)
+    assert np.allclose(sp.linalg.norm(s, axis=1), 1.0) and s.shape[0] == 50 * how.positions
+
+
+def test_recency_weighs_the_newest_like_most_and_none_weighs_all_alike() -> None:
+    weights = sequence.recency(20.0)
+    assert weights[0] == 1.0 and np.all(np.diff(weights) < 0) and weights.dtype == np.float32
+    assert np.array_equal(sequence.recency(None), np.ones_like(weights))
+    with pytest.raises(ValueError, match="positive"):
+        sequence.recency(0.0)
