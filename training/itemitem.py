@@ -50,7 +50,7 @@ LAMBDAS_LARGE = (200.0, 800.0)
 SHARES_OF_LIKES = (1.0, 0.85, 0.7, 0.55)
 SHARES_OF_LIKES_LARGE = (1.0, 0.7)
 #: How the transitions are built (`training.sequence`): measured on ML-100K's validation split.
-TRANSITIONS = Transitions(decay=5.0, span=10, window=20, positions=200)
+TRANSITIONS = Transitions(decay=5.0, span=10, window=8, positions=50)
 #: Recency decays (in likes; None: every like weighs 1) of a user's scores, chosen after (a, λ),
 #: which are chosen at `DECAY`.
 DECAYS = (None, 20.0, 40.0, 80.0)
