@@ -260,3 +260,24 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     assert held_out <= set(zip(final.row.tolist(), final.col.tolist(), strict=True))
     # and the final Gram matrix, grown from the one the fold-in borrowed, is exactly that of every like
     assert np.array_equal(grown[-1], real_gram(fitted[-1]))
+
+
+def test_evaluation_scores_a_users_item_item_side_as_serving_does(checkerboard_dir: Path, model_store: Path) -> None:
+    # GIVEN the published model, and the ratings it was trained on (all of them: the final fit)
+    _, model = data.published(model_store)
+    raw = read_ratings(checkerboard_dir)
+    data_ = clean(raw, 4.0, 0.01)
+    liked = data_.positives(4.0)
+    shape = (data_.user_ids.size, data_.item_ids.size)
+    # WHEN training's scorer reads each user's newest likes, weighted by the served recency
+    likes = itemitem.recent_likes(data_.users[liked], data_.items[liked], data_.timestamps[liked],
+                                  data_.order[liked], shape, recency=model.item_item_recency)  # fmt: skip
+    weights = itemitem.ItemItem(model.item_item_indptr, model.item_item_targets, model.item_item_weights,
+                                model.item_item_scales, 0.0, "served", 0)  # fmt: skip
+    evaluated = itemitem.scorer(likes, weights)(np.arange(shape[0]))
+    # THEN every user's item-item scores are those serving computes from their history, newest first
+    for user_id in (1, 7, 21, 33):
+        u = model.user_index(user_id)
+        served = model.item_item_scores(model.newest_likes(u), np.array([0.5, 0.5], np.float32))
+        np.testing.assert_allclose(evaluated[int(np.searchsorted(data_.user_ids, user_id))], served, rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
