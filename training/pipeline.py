@@ -111,7 +111,8 @@ def train_and_evaluate(
         settings = [(a, lam) for a in shares_of_likes for lam in lambdas]
         gram = itemitem.gram(val_train, params.threads)  # grown below into the later splits' in place
         val_rows = period[val.train]
-        candidates = itemitem.fit_settings(gram, transitions(val_rows), settings, params.threads)
+        ordered = any(a < 1.0 for a, _ in settings)
+        candidates = itemitem.fit_settings(gram, transitions(val_rows) if ordered else None, settings, params.threads)
         val_recent = recent(val_rows, sequence.recency(itemitem.DECAY))
         setting, setting_grid = itemitem.choose_setting(candidates, val_recent, val_seen, val_test, tune)
         decay, decay_grid = itemitem.choose_decay(
