@@ -120,8 +120,10 @@ def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> Non
     page.wait_for_selector("#metrics tbody tr")
     assert "precision@10" in page.locator("#metrics").inner_text()
     assert "EASE" in page.locator("#metrics thead").inner_text()
-    assert page.locator("#metrics tbody tr").first.locator("td").count() == 6  # served, 2 parts, popularity, EASE, x
-    assert "item-item" in page.locator("#facts").inner_text()
+    # served, its 2 parts, the item-item model with order ignored, popularity, EASE, served ÷ popularity
+    assert page.locator("#metrics tbody tr").first.locator("td").count() == 7
+    assert "order ignored" in page.locator("#metrics thead").inner_text()
+    assert "item-item" in page.locator("#facts").inner_text() and "Order" in page.locator("#facts").inner_text()
     assert "Served to visitors" in page.locator("#facts").inner_text()  # their own shares
     assert "per_user_latest_likes" in page.locator("#facts").inner_text()
     assert page.locator("#fold-in tbody tr").count() == 5  # served and LightFM, folded in and trained in; popularity
