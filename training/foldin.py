@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.scoring import fold_in
-from training import itemitem
+from training import itemitem, sequence
 from training import model as lfm
 from training.evaluate import ScoreFn, evaluate, popularity_scorer
 
@@ -48,7 +48,7 @@ class ItemItemSide(NamedTuple):
     decay: float | None
     share: float
     recent: sp.csr_matrix
-    transitions_of: Callable[[np.ndarray], itemitem.Grams]  # SᵀS and SᵀT of these users' training-side likes
+    sequences_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # these users' training-side likes, in order
 
 
 @dataclass(frozen=True)
@@ -126,21 +126,18 @@ def evaluate_fold_in(
     # vector, may deserve more of their blend than of a trained user's.
     started = time.perf_counter()
     theirs = itemitem.gram(train[report_users], params.threads)
-    sequences = blend.transitions
-    their_sequences = None if sequences is None else blend.transitions_of(report_users)
-    gram = blend.gram
+    gram, transitions = blend.gram, blend.transitions
+    their_likes = blend.sequences_of(report_users)
     gram -= theirs  # in place, and given back below: exact, counts in float32 (the transitions' to rounding)
-    if sequences is not None and their_sequences is not None:
-        for whole, part in zip(sequences, their_sequences, strict=True):
-            whole -= part
+    if transitions is not None:
+        sequence.add(*transitions, *their_likes, itemitem.TRANSITIONS, -1.0)
     try:
-        item_item = itemitem.fit_settings(gram, sequences, [blend.setting], params.threads)[blend.setting]
+        item_item = itemitem.fit_settings(gram, transitions, [blend.setting], params.threads)[blend.setting]
     finally:
         gram += theirs
-        if sequences is not None and their_sequences is not None:
-            for whole, part in zip(sequences, their_sequences, strict=True):
-                whole += part
-    del theirs, their_sequences
+        if transitions is not None:
+            sequence.add(*transitions, *their_likes, itemitem.TRANSITIONS)
+    del theirs
     lightfm_folded = scorer(vf, ib, train, maps[lam])
     item_item_scores = itemitem.scorer(blend.recent, item_item._replace(decay=blend.decay))
     trained_share = blend.share

@@ -37,7 +37,6 @@ from recsys.scoring import blend, mix, standardize
 from training import ease, sequence
 from training.evaluate import ScoreFn, evaluate
 from training.sequence import Transitions
-from training.split import to_matrix
 
 #: At most this many weights are kept in all (4 bytes each with their targets: 4.4 MB), `keep` per movie.
 MAX_WEIGHTS = 1_100_000
@@ -48,10 +47,7 @@ LAMBDAS = (100.0, 200.0, 400.0)
 LAMBDAS_LARGE = (200.0, 800.0)
 #: Candidates for a, EASE's regression's share of SLIST's system (1: order ignored), chosen with λ.
 SHARES_OF_LIKES = (1.0, 0.85, 0.7, 0.55)
-#: Above `DENSE_MAX_ITEMS`, order ignored for now: the neighbourhood SLIST works, but at the
-#: ML-10M shape its dense SᵀS and SᵀT took training's peak from 2.8 to 4.7 GB (target 4) and
-#: the item-item side from a fifth to about a third of its time (measured on a busy machine).
-SHARES_OF_LIKES_LARGE = (1.0,)
+SHARES_OF_LIKES_LARGE = (1.0, 0.7)  # each costs a neighbourhood solve
 #: How the transitions are built (`training.sequence`): measured on ML-100K's validation split.
 TRANSITIONS = Transitions(decay=5.0, span=10, window=8, positions=50)
 #: Recency decays (in likes; None: every like weighs 1) of a user's scores, chosen after (a, λ),
@@ -146,12 +142,8 @@ def keep_per_item(n_items: int) -> int:
 
 def fit(x: sp.csr_matrix, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
     """The item-item model of the binary likes `x`, order ignored (a = 1), for each λ of `lams`."""
-    return fit_gram(gram(x, threads), lams, threads)
-
-
-def fit_gram(g: np.ndarray, lams: Iterable[float], threads: int = 2) -> dict[float, ItemItem]:
-    """The item-item model of the likes whose Gram matrix is `g`, order ignored (a = 1), for each λ."""
-    return {lam: model for (_, lam), model in fit_settings(g, None, [(1.0, lam) for lam in lams], threads).items()}
+    fitted = fit_settings(gram(x, threads), None, [(1.0, lam) for lam in lams], threads)
+    return {lam: model for (_, lam), model in fitted.items()}
 
 
 Grams = tuple[np.ndarray, np.ndarray]
@@ -167,15 +159,14 @@ def fit_settings(
     settings = list(settings)
     if transitions is None and any(a < 1.0 for a, _ in settings):
         raise ValueError("a < 1 needs the transitions' SᵀS and SᵀT")
-    ss, st = transitions if transitions is not None else (g, g)
     n = g.shape[0]
     keep = keep_per_item(n)
     if n <= DENSE_MAX_ITEMS:
-        return {(a, lam): _pruned(slist_weights(g, ss, st, a, lam), keep, lam, a) for a, lam in settings}
-    return _local(g, ss, st, neighbourhoods(g, keep, threads), settings, threads)
+        return {(a, lam): _pruned(slist_weights(g, transitions, a, lam), keep, lam, a) for a, lam in settings}
+    return _local(g, transitions, neighbourhoods(g, keep, threads), settings, threads)
 
 
-def slist_weights(g: np.ndarray, ss: np.ndarray, st: np.ndarray, a: float, lam: float) -> np.ndarray:
+def slist_weights(g: np.ndarray, transitions: Grams | None, a: float, lam: float) -> np.ndarray:
     """SLIST's dense B (float32, (n, n)): with M = a·G + (1−a)·SᵀS and N = a·G + (1−a)·SᵀT, the
     ridge solution of both regressions at once, ``B = (M + λI)⁻¹ N``, its diagonal then zeroed.
 
@@ -185,17 +176,20 @@ def slist_weights(g: np.ndarray, ss: np.ndarray, st: np.ndarray, a: float, lam: 
     ML-100K's validation split, the constrained form (EASE's at a = 1) scored 0.205 at its best,
     this one 0.214 (a 0.7, λ 200, recency 40).
     """
-    m = np.multiply(g, np.float32(a))
-    if a < 1.0:
-        m += np.float32(1.0 - a) * ss
-    p = ease.inverse(m, lam)
-    m = np.multiply(g, np.float32(a))  # N
-    if a < 1.0:
-        m += np.float32(1.0 - a) * st
-    b = p @ m
+    p = ease.inverse(_mixed(g, transitions, 0, a), lam)
+    b = p @ _mixed(g, transitions, 1, a)
     b[np.diag_indices_from(b)] = 0.0
     weights: np.ndarray = b.astype(np.float32, copy=False)
     return weights
+
+
+def _mixed(g: np.ndarray, transitions: Grams | None, which: int, a: float) -> np.ndarray:
+    """a·G + (1−a)·SᵀS (`which` 0: M) or a·G + (1−a)·SᵀT (1: N), float32; G itself when a = 1."""
+    if a >= 1.0 or transitions is None:
+        return g
+    mixed: np.ndarray = np.multiply(g, np.float32(a))
+    mixed += np.float32(1.0 - a) * transitions[which]
+    return mixed
 
 
 def _pruned(b: np.ndarray, keep: int, lam: float, a: float = 1.0) -> ItemItem:
@@ -279,9 +273,8 @@ def neighbourhoods(g: np.ndarray, m: int, threads: int = 2) -> np.ndarray:
 
 
 def _local(
-    g: np.ndarray, ss: np.ndarray, st: np.ndarray, near: np.ndarray, settings: list[tuple[float, float]],
-    threads: int = 2,
-) -> dict[tuple[float, float], ItemItem]:  # fmt: skip
+    g: np.ndarray, transitions: Grams | None, near: np.ndarray, settings: list[tuple[float, float]], threads: int = 2
+) -> dict[tuple[float, float], ItemItem]:
     """Each movie's ridge regression on its neighbourhood N, ``B[N, j] = (M[N,N] + λI)⁻¹ N[N, j]``
     with M = a·G + (1−a)·SᵀS and N = a·G + (1−a)·SᵀT (`slist_weights`), for each (a, λ).
 
@@ -300,8 +293,9 @@ def _local(
         sources = near[rows].astype(np.int64)
         block, column = (sources * n)[:, :, None] + sources[:, None, :], sources * n + rows[:, None]
         gathered, b = np.take(g.reshape(-1), block), np.take(g.reshape(-1), column)[..., None]
-        if ordered:
-            ss_block, st_column = np.take(ss.reshape(-1), block), np.take(st.reshape(-1), column)[..., None]
+        if ordered and transitions is not None:
+            ss_block = np.take(transitions[0].reshape(-1), block)
+            st_column = np.take(transitions[1].reshape(-1), column)[..., None]
         for a, lam in settings:
             lhs, rhs = gathered * np.float32(a), b * np.float32(a)
             if a < 1.0:
@@ -325,15 +319,27 @@ def recent_likes(
     """The likes matrix of each user's newest `cap` likes (ties: the later line), as serving takes
     them from the history (newest first: `recsys.artifact.ModelArtifact.newest_likes`), the k-th
     newest weighing ``recency[k]`` (default 1, float32)."""
-    newest = np.lexsort((-order, -timestamps, users))
-    grouped = users[newest]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if grouped.size else grouped
-    rank = np.arange(grouped.size) - np.repeat(starts, np.diff(np.r_[starts, grouped.size]))
+    oldest_first = sequence.chronological(users, timestamps, order)
+    ranked = newest_likes(users[oldest_first], items[oldest_first], shape, cap)
+    return weighted(ranked, np.ones(cap, dtype=np.float32) if recency is None else recency)
+
+
+def newest_likes(
+    users: np.ndarray, items: np.ndarray, shape: tuple[int, int], cap: int = ITEM_ITEM_LIKES
+) -> sp.csr_matrix:
+    """Each user's newest `cap` likes of `users`, `items` (in each user's order of liking:
+    `sequence.chronological`), each valued 1 + its rank among them (1: the newest; int32, never
+    0), for `weighted` to weigh by any recency."""
+    ends = np.flatnonzero(np.r_[users[1:] != users[:-1], True]) if users.size else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[-1, ends])
+    rank = np.repeat(ends, counts) - np.arange(users.size)  # 0: the user's newest
     kept = rank < cap
-    keep = newest[kept]
-    if recency is None:
-        return to_matrix(users[keep], items[keep], shape)
-    return sp.csr_matrix((recency[rank[kept]], (users[keep], items[keep])), shape=shape, dtype=np.float32)
+    return sp.csr_matrix(((rank[kept] + 1).astype(np.int32), (users[kept], items[kept])), shape=shape)
+
+
+def weighted(ranked: sp.csr_matrix, recency: np.ndarray) -> sp.csr_matrix:
+    """The likes of `newest_likes`, the k-th newest weighing ``recency[k]`` (float32)."""
+    return sp.csr_matrix((recency[ranked.data - 1], ranked.indices, ranked.indptr), shape=ranked.shape)
 
 
 def scorer(likes: sp.csr_matrix, model: ItemItem) -> ScoreFn:
@@ -346,16 +352,6 @@ def blend_scorer(lightfm: ScoreFn, item_item: ScoreFn, share: float) -> ScoreFn:
     """The served score: `share` of LightFM's z-score plus the rest of the item-item one."""
     weights = np.array([share, 1.0 - share], dtype=np.float32)
     return lambda users: blend(np.asarray(lightfm(users), dtype=np.float32), item_item(users), weights)
-
-
-def choose_lambda(
-    models: dict[float, ItemItem], likes: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_matrix,
-    users: np.ndarray | None,
-) -> tuple[float, dict[str, float]]:  # fmt: skip
-    """The λ with the best validation ndcg@10 of the item-item model alone, and each candidate's."""
-    grid = {f"{lam:g}": round(evaluate(scorer(likes, model), seen, relevant, users=users)["ndcg@10"], 6)
-            for lam, model in models.items()}  # fmt: skip
-    return max(models, key=lambda lam: grid[f"{lam:g}"]), grid
 
 
 def choose_setting(

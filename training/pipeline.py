@@ -59,13 +59,17 @@ def train_and_evaluate(
     def matrix(rows: np.ndarray) -> Any:
         return to_matrix(data.users[rows], data.items[rows], shape)
 
-    def recent(rows: np.ndarray, recency: np.ndarray | None = None) -> Any:  # a user's item-item side, as served
-        return itemitem.recent_likes(data.users[rows], data.items[rows], data.timestamps[rows], data.order[rows], shape,
-                                     recency=recency)  # fmt: skip
+    def sequences(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # these likes in each user's order
+        chosen = np.zeros(data.users.size, dtype=bool)
+        chosen[rows] = True
+        ordered = oldest_first[chosen[oldest_first]]
+        return data.users[ordered], data.items[ordered]
+
+    def newest(rows: np.ndarray) -> Any:  # what a user's item-item side reads, as served (`itemitem.weighted`)
+        return itemitem.newest_likes(*sequences(rows), shape)
 
     def transitions(rows: np.ndarray) -> itemitem.Grams:  # SᵀS and SᵀT of these likes' sequences
-        ordered = rows[sequence.chronological(data.users[rows], data.timestamps[rows], data.order[rows])]
-        return sequence.grams(data.users[ordered], data.items[ordered], shape[1], itemitem.TRANSITIONS, params.threads)
+        return sequence.grams(*sequences(rows), shape[1], itemitem.TRANSITIONS)
 
     # the site's visitors train and are never held out: the splits and evaluation are the dataset's
     published = _published_users(data, visitors)
@@ -105,6 +109,7 @@ def train_and_evaluate(
         # (a, λ) of the item-item model alone, then its recency decay, then LightFM's share of the
         # blend, on validation users only
         tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
+        oldest_first = sequence.chronological(data.users, data.timestamps, data.order)  # once, for every subset
         dense = shape[1] <= itemitem.DENSE_MAX_ITEMS
         lambdas = itemitem.LAMBDAS if dense else itemitem.LAMBDAS_LARGE
         shares_of_likes = itemitem.SHARES_OF_LIKES if dense else itemitem.SHARES_OF_LIKES_LARGE
@@ -113,14 +118,15 @@ def train_and_evaluate(
         val_rows = period[val.train]
         ordered = any(a < 1.0 for a, _ in settings)
         candidates = itemitem.fit_settings(gram, transitions(val_rows) if ordered else None, settings, params.threads)
-        val_recent = recent(val_rows, sequence.recency(itemitem.DECAY))
+        val_newest = newest(val_rows)
+        val_recent = itemitem.weighted(val_newest, sequence.recency(itemitem.DECAY))
         setting, setting_grid = itemitem.choose_setting(candidates, val_recent, val_seen, val_test, tune)
         decay, decay_grid = itemitem.choose_decay(
-            candidates[setting], lambda weights: recent(val_rows, weights), val_seen, val_test, tune
+            candidates[setting], lambda weights: itemitem.weighted(val_newest, weights), val_seen, val_test, tune
         )
         unordered = max((key for key in candidates if key[0] == 1.0), key=lambda k: setting_grid[itemitem.label(*k)])
         a, ii_lambda = setting
-        val_item_item = itemitem.scorer(recent(val_rows, sequence.recency(decay)), candidates[setting])
+        val_item_item = itemitem.scorer(itemitem.weighted(val_newest, sequence.recency(decay)), candidates[setting])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
         share, share_grid, share_se = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
         val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
@@ -146,12 +152,14 @@ def train_and_evaluate(
         wanted = {setting, unordered} if dense else {setting}  # the ablation costs a fit: above, only if it is free
         fitted = itemitem.fit_settings(train_gram, train_seq, wanted, params.threads)
         item_item = fitted[setting]._replace(decay=decay)
-        train_recent = recent(train_rows, item_item.recency)
+        train_newest = newest(train_rows)
+        train_recent = itemitem.weighted(train_newest, item_item.recency)
         item_item_scores = itemitem.scorer(train_recent, item_item)
         results["item_item"] = evaluate(item_item_scores, seen_m, test_m, users=sample)
         if unordered in fitted:  # the same model with order ignored: no transitions, every like weighing 1
             results["item_item_unordered"] = evaluate(
-                itemitem.scorer(recent(train_rows), fitted[unordered]), seen_m, test_m, users=sample
+                itemitem.scorer(itemitem.weighted(train_newest, sequence.recency(None)), fitted[unordered]), seen_m,
+                test_m, users=sample,
             )
         served = itemitem.blend_scorer(trained, item_item_scores, share)
         results["served"] = evaluate(served, seen_m, test_m, users=sample)
@@ -179,7 +187,7 @@ def train_and_evaluate(
             test_m,
             (trained, served),
             foldin.ItemItemSide(train_gram, train_seq, setting, decay, share, train_recent,
-                                lambda users: transitions(train_rows[np.isin(data.users[train_rows], users)])),
+                                lambda users: sequences(train_rows[np.isin(data.users[train_rows], users)])),
             progress,
         )
     phases.seconds["fold-in item-item"] = folded.item_item_seconds  # within the phase above

@@ -127,18 +127,29 @@ def test_a_repeated_like_counts_once_where_it_was_last() -> None:
     assert answer["items"][0]["movie_id"] == 100 + B and answer["liked"] == [109, 110, 100 + A]
 
 
-def test_transitions_are_built_in_blocks_as_if_all_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN the sequences, built a few users at a time and all at once
-    users, items = sequences(users=50)
-    how = sequence.Transitions(decay=3.0, span=3, window=5, positions=4)
-    monkeypatch.setattr(sequence, "USERS_PER_BLOCK", 7)
-    monkeypatch.setattr(sequence, "BLOCK", 6)
+@pytest.mark.parametrize("how", [sequence.Transitions(decay=3.0, span=3, window=5, positions=4),
+                                 sequence.Transitions(decay=5.0, span=10, window=8, positions=50)])  # fmt: skip
+def test_the_gram_matrices_summed_from_pairs_of_likes_are_the_products_of_s_and_t(
+    how: sequence.Transitions,
+) -> None:
+    # GIVEN users with 1 to 30 likes (shorter and longer than the window, the span and the cap)
+    rng = np.random.default_rng(11)
+    lengths = rng.integers(1, 31, size=60)
+    users = np.repeat(np.arange(60), lengths)
+    items = np.concatenate([rng.choice(N_ITEMS, size=min(n, N_ITEMS), replace=False) for n in lengths])
+    users = np.repeat(np.arange(60), np.minimum(lengths, N_ITEMS))
+    # WHEN SᵀS and SᵀT are summed from pairs, and S and T are built whole
     ss, st = sequence.grams(users, items, N_ITEMS, how)
     s, t = sequence.matrices(users, items, N_ITEMS, how)
-    # THEN the products agree, each S row is a unit-length decayed prefix, and a user's newest
-    # `positions` transitions only are counted
+    # THEN they agree; each S row is a unit-length decayed prefix; a user's newest `positions` count
     assert np.allclose(ss, (s.T @ s).toarray(), atol=1e-5) and np.allclose(st, (s.T @ t).toarray(), atol=1e-5)
-    assert np.allclose(sp.linalg.norm(s, axis=1), 1.0) and s.shape[0] == 50 * how.positions
+    assert np.allclose(sp.linalg.norm(s, axis=1), 1.0)
+    assert s.shape[0] == int(np.minimum(np.minimum(lengths, N_ITEMS) - 1, how.positions).sum())
+    # and taking some users' part back out leaves those of the others
+    mine = users >= 20
+    sequence.add(ss, st, users[~mine], items[~mine], how, -1.0)
+    others = sequence.grams(users[mine], items[mine], N_ITEMS, how)
+    assert np.allclose(ss, others[0], atol=1e-4) and np.allclose(st, others[1], atol=1e-4)
 
 
 def test_recency_weighs_the_newest_like_most_and_none_weighs_all_alike() -> None:
