@@ -185,7 +185,8 @@ def _scale(name: str, s: dict[str, Any]) -> list[str]:
         f"- Quality ({split} split, seen movies masked, k=10), precision@10 / ndcg@10: "
         + "; ".join(f"{m} {q[m]['precision@10']:.4f} / {q[m]['ndcg@10']:.4f}" for m in q)
         + f". Served: {blend['shares']['lightfm']:g} LightFM + {blend['shares']['item_item']:g} item-item "
-        f"({blend['item_item']['method']}, λ {blend['item_item']['lambda']:g}, {blend['item_item']['weights']:,} "
+        f"({blend['item_item']['method']}, a {blend['item_item'].get('a', 1):g}, λ {blend['item_item']['lambda']:g}, "
+        f"recency decay {blend['item_item'].get('recency_decay') or 'none'}, {blend['item_item']['weights']:,} "
         "weights), chosen on validation.",
         "",
         f"Cold start, process start to first 200, seconds, median (min–max); floor "

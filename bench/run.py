@@ -58,8 +58,8 @@ TARGETS = {  # name: (target, unit, "max" when lower is better / "min" when high
     "artifact_mb": (72.0, "MB", "max"),
     "ingest_s": (10.0, "s", "max"),
     "train_s": (300.0, "s", "max"),
-    # issue 20: the item-item model's phases add at most a quarter to training, within 4 GB
-    "train_vs_without_item_item": (1.25, "x", "max"),
+    # issues 20 and 29: the item-item model's phases, order-aware (SLIST), add at most 30% to training, within 4 GB
+    "train_vs_without_item_item": (1.3, "x", "max"),
     "train_peak_gb": (4.0, "GB", "max"),
     "http_errors": (0, "count", "max"),
     # issue 28: make demo holds 1,000 POST /feedback of 48 likes within 2 GB
