@@ -129,10 +129,11 @@ def item_item_scores(
     -------
     ndarray of float32, shape (n_items,)
     """
-    rows = rows_of(indptr, liked)
+    starts, lengths = indptr[liked], indptr[liked + 1] - indptr[liked]
+    rows = _rows(starts, lengths)
     values = weights[rows]
-    if recency is not None:  # each row's weights times its like's recency (float32, as training's product)
-        values = values * np.repeat(recency, indptr[liked + 1] - indptr[liked])
+    if recency is not None:  # each row's weights times its like's recency, in float64 as bincount sums
+        values = np.multiply(values, np.repeat(recency.astype(np.float64), lengths))
     # summed in float64 (bincount), then scaled once
     scores: np.ndarray = np.bincount(targets[rows], weights=values, minlength=scales.shape[0]).astype(np.float32)
     scores *= scales
@@ -141,8 +142,10 @@ def item_item_scores(
 
 def rows_of(indptr: np.ndarray, liked: np.ndarray) -> np.ndarray:
     """The positions, row after row, of the CSR rows `liked` of a matrix with row pointers `indptr`."""
-    starts, stops = indptr[liked], indptr[liked + 1]
-    lengths = stops - starts
+    return _rows(indptr[liked], indptr[liked + 1] - indptr[liked])
+
+
+def _rows(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     rows: np.ndarray = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
     return rows
 
