@@ -130,13 +130,13 @@ def evaluate_fold_in(
     their_likes = blend.sequences_of(report_users)
     gram -= theirs  # in place, and given back below: exact, counts in float32 (the transitions' to rounding)
     if transitions is not None:
-        sequence.add(*transitions, *their_likes, itemitem.TRANSITIONS, -1.0)
+        sequence.add(*transitions, *their_likes, itemitem.transitions(gram.shape[0]), -1.0)
     try:
         item_item = itemitem.fit_settings(gram, transitions, [blend.setting], params.threads)[blend.setting]
     finally:
         gram += theirs
         if transitions is not None:
-            sequence.add(*transitions, *their_likes, itemitem.TRANSITIONS)
+            sequence.add(*transitions, *their_likes, itemitem.transitions(gram.shape[0]))
     del theirs
     lightfm_folded = scorer(vf, ib, train, maps[lam])
     item_item_scores = itemitem.scorer(blend.recent, item_item._replace(decay=blend.decay))

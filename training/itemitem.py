@@ -43,13 +43,15 @@ MAX_WEIGHTS = 1_100_000
 #: Up to this many movies, EASE's dense inverse (seconds); above it, the neighbourhood regressions.
 DENSE_MAX_ITEMS = 5_000
 #: λ candidates, chosen by validation ndcg@10 of the item-item model alone.
-LAMBDAS = (100.0, 200.0, 400.0)
+LAMBDAS = (100.0, 150.0, 200.0, 300.0, 400.0)
 LAMBDAS_LARGE = (200.0, 800.0)
 #: Candidates for a, EASE's regression's share of SLIST's system (1: order ignored), chosen with λ.
 SHARES_OF_LIKES = (1.0, 0.85, 0.7, 0.55)
 SHARES_OF_LIKES_LARGE = (1.0, 0.7)  # each costs a neighbourhood solve
-#: How the transitions are built (`training.sequence`): measured on ML-100K's validation split.
-TRANSITIONS = Transitions(decay=5.0, span=10, window=8, positions=50)
+#: How the transitions are built (`training.sequence`), measured on ML-100K's validation split:
+#: every user's every transition, up to `DENSE_MAX_ITEMS` movies; above, each user's newest 50.
+TRANSITIONS = Transitions(decay=5.0, span=10, window=8)
+TRANSITIONS_LARGE = TRANSITIONS._replace(positions=50)
 #: Recency decays (in likes; None: every like weighs 1) of a user's scores, chosen after (a, λ),
 #: which are chosen at `DECAY`.
 DECAYS = (None, 20.0, 40.0, 80.0)
@@ -134,6 +136,11 @@ class ItemItem(NamedTuple):
             "density": round(self.targets.shape[0] / max(1, self.n_items**2), 6),
             "dtype": f"{self.weights.dtype}, scaled per movie",
         }
+
+
+def transitions(n_items: int) -> Transitions:
+    """How the transitions of a catalogue of `n_items` movies are built."""
+    return TRANSITIONS if n_items <= DENSE_MAX_ITEMS else TRANSITIONS_LARGE
 
 
 def keep_per_item(n_items: int) -> int:
@@ -371,12 +378,15 @@ def label(a: float, lam: float) -> str:
 
 def choose_decay(
     model: ItemItem, likes_at: Callable[[np.ndarray], sp.csr_matrix], seen: sp.csr_matrix, relevant: sp.csr_matrix,
-    users: np.ndarray | None,
+    users: np.ndarray | None, known: dict[float | None, float] | None = None,
 ) -> tuple[float | None, dict[str, float]]:  # fmt: skip
     """The recency decay (`DECAYS`) with the best validation ndcg@10 of `model`, and each one's
-    (keyed ``"none"`` for equal weights); `likes_at(recency)` gives the likes weighted by it."""
-    grid = {f"{decay or 'none'}": round(evaluate(scorer(likes_at(sequence.recency(decay)), model), seen, relevant,
-                                                 users=users)["ndcg@10"], 6) for decay in DECAYS}  # fmt: skip
+    (keyed ``"none"`` for equal weights); `likes_at(recency)` gives the likes weighted by it.
+    `known`: figures already measured on the same users (`choose_setting`'s at `DECAY`), not scored again."""
+    known = known or {}
+    grid = {f"{decay or 'none'}": known[decay] if decay in known else round(
+        evaluate(scorer(likes_at(sequence.recency(decay)), model), seen, relevant, users=users)["ndcg@10"], 6)
+        for decay in DECAYS}  # fmt: skip
     return max(DECAYS, key=lambda decay: grid[f"{decay or 'none'}"]), grid
 
 

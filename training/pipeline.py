@@ -69,7 +69,7 @@ def train_and_evaluate(
         return itemitem.newest_likes(*sequences(rows), shape)
 
     def transitions(rows: np.ndarray) -> itemitem.Grams:  # SᵀS and SᵀT of these likes' sequences
-        return sequence.grams(*sequences(rows), shape[1], itemitem.TRANSITIONS)
+        return sequence.grams(*sequences(rows), shape[1], itemitem.transitions(shape[1]))
 
     # the site's visitors train and are never held out: the splits and evaluation are the dataset's
     published = _published_users(data, visitors)
@@ -122,7 +122,8 @@ def train_and_evaluate(
         val_recent = itemitem.weighted(val_newest, sequence.recency(itemitem.DECAY))
         setting, setting_grid = itemitem.choose_setting(candidates, val_recent, val_seen, val_test, tune)
         decay, decay_grid = itemitem.choose_decay(
-            candidates[setting], lambda weights: itemitem.weighted(val_newest, weights), val_seen, val_test, tune
+            candidates[setting], lambda weights: itemitem.weighted(val_newest, weights), val_seen, val_test, tune,
+            known={itemitem.DECAY: setting_grid[itemitem.label(*setting)]},
         )
         unordered = max((key for key in candidates if key[0] == 1.0), key=lambda k: setting_grid[itemitem.label(*k)])
         a, ii_lambda = setting
@@ -229,7 +230,7 @@ def train_and_evaluate(
                               **({} if "item_item_unordered" in results else {"skipped": (
                                   f"{shape[1]:,} movies: above {itemitem.DENSE_MAX_ITEMS:,} the ablation costs a "
                                   "neighbourhood fit of its own")})},
-            "transitions": itemitem.TRANSITIONS.describe(),
+            "transitions": itemitem.transitions(shape[1]).describe(),
             "validation": {"ndcg@10": share_grid[f"{share:g}"],
                            "users": int(np.count_nonzero(np.diff(val_test.indptr)) if tune is None else tune.size)},
         },

@@ -11,8 +11,9 @@ S and T.
 
 SᵀS and SᵀT are summed from pairs of each user's likes (`add`): S is never built, which at the
 ML-10M shape would have millions of rows (`matrices` builds it, to define what they are).
-Each user's sequence counts its newest `positions` transitions only: a user's taste drifts, and a
-few users with thousands of likes would otherwise weigh as much as thousands of users.
+Each user's sequence can be capped to its newest `positions` transitions. On ML-100K's validation
+split every transition counting scored best (0.2136 ndcg@10 against 0.2125 with the newest 50), so
+the dense model counts them all; above `DENSE_MAX_ITEMS` the cap bounds the cost.
 
 Serving scores a user's likes weighted by recency (`recency`): the like k places back from the
 newest weighs ``exp(-k / decay)``.
@@ -35,11 +36,11 @@ class Transitions(NamedTuple):
     decay: float  # of S's prefix weights, in positions
     span: int  # T's next likes
     window: int  # S's likes per row, at most
-    positions: int  # a user's newest transitions, at most
+    positions: int | None = None  # a user's newest transitions, at most (None: all of them)
 
-    def describe(self) -> dict[str, float | int]:
+    def describe(self) -> dict[str, float | int | str]:
         return {"prefix_decay": self.decay, "next_likes": self.span, "prefix_window": self.window,
-                "positions_per_user": self.positions}  # fmt: skip
+                "positions_per_user": "all" if self.positions is None else self.positions}  # fmt: skip
 
 
 def recency(decay: float | None, n: int = ITEM_ITEM_LIKES) -> np.ndarray:
@@ -94,7 +95,7 @@ def add(
     lengths = np.diff(np.r_[starts, n])
     position = np.arange(n) - np.repeat(starts, lengths)
     last = np.repeat(lengths, lengths) - 2  # each like's user's last transition (a row of S and T)
-    first = np.maximum(0, last + 1 - how.positions)  # and their first: the newest `positions` count
+    first = np.maximum(0, last + 1 - _cap(how.positions, n))  # and their first: the newest `positions` count
     # only the likes in some counted row's prefix or next likes: a suffix of each user's, so a pair
     # (p, p + lag) of what is kept is still one user's
     near = np.flatnonzero(position >= first - (how.window - 1))
@@ -130,6 +131,11 @@ def add(
         coefficients[lo : hi + 1] = w[lo : hi + 1] / (norm[full] * np.sqrt(how.span))
         weight = _rows_sum(start, lo, hi, first[p], stop, plain, coefficients, st_term)
         _scatter(st, items[p], items[p + lag], weight, sign)
+
+
+def _cap(positions: int | None, n: int) -> int:
+    """`positions`, or `n` (more than any user has) for None."""
+    return n if positions is None else positions
 
 
 def _rows_sum(
@@ -170,7 +176,7 @@ def matrices(
     position = np.arange(n) - np.repeat(starts, lengths)  # within the user, 0 = their oldest
     length = np.repeat(lengths, lengths)
     # a transition at every position with a next like, the user's newest `positions` of them
-    rows = np.flatnonzero((position < length - 1) & (position >= length - 1 - how.positions))
+    rows = np.flatnonzero((position < length - 1) & (position >= length - 1 - _cap(how.positions, n)))
     index = np.full(n, -1, dtype=np.int64)
     index[rows] = np.arange(rows.size)
     s_rows, s_cols, s_vals, t_rows, t_cols = [], [], [], [], []

@@ -205,15 +205,20 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
         chosen.extend([likes, seen, relevant])
         return real_setting(models, likes, seen, relevant, users)  # type: ignore[arg-type]
 
-    def choose_decay(model: object, likes_at: object, seen: object, relevant: object, users: object) -> object:
+    def choose_decay(
+        model: object, likes_at: object, seen: object, relevant: object, users: object, **kwargs: object
+    ) -> object:
         def recorded(recency: object) -> object:
             chosen.append(likes_at(recency))  # type: ignore[operator]
             return chosen[-1]
 
-        return real_decay(model, recorded, seen, relevant, users)  # type: ignore[arg-type]
+        return real_decay(model, recorded, seen, relevant, users, **kwargs)  # type: ignore[arg-type]
+
+    shares_chosen: list[object] = []
 
     def choose_share(lightfm: object, item_item: object, seen: object, relevant: object, users: object) -> object:
-        if len(chosen) == 3 + len(itemitem.DECAYS):  # the first, after (a, λ) and the decay: on validation
+        shares_chosen.append(users)
+        if len(shares_chosen) == 1:  # the first, after (a, λ) and the decay: on validation
             chosen.extend([seen, relevant])
         else:  # the second: for visitors, on users left out of the fold-in's fit
             visitors.append(set(users.tolist()))  # type: ignore[attr-defined]
@@ -243,7 +248,7 @@ def test_the_blend_is_chosen_on_validation_and_never_sees_the_test_split(
     # fitted on but the final one, and from every sequence the transitions were learned from but the final one
     test = splits[0].test
     held_out = set(zip(data_.users[test].tolist(), data_.items[test].tolist(), strict=True))
-    assert held_out and len(chosen) == 5 + len(itemitem.DECAYS) and len(visitors) == 1
+    assert held_out and len(chosen) == 5 + len(itemitem.DECAYS) - 1 and len(visitors) == 1  # DECAY scored once
     assert sequences and all(not held_out & likes for likes in sequences[:-1] or sequences)
     if len(sequences) > 1:  # the order was learned from (a < 1): the final fit's sequences hold every like
         assert held_out <= sequences[-1]

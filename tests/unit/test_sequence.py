@@ -128,7 +128,8 @@ def test_a_repeated_like_counts_once_where_it_was_last() -> None:
 
 
 @pytest.mark.parametrize("how", [sequence.Transitions(decay=3.0, span=3, window=5, positions=4),
-                                 sequence.Transitions(decay=5.0, span=10, window=8, positions=50)])  # fmt: skip
+                                 sequence.Transitions(decay=5.0, span=10, window=8, positions=50),
+                                 sequence.Transitions(decay=5.0, span=10, window=8)])  # fmt: skip
 def test_the_gram_matrices_summed_from_pairs_of_likes_are_the_products_of_s_and_t(
     how: sequence.Transitions,
 ) -> None:
@@ -144,7 +145,8 @@ def test_the_gram_matrices_summed_from_pairs_of_likes_are_the_products_of_s_and_
     # THEN they agree; each S row is a unit-length decayed prefix; a user's newest `positions` count
     assert np.allclose(ss, (s.T @ s).toarray(), atol=1e-5) and np.allclose(st, (s.T @ t).toarray(), atol=1e-5)
     assert np.allclose(sp.linalg.norm(s, axis=1), 1.0)
-    assert s.shape[0] == int(np.minimum(np.minimum(lengths, N_ITEMS) - 1, how.positions).sum())
+    cap = lengths.max() if how.positions is None else how.positions  # None: every transition
+    assert s.shape[0] == int(np.minimum(np.minimum(lengths, N_ITEMS) - 1, cap).sum())
     # and taking some users' part back out leaves those of the others
     mine = users >= 20
     sequence.add(ss, st, users[~mine], items[~mine], how, -1.0)
