@@ -130,8 +130,9 @@ def train_and_evaluate(
         val_item_item = itemitem.scorer(itemitem.weighted(val_newest, sequence.recency(decay)), candidates[setting])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
         share, share_grid, share_se = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
-        val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
         del candidates, val_model
+    with phases("popularity: validation"):  # the quality gate's yardstick
+        val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
     print(f"served blend: {share:g} LightFM + {1 - share:g} item-item (a {a:g}, λ {ii_lambda:g}, recency decay "
           f"{decay or 'none'}), chosen on validation")  # fmt: skip
     train_m, seen_m, test_m = matrix(split.train), matrix(split.seen), matrix(split.test)

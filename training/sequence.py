@@ -22,7 +22,7 @@ newest weighs ``exp(-k / decay)``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,7 +54,17 @@ def recency(decay: float | None, n: int = ITEM_ITEM_LIKES) -> np.ndarray:
 
 
 def chronological(users: np.ndarray, timestamps: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The rows in each user's order of liking: by user, then time, then line in the file."""
+    """The rows in each user's order of liking: by user, then time, then line in the file.
+
+    The rows are usually in the file's order already; then one stable sort of a key made of the
+    user and the time gives the same order as sorting by all three, a tenth of the time (2.4 s at
+    the ML-10M shape)."""
+    n = users.shape[0]
+    if n and np.all(order[1:] > order[:-1]):
+        t0, span = int(timestamps.min()), int(timestamps.max()) - int(timestamps.min()) + 1
+        if (int(users.max()) + 1) * span < np.iinfo(np.int64).max and int(users.min()) >= 0:
+            key = users.astype(np.int64) * span + (timestamps.astype(np.int64) - t0)
+            return np.argsort(key, kind="stable")
     return np.lexsort((order, timestamps, users))
 
 
@@ -90,7 +100,7 @@ def add(
     n = users.size
     if n == 0:
         return
-    items = items.astype(np.int64)  # flat positions in an n_items² array
+    n_items = ss.shape[1]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     lengths = np.diff(np.r_[starts, n])
     position = np.arange(n) - np.repeat(starts, lengths)
@@ -99,12 +109,18 @@ def add(
     # only the likes in some counted row's prefix or next likes: a suffix of each user's, so a pair
     # (p, p + lag) of what is kept is still one user's
     near = np.flatnonzero(position >= first - (how.window - 1))
-    items, position, last, first, n = items[near], position[near], last[near], first[near], near.size
+    # int32 where it fits: these arrays are read once a lag, and half the bytes are most of the speed
+    small: type[np.signedinteger[Any]] = np.int32 if lengths.max() < np.iinfo(np.int32).max else np.int64
+    wide: type[np.signedinteger[Any]] = np.int32 if n_items * n_items < np.iinfo(np.int32).max else np.int64
+    items, n = items[near].astype(wide), near.size  # as flat positions in ss and st, with `row`
+    position, first = position[near].astype(small), first[near].astype(small)
+    room: np.ndarray = last[near].astype(small) - position  # transitions left after each like's position
+    row = items * wide(n_items)  # each like's row of SᵀS and SᵀT, as a flat position
     w = np.exp(-np.arange(how.window) / how.decay)
     norm = np.sqrt(np.cumsum(w * w))  # ‖s_t‖ of a row t holding min(t + 1, window) likes: norm[min(t, window - 1)]
     full = how.window - 1  # from this row on, every row of S holds `window` likes
     for lag in range(min(how.window, int(lengths.max()))):  # SᵀS: pairs (p, q = p + lag)
-        p = np.flatnonzero(position[: n - lag] + lag <= last[: n - lag])
+        p = np.flatnonzero(room[: n - lag] >= lag)
         start = position[p] + lag  # the rows t = start + e, e < window - lag, hold both
 
         def ss_term(e: int, t: np.ndarray, _: np.ndarray, lag: int = lag) -> np.ndarray:
@@ -112,13 +128,15 @@ def add(
             return term
 
         coefficients = w[lag:] * w[: how.window - lag] / norm[full] ** 2
-        weight = _rows_sum(start, 0, how.window - lag - 1, first[p], last[p], start >= full, coefficients, ss_term)
-        _scatter(ss, items[p], items[p + lag], weight, sign)
+        weight = _rows_sum(start, 0, how.window - lag - 1, first[p], position[p] + room[p], start >= full,
+                           coefficients, ss_term)  # fmt: skip
+        _scatter(ss, row[p] + items[p + lag], weight, sign)
         if lag:
-            _scatter(ss, items[p + lag], items[p], weight, sign)
+            _scatter(ss, row[p + lag] + items[p], weight, sign)
     for lag in range(1, min(how.window + how.span, int(lengths.max()))):  # SᵀT: pairs (p, q = p + lag)
-        p = np.flatnonzero(position[: n - lag] + lag <= last[: n - lag] + 1)
-        start, stop = position[p], last[p]  # rows t = start + e: p in the prefix, q among the next
+        p = np.flatnonzero(room[: n - lag] >= lag - 1)
+        start = position[p]
+        stop = start + room[p]  # rows t = start + e, up to the user's last: p in the prefix, q among the next
         lo, hi = max(0, lag - how.span), min(how.window, lag) - 1
 
         def st_term(e: int, t: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -130,7 +148,7 @@ def add(
         coefficients = np.zeros(how.window)
         coefficients[lo : hi + 1] = w[lo : hi + 1] / (norm[full] * np.sqrt(how.span))
         weight = _rows_sum(start, lo, hi, first[p], stop, plain, coefficients, st_term)
-        _scatter(st, items[p], items[p + lag], weight, sign)
+        _scatter(st, row[p] + items[p + lag], weight, sign)
 
 
 def _cap(positions: int | None, n: int) -> int:
@@ -159,11 +177,10 @@ def _rows_sum(
     return weight
 
 
-def _scatter(into: np.ndarray, rows: np.ndarray, columns: np.ndarray, weight: np.ndarray, sign: float) -> None:
-    """into[rows, columns] += sign * weight, repeated positions adding up; zero weights skipped."""
+def _scatter(into: np.ndarray, at: np.ndarray, weight: np.ndarray, sign: float) -> None:
+    """into's flat positions `at` += sign * weight, repeated positions adding up; zero weights skipped."""
     nonzero = weight > 0
-    at = rows[nonzero] * into.shape[1] + columns[nonzero]
-    np.add.at(into.reshape(-1), at, (sign * weight[nonzero]).astype(np.float32))
+    np.add.at(into.reshape(-1), at[nonzero], (sign * weight[nonzero]).astype(np.float32))
 
 
 def matrices(

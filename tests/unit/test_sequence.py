@@ -160,3 +160,17 @@ def test_recency_weighs_the_newest_like_most_and_none_weighs_all_alike() -> None
     assert np.array_equal(sequence.recency(None), np.ones_like(weights))
     with pytest.raises(ValueError, match="positive"):
         sequence.recency(0.0)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_each_users_likes_are_ordered_by_time_then_line_whichever_way_the_rows_come(shuffled: bool) -> None:
+    # GIVEN rows of many users with tied times (and negative ones), in file order or not
+    rng = np.random.default_rng(5)
+    n = 5_000
+    users = rng.integers(0, 300, size=n).astype(np.int32)
+    timestamps = rng.integers(-50, 50, size=n).astype(np.int64)
+    order = rng.permutation(n) if shuffled else np.arange(n)
+    # WHEN they are put in each user's order of liking
+    ordered = sequence.chronological(users, timestamps, order)
+    # THEN it is the order of (user, time, line), ties of both broken by the line
+    assert np.array_equal(ordered, np.lexsort((order, timestamps, users)))
