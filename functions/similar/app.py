@@ -30,7 +30,8 @@ def similar(movie_id: MovieId, k: K = 10) -> Similar:
 
 @app.get("/movies", tags=("movies",))
 def movies(query: SearchQuery = "", limit: Limit = 10) -> Movies:
-    """Title search, case- and accent-insensitive; an empty query gives the most liked movies."""
+    """Title search, case- and accent-insensitive, forgiving a missing space; when no title matches,
+    the closest titles (`match`: "closest"). An empty query gives the most liked movies."""
     return service.search_movies(runtime.model(), query, limit)
 
 

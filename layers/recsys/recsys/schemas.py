@@ -206,6 +206,7 @@ class Similar(TypedDict):
 class Movies(TypedDict):
     model_version: str
     query: str
+    match: Literal["exact", "closest"]  # closest: no title has the query's words; these are nearest, for a typo
     items: list[PopularMovie]
 
 

@@ -215,10 +215,11 @@ def similar(model: ModelArtifact, movie_id: int, k: int) -> Similar:
 
 def search_movies(model: ModelArtifact, query: str, limit: int) -> Movies:
     """Titles containing every word of `query` (case- and accent-insensitive), prefix matches first,
-    then the most liked; an empty query gives the most liked movies."""
-    hits = model.search_index.find(query, limit)
+    then the most liked; an empty query gives the most liked movies. When no title has the words,
+    the same without spaces, then the closest titles (`match`: "closest"), for a typo."""
+    hits, exact = model.search_index.search(query, limit)
     items: list[PopularMovie] = [{**movie(model, i), "likes": int(model.like_counts[i])} for i in hits.tolist()]
-    return {"model_version": model.version, "query": query, "items": items}
+    return {"model_version": model.version, "query": query, "match": "exact" if exact else "closest", "items": items}
 
 
 #: What training recorded but the public card leaves out: where the ratings were read from.
