@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.datasets import DataError, RawRatings
+from training.datasets import DataError, RawRatings, placeholder_movies
 
 
 @dataclass
@@ -56,6 +56,11 @@ def clean(raw: RawRatings, min_rating: float, max_bad_fraction: float) -> Intera
             f"({raw.bad_count / total:.2%}, above --max-bad-rows {max_bad_fraction:.2%}); first ones:\n{quoted}"
         )
     keep = _latest_per_pair(raw.users, raw.items, raw.timestamps, raw.lines)
+    # a placeholder row of the metadata is no movie: its ratings teach nothing and it is never recommended
+    placeholders = placeholder_movies(raw.movies)
+    of_placeholder = np.isin(raw.items[keep], placeholders)
+    dropped = int(of_placeholder.sum())
+    keep = keep[~of_placeholder]
     users, items = raw.users[keep], raw.items[keep]
     user_ids, user_idx = np.unique(users, return_inverse=True)
     item_ids, item_idx = np.unique(items, return_inverse=True)
@@ -68,7 +73,10 @@ def clean(raw: RawRatings, min_rating: float, max_bad_fraction: float) -> Intera
         "format": raw.format,
         "rows": raw.total_rows,
         "bad_rows": raw.bad_count,
-        "duplicates": int(raw.users.size - keep.size),
+        "duplicates": int(raw.users.size - keep.size - dropped),
+        "placeholders": {"movies": sorted(placeholders.tolist()), "ratings": dropped,
+                         "why": "metadata rows that stand for no movie (the title 'unknown', no year): "
+                                "their ratings are left out, so they are never recommended or offered"},
         "ratings": int(keep.size),
         "users": int(user_ids.size),
         "movies": int(item_ids.size),

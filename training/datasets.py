@@ -220,7 +220,8 @@ def read_movies(path: Path, fmt: str) -> Movies:
     if fmt == "ml-100k":
         frame = pd.read_csv(io.StringIO(text), sep="|", header=None, quoting=3, dtype=str, keep_default_na=False)
         flags = frame.iloc[:, 5 : 5 + len(ML100K_GENRES)].to_numpy() == "1"
-        genres = [[g for g, on in zip(ML100K_GENRES, row, strict=False) if on] for row in flags]
+        genres = [[g for g, on in zip(ML100K_GENRES, row, strict=False) if on and g not in PLACEHOLDER_GENRES]
+                  for row in flags]  # fmt: skip
         return _movies(frame[0], frame[1], genres)
     if fmt == "ml-1m/ml-10m":
         rows = [line.split("::") for line in text.splitlines() if line.strip()]
@@ -244,8 +245,23 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+#: What the datasets write where a movie's genre is not known: not a genre, so never offered as one.
+PLACEHOLDER_GENRES = frozenset({"unknown", "(no genres listed)"})
+#: The title ML-100K gives its placeholder row (movie 267: no year, genre "unknown"), which is no movie.
+PLACEHOLDER_TITLES = frozenset({"unknown"})
+
+
+def placeholder_movies(movies: Movies | None) -> np.ndarray:
+    """The ids of the metadata's rows that stand for no movie: a placeholder title and no year."""
+    if movies is None:
+        return np.zeros(0, dtype=np.int64)
+    found = [i for i, (title, year) in enumerate(zip(movies.titles, movies.years.tolist(), strict=True))
+             if title.strip().casefold() in PLACEHOLDER_TITLES and year == 0]  # fmt: skip
+    return movies.ids[found].astype(np.int64)
+
+
 def _split_genres(field: str, sep: str) -> list[str]:
-    return [g for g in field.split(sep) if g and g != "(no genres listed)"]
+    return [g for g in field.split(sep) if g and g not in PLACEHOLDER_GENRES]
 
 
 def _movies(ids: Iterable[Any], titles: Iterable[Any], genres: list[list[str]], years: Any = None) -> Movies:

@@ -6,6 +6,7 @@ import pytest
 
 from training.cleaning import clean
 from training.datasets import DataError, read_ratings
+from training.model import catalogue
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +97,23 @@ def test_no_positive_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no MovieLens ratings found"):
         read_ratings(write(tmp_path, "readme.txt", "hello"))
+
+
+def test_the_datasets_placeholder_movie_and_genre_are_not_movies_or_genres(tmp_path: Path) -> None:
+    # GIVEN ML-100K's placeholder row (267: title "unknown", no year, genre "unknown"), a real movie
+    # whose only genre flag is "unknown", and a movie with genres, each liked
+    flags = {"unknown": "1|" + "|".join(["0"] * 18), "drama": "0|" + "|".join(["0"] * 7) + "|1|" + "|".join(["0"] * 10)}
+    write(tmp_path, "u.data", "1\t267\t5\t100\n1\t1373\t5\t101\n1\t10\t5\t102\n2\t10\t4\t103\n2\t267\t4\t104\n")
+    write(tmp_path, "u.item", f"267|unknown||||{flags['unknown']}\n"
+                              f"1373|Good Morning (1971)|04-Feb-1971||x|{flags['unknown']}\n"
+                              f"10|Richard III (1995)|22-Jan-1996||x|{flags['drama']}\n")  # fmt: skip
+    raw = read_ratings(tmp_path)
+    # WHEN the ratings are cleaned and the catalogue built
+    data = clean(raw, min_rating=4.0, max_bad_fraction=0.01)
+    cat = catalogue(data.item_ids, raw.movies)
+    # THEN the placeholder's ratings are left out and reported; the real movie stays, with no genre;
+    # and "unknown" is no genre
+    assert data.item_ids.tolist() == [10, 1373] and data.summary["ratings"] == 3
+    assert data.summary["placeholders"]["movies"] == [267] and data.summary["placeholders"]["ratings"] == 2
+    assert data.summary["duplicates"] == 0
+    assert cat.genre_names == ["Drama"] and cat.titles == ["Richard III", "Good Morning"]
