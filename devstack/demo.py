@@ -58,6 +58,10 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
             print(f"error: {line}", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    if os.environ.get("VERBOSE"):  # every request's access line and the functions' metrics lines
+        os.environ.setdefault("LOCALSTACK_ACCESS_LOG", "1")
+    else:  # after READY the terminal stays quiet: the addresses stay on screen
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     with contextlib.ExitStack() as stack:
         if api == "sam":
             from devstack.sam import SamStack
@@ -95,8 +99,8 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         STATE.parent.mkdir(parents=True, exist_ok=True)
         STATE.write_text(json.dumps({"pid": os.getpid(), "aws": endpoint, "api": api_url, "web": web}) + "\n")
         stack.callback(STATE.unlink, missing_ok=True)
-        print(f"READY api={api_url} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything",
-              flush=True)  # fmt: skip
+        print(f"READY api={api_url} web={web} ({time.perf_counter() - started:.1f} s)  Ctrl-C stops everything"
+              + ("" if os.environ.get("VERBOSE") else "; VERBOSE=1 shows each request"), flush=True)  # fmt: skip
         try:
             while True:
                 time.sleep(3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ def moto_server(port: int) -> Iterator[str]:
     from devstack.servers import port_is_free
 
     patch_moto()
+    # werkzeug logs every request to stderr unless told otherwise: the functions' model refresh
+    # alone was a line every 5 s (`VERBOSE=1` keeps them)
+    if not os.environ.get("VERBOSE"):
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if not port_is_free(port):  # moto's server thread would die, and its start() wait forever
         raise OSError(f"port {port} is in use: moto cannot listen there")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -152,3 +152,27 @@ def test_retrain_finds_the_running_demo_without_being_told(tmp_path: Path, monke
     gone.wait()
     demo.STATE.write_text(json.dumps({"pid": gone.pid, "aws": "http://127.0.0.1:49999"}))
     assert demo.running_endpoint() is None  # a demo that stopped without tidying up
+
+
+QUIET_PROBE = """
+import boto3
+from devstack.s3 import moto_server
+from devstack.servers import free_port
+with moto_server(free_port()):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="models")
+    for _ in range(5):  # what the functions' model refresh does every few seconds
+        s3.list_objects_v2(Bucket="models")
+print("done")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_local_aws_logs_no_request_unless_verbose(verbose: bool) -> None:
+    # GIVEN the demo's local AWS, asked for what the functions ask it while nobody uses the site
+    env = {k: v for k, v in os.environ.items() if k != "VERBOSE"} | ({"VERBOSE": "1"} if verbose else {})
+    done = subprocess.run([sys.executable, "-c", QUIET_PROBE], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    # THEN the terminal shows none of those requests, unless VERBOSE=1 asked for them
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
+    assert ("HTTP/1.1" in done.stderr) == verbose, done.stderr
