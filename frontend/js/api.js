@@ -48,12 +48,15 @@ async function request(url, init) {
   return body;
 }
 
-// The model's genres as options of a <select>; a failure is shown in `status`.
+// The model's genres as options of a <select>; a failure is shown in `status`. Returns the model
+// card (GET /model), or null when it could not be read.
 export async function loadGenres(select, status) {
   try {
     const model = await get("/model");
     for (const genre of model.genres) select.append(el("option", { value: genre, text: genre }));
+    return model;
   } catch (error) {
     setStatus(status, error.message, "error");
+    return null;
   }
 }

@@ -1,11 +1,13 @@
 // The model page: version, data, the served blend against its parts and popularity, with precision@k / recall@k charts.
 import { get } from "./api.js";
-import { el, setStatus } from "./ui.js";
+import { describeBlend, el, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const COLORS = { served: "#1864ab", lightfm: "#2b8a3e", item_item: "#c2255c", popularity: "#a15c00", ease: "#5f3dc4" };
-const MODELS = ["served", "lightfm", "item_item", "popularity", "ease"];
+const COLORS = { served: "#1864ab", lightfm: "#2b8a3e", item_item: "#c2255c", item_item_unordered: "#e64980", popularity: "#a15c00", ease: "#5f3dc4" };
+const MODELS = ["served", "lightfm", "item_item", "item_item_unordered", "popularity", "ease"];
+const NAMES = { served: "served blend", lightfm: "LightFM", item_item: "item-item", item_item_unordered: "item-item, order ignored", popularity: "popularity", ease: "EASE" };
+const DASHES = { served: "", lightfm: "6 3", item_item: "2 3", item_item_unordered: "8 3 2 3", popularity: "10 4", ease: "4 2 1 2" };
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -14,11 +16,14 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+// A line chart with its legend below the plot, never on the curves: each line's colour, dash and name.
 function chart(title, ks, series) {
-  const w = 420, h = 260, left = 48, right = 12, top = 28, bottom = 36;
+  const names = Object.keys(series);
+  const legendRows = Math.ceil(names.length / 2);
+  const w = 420, plot = 260, left = 48, right = 12, top = 28, bottom = 36, h = plot + 8 + legendRows * 16;
   const max = Math.max(...Object.values(series).flat(), 0.01) * 1.1;
   const x = (k) => left + ((k - ks[0]) / (ks[ks.length - 1] - ks[0])) * (w - left - right);
-  const y = (v) => top + (1 - v / max) * (h - top - bottom);
+  const y = (v) => top + (1 - v / max) * (plot - top - bottom);
   const root = svg("svg", { class: "chart", viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": title });
   root.append(svg("text", { x: left, y: 18, "font-size": 13, "font-weight": 600 }, title));
   for (let i = 0; i <= 4; i++) {
@@ -27,14 +32,19 @@ function chart(title, ks, series) {
     root.append(svg("text", { x: left - 6, y: y(v) + 4, "font-size": 10, "text-anchor": "end" }, v.toFixed(2)));
   }
   for (const k of ks.filter((k) => k === 1 || k % 5 === 0)) {
-    root.append(svg("text", { x: x(k), y: h - bottom + 14, "font-size": 10, "text-anchor": "middle" }, String(k)));
+    root.append(svg("text", { x: x(k), y: plot - bottom + 14, "font-size": 10, "text-anchor": "middle" }, String(k)));
   }
-  root.append(svg("text", { x: (left + w - right) / 2, y: h - 6, "font-size": 11, "text-anchor": "middle" }, "k"));
-  Object.entries(series).forEach(([name, values], n) => {
-    const points = values.map((v, i) => `${x(ks[i])},${y(v)}`).join(" ");
-    root.append(svg("polyline", { points, fill: "none", stroke: COLORS[name], "stroke-width": 2, "stroke-dasharray": n ? "5 3" : "" }));
-    root.append(svg("text", { x: w - right - 90, y: top + 14 + n * 14, "font-size": 11, fill: COLORS[name] }, name));
+  root.append(svg("text", { x: (left + w - right) / 2, y: plot - 6, "font-size": 11, "text-anchor": "middle" }, "k"));
+  const legend = svg("g", { class: "legend" });
+  names.forEach((name, n) => {
+    const points = series[name].map((v, i) => `${x(ks[i])},${y(v)}`).join(" ");
+    const line = { fill: "none", stroke: COLORS[name], "stroke-width": 2, "stroke-dasharray": DASHES[name] };
+    root.append(svg("polyline", { points, ...line }));
+    const lx = left + (n % 2) * 180, ly = plot + 8 + Math.floor(n / 2) * 16;
+    legend.append(svg("line", { x1: lx, x2: lx + 28, y1: ly, y2: ly, ...line }));
+    legend.append(svg("text", { x: lx + 34, y: ly + 4, "font-size": 11, fill: "#1d1d24" }, NAMES[name] ?? name));
   });
+  root.append(legend);
   return root;
 }
 
@@ -60,11 +70,13 @@ async function main() {
   const split = model.metrics.split;
   const ease = model.metrics.ease ?? {};
   const served = model.metrics.served;
+  if (served) $("blend").textContent = describeBlend(served.shares);
   $("facts").replaceChildren(
     ...fact("Version", model.model_version),
     ...fact("Created", model.created_at ?? "unknown"),
     ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
     ...fact("Format", d.format),
+    ...(d.placeholders?.movies?.length ? fact("Left out", `${d.placeholders.movies.length === 1 ? "movie" : "movies"} ${d.placeholders.movies.join(", ")} (${d.placeholders.ratings} ratings): ${d.placeholders.why}`) : []),
     ...(d.visitors?.left_out ? fact("Site visitors", `${d.visitors.left_out.likes} likes from ${d.visitors.left_out.visitors} ${d.visitors.left_out.visitors === 1 ? "visitor" : "visitors"} were left out of this model: with them, a validation figure moved past the quality gate's band`)
       : d.visitors ? fact("Site visitors", `${d.visitors.likes} likes from ${d.visitors.visitors} ${d.visitors.visitors === 1 ? "visitor" : "visitors"} of this site trained as users (no visitor is served as a user)`) : []),
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),

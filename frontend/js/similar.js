@@ -21,10 +21,13 @@ async function suggest() {
   try {
     const found = await get("/movies", { query: input.value, limit: 8 });
     if (ticket !== pending) return; // a newer keystroke already asked
-    box.replaceChildren(...found.items.map((m, i) =>
-      el("li", { role: "option", id: `option-${i}`, "data-movie-id": m.movie_id, "aria-selected": "false",
-        onmousedown: (event) => { event.preventDefault(); choose(m.movie_id); } }, movieTitle(m))));
-    if (found.items.length === 0) box.replaceChildren(el("li", { class: "empty", text: "No title matches." }));
+    const guess = found.match === "closest" && found.items.length > 0;
+    box.replaceChildren(
+      ...(guess ? [el("li", { class: "did-you-mean", role: "presentation", text: "No title matches. Did you mean:" })] : []),
+      ...found.items.map((m, i) =>
+        el("li", { role: "option", id: `option-${i}`, "data-movie-id": m.movie_id, "aria-selected": "false",
+          onmousedown: (event) => { event.preventDefault(); choose(m.movie_id); } }, movieTitle(m))));
+    if (found.items.length === 0) box.replaceChildren(el("li", { class: "empty", text: "No title matches, nor any close to it." }));
     box.hidden = false;
     input.setAttribute("aria-expanded", "true");
     active = -1;
@@ -41,9 +44,11 @@ function move(step) {
   input.setAttribute("aria-activedescendant", options[active].id);
 }
 
-async function choose(movieId) {
+// Each movie chosen is a step in the browser's history: Back returns to the movie you came from.
+async function choose(movieId, { push = true } = {}) {
   closeSuggestions();
-  history.replaceState(null, "", `?movie=${movieId}`);
+  const url = `?movie=${movieId}`;
+  if (push && location.search !== url) history.pushState({ movie: String(movieId) }, "", url);
   loading($("similar-list"), "similar movies");
   setStatus(status, "Loading similar movies…", "info");
   try {
@@ -75,8 +80,9 @@ async function choose(movieId) {
     $("chosen").hidden = true;
     $("similar-title").hidden = true;
     $("similar-list").replaceChildren();
-    setStatus(status, error.status === 404 ? `Movie ${movieId} is not in the model. Search for another.` : error.message,
-      error.status === 404 ? "warn" : "error");
+    const known = { 404: `No movie with id ${movieId} is in the model. Search for a title above.`,
+      400: `${movieId} is not a movie id the model could have. Search for a title above.` };
+    setStatus(status, known[error.status] ?? error.message, known[error.status] ? "warn" : "error");
   }
 }
 
@@ -97,5 +103,20 @@ input.addEventListener("keydown", (event) => {
 });
 $("search-form").addEventListener("submit", (event) => event.preventDefault());
 
-const initial = new URLSearchParams(location.search).get("movie");
-if (initial && /^\d+$/.test(initial)) choose(initial);
+function showFromUrl() {
+  const wanted = new URLSearchParams(location.search).get("movie");
+  if (wanted === null) {
+    $("chosen").hidden = true;
+    $("similar-title").hidden = true;
+    $("similar-list").replaceChildren();
+    input.value = "";
+    setStatus(status, "", "info");
+  } else if (/^\d+$/.test(wanted)) {
+    choose(wanted, { push: false });
+  } else {
+    setStatus(status, `"${wanted}" is not a movie id: a movie id is a whole number, such as 50. Search for a title above.`, "warn");
+  }
+}
+
+window.addEventListener("popstate", showFromUrl);
+showFromUrl();

@@ -35,7 +35,11 @@ async function search() {
   try {
     const found = await get("/movies", { query, limit: 6 });
     if (ticket !== searchTicket) return;
-    fill($("results"), found.items.map((m) => movieCard(m, { extra: [store.likeButton(m, el)] })), "No title matches.");
+    const guess = found.match === "closest" && found.items.length > 0;
+    fill($("results"), [
+      ...(guess ? [el("li", { class: "did-you-mean", text: "No title matches. Did you mean:" })] : []),
+      ...found.items.map((m) => movieCard(m, { extra: [store.likeButton(m, el)] })),
+    ], "No title matches, nor any close to it.");
   } catch (error) {
     setStatus(status, error.message, "error");
   }
@@ -80,7 +84,15 @@ let picksTimer = 0;
 $("query").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 150); });
 $("search-form").addEventListener("submit", (event) => { event.preventDefault(); search(); });
 $("clear").addEventListener("click", () => store.clear());
-$("forget").addEventListener("click", async () => {
+// Forget me deletes for good, so it asks first, in the page (a dialog the browser draws is easy to dismiss unread).
+$("forget").addEventListener("click", () => {
+  setStatus($("forget-status"), "", "info");
+  $("forget-confirm").hidden = false;
+  $("forget-yes").focus();
+});
+$("forget-no").addEventListener("click", () => { $("forget-confirm").hidden = true; $("forget").focus(); });
+$("forget-yes").addEventListener("click", async () => {
+  $("forget-confirm").hidden = true;
   try {
     const deleted = await store.forget();
     setStatus($("forget-status"), `Forgotten: ${deleted} ${deleted === 1 ? "like" : "likes"} deleted from the server, and this browser holds none.`, "info");
@@ -93,6 +105,7 @@ $("k").addEventListener("change", refreshPicks);
 $("genre").addEventListener("change", refreshPicks);
 store.adoptFromUrl(); // a shared link's likes join this browser's
 store.onChange(() => {
+  if ($("forget-status").classList.contains("status-info")) setStatus($("forget-status"), "", "info"); // a past action's
   renderLikes();
   history.replaceState(null, "", store.shareUrl());
   clearTimeout(picksTimer);

@@ -47,3 +47,13 @@ export function fill(list, items, empty) {
   list.removeAttribute("aria-busy");
   list.replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: empty })]));
 }
+
+// What the served blend is made of, in words, from its shares ({lightfm, item_item}): what the
+// pages say must be what the model does, and validation may give either part a share of 0.
+export function describeBlend(shares) {
+  const lightfm = Number(shares?.lightfm ?? 0);
+  const itemItem = Number(shares?.item_item ?? 0);
+  if (lightfm === 0) return "an item-item model that learns which movies people like next, each person's newest likes counting most";
+  if (itemItem === 0) return "LightFM, a factorization model";
+  return `LightFM ${lightfm} + item-item ${itemItem}, each part's share chosen on held-out likes`;
+}

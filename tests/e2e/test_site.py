@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -214,12 +215,23 @@ def test_taste_page_likes_reach_the_table_and_forget_me_deletes_them(  # type: i
     # WHEN one is removed THEN the table follows
     page.locator('#likes-list li[data-movie-id="14"] button.remove').click()
     eventually(lambda: stored_likes(feedback_env, visitor) == [13, 15])
-    # WHEN they press "forget me" THEN the table and the browser hold nothing of them
+    # WHEN they press "forget me" THEN it asks first, and Cancel deletes nothing
     page.locator("#forget").click()
+    assert page.locator("#forget-confirm").is_visible()
+    page.locator("#forget-no").click()
+    assert page.locator("#forget-confirm").is_hidden() and stored_likes(feedback_env, visitor) == [13, 15]
+    # WHEN they press it and say yes THEN the table and the browser hold nothing of them
+    page.locator("#forget").click()
+    page.locator("#forget-yes").click()
     page.wait_for_selector("#forget-status:has-text('Forgotten: 2 likes deleted')")
     assert stored_likes(feedback_env, visitor) == []
     assert page.evaluate("[localStorage.getItem('movie-recommender.visitor'), localStorage.getItem('movie-recommender.likes')]") == [None, "[]"]  # noqa: E501
     assert page.locator("#likes-list li.movie").count() == 0 and page.errors == []
+    # AND that message belongs to the past once they like a movie again
+    page.fill("#query", "movie 16")
+    page.locator('#results button[data-like="16"]').click()
+    page.wait_for_selector('#picks-list[data-liked="16"]')
+    assert page.locator("#forget-status").is_hidden()
 
 
 def test_forget_me_waits_for_a_like_on_its_way_and_deletes_it_too(  # type: ignore[no-untyped-def]
@@ -235,6 +247,7 @@ def test_forget_me_waits_for_a_like_on_its_way_and_deletes_it_too(  # type: igno
     eventually(lambda: bool(page.evaluate("1")) and len(held) == 1)
     # WHEN they press "forget me" while it is held, and then it goes through
     page.locator("#forget").click()
+    page.locator("#forget-yes").click()
     page.evaluate("new Promise(r => setTimeout(r, 200))")  # forget had the chance to run ahead, and must not
     assert stored_likes(feedback_env, visitor) == [13]
     held[0].continue_()
@@ -322,3 +335,134 @@ def test_the_site_is_served_under_the_production_csp(stack: dict[str, str], page
     # AND a request the policy does not allow is blocked (the policy really is enforced)
     blocked = page.evaluate("fetch('http://127.0.0.2:9/').then(() => 'allowed', () => 'blocked')")
     assert blocked == "blocked" and any("connect-src" in v for v in violations)
+
+
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1366, "height": 900}
+#: Every page, and what shows once it has loaded.
+PAGES = {
+    "index": ("/index.html?user=1", "#personalized-list li.movie"),
+    "similar": ("/similar.html?movie=13", "#similar-list li.movie"),
+    "taste": ("/taste.html?liked=13,14,15", '#picks-list[data-liked="13,14,15"]'),
+    "model": ("/model.html", "#charts svg"),
+}
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_fits_a_phone_and_a_desktop(stack: dict[str, str], browser, name: str, size: str) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a page at a phone's width or a desktop's
+    context = browser.new_context(viewport=PHONE if size == "phone" else DESKTOP, is_mobile=size == "phone")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    path, loaded = PAGES[name]
+    # WHEN it has loaded
+    page.goto(stack["web"] + path)
+    page.wait_for_selector(loaded)
+    (SHOTS / "pages").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "pages" / f"{name}-{size}.png"), full_page=True)
+    # THEN nothing scrolls sideways (a wide table scrolls inside its own box) and nothing failed
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    context.close()
+    assert width[0] <= width[1] and errors == []
+
+
+def test_tapping_a_sample_user_on_a_phone_brings_the_results_into_view(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], browser
+) -> None:
+    context = browser.new_context(viewport=PHONE, is_mobile=True)
+    page = context.new_page()
+    page.goto(stack["web"] + "/index.html")
+    page.locator("#picker button").nth(5).click()
+    page.wait_for_selector("#personalized-list li.movie")
+    top = page.evaluate("document.getElementById('results').getBoundingClientRect().top")
+    context.close()
+    assert -2 <= top < PHONE["height"] / 2  # at the top of the screen, to a fraction of a pixel
+
+
+def test_the_pages_words_say_what_the_model_does(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    card = json.loads(urllib.request.urlopen(stack["api"] + "/model", timeout=10).read())
+    shares = card["metrics"]["served"]["shares"]
+    page.goto(stack["web"] + "/index.html?user=1")
+    page.wait_for_selector("#personalized-list li.movie")
+    blend = page.locator("#blend").inner_text()
+    # the lead names LightFM only where it has a share, and its share where both parts have one
+    assert ("LightFM" in blend) == (shares["lightfm"] > 0)
+    if 0 < shares["lightfm"] < 1:
+        assert f"LightFM {shares['lightfm']:g}" in blend
+    # another person's reasons say "they"; the status counts picks, not "LightFM picks"
+    reasons = page.locator("#personalized-list .because").all_inner_texts()
+    assert reasons and all(t.startswith("Because they liked") for t in reasons)
+    assert "personalized picks are also popular picks" in page.locator("#status").inner_text()
+    assert page.errors == []
+
+
+def test_a_cut_list_of_likes_says_so_and_shows_more(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN pages of 5 likes (the API's real answers, asked for 5 at a time)
+    def smaller_pages(route) -> None:  # type: ignore[no-untyped-def]
+        route.continue_(url=route.request.url.replace("k=20", "k=5"))
+
+    page.route("**/users/*/history*", smaller_pages)
+    page.goto(stack["web"] + "/index.html?user=1")
+    page.wait_for_selector("#history-list li.movie")
+    liked = len([m for m in data.rated_by(1) if data.group_of_item(m) == data.group_of_user(1)])
+    # THEN the count says the list is cut, and "show more" brings the rest, page by page
+    assert page.locator("#history-total").inner_text() == f"5 of {liked}, newest first"
+    while page.locator("#history-more").is_visible():
+        shown = page.locator("#history-list li.movie").count()
+        page.locator("#history-more").click()
+        page.wait_for_function(f"() => document.querySelectorAll('#history-list li.movie').length > {shown}")
+    ids = page.locator("#history-list li.movie").evaluate_all("els => els.map(e => Number(e.dataset.movieId))")
+    assert len(ids) == len(set(ids)) == liked
+    assert page.locator("#history-total").inner_text() == f"{liked} movies, newest first" and page.errors == []
+
+
+def test_back_and_forward_step_through_every_pivot(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    def chosen() -> str:
+        return page.locator("#chosen .meta-line").first.inner_text()
+
+    page.goto(stack["web"] + "/similar.html?movie=13")
+    page.wait_for_function("() => document.querySelector('#chosen .meta-line')?.textContent.includes('Movie 13 ')")
+    visited = ["13"]
+    for _ in range(2):  # pivot twice, to the first similar movie each time
+        first = page.locator("#similar-list li.movie").first
+        visited.append(first.get_attribute("data-movie-id"))
+        first.locator("a").click()
+        page.wait_for_function(f"() => document.querySelector('#chosen .meta-line').textContent"
+                               f".includes('Movie {visited[-1]} ')")
+    # WHEN Back is pressed twice THEN each press returns to the movie before
+    for movie in reversed(visited[:-1]):
+        page.go_back()
+        page.wait_for_function(f"() => document.querySelector('#chosen .meta-line').textContent"
+                               f".includes('Movie {movie} ')")
+        assert page.url.endswith(f"?movie={movie}")
+    # AND Forward goes on again
+    page.go_forward()
+    page.wait_for_function(f"() => document.querySelector('#chosen .meta-line').textContent"
+                           f".includes('Movie {visited[1]} ')")
+    assert f"Movie {visited[1]} " in chosen() and page.errors == []
+
+
+def test_search_forgives_a_typo_and_says_did_you_mean(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + "/similar.html")
+    page.fill("#query", "move 13")  # "movie 13" with a letter dropped
+    page.wait_for_selector("#suggestions .did-you-mean")
+    options = page.locator("#suggestions [role=option]").all_inner_texts()
+    assert options and options[0].startswith("Movie 13")
+    page.fill("#query", "movie13")  # a missing space is still a match
+    page.wait_for_selector("#suggestions .did-you-mean", state="detached")
+    assert page.locator("#suggestions [role=option]").first.inner_text().startswith("Movie 13") and page.errors == []
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/index.html?user=99999999999999999999", "No user has the id 99999999999999999999"),
+    ("/index.html?user=abc", "A user id is a whole number"),
+    ("/similar.html?movie=abc", '"abc" is not a movie id'),
+    ("/similar.html?movie=424242", "No movie with id 424242 is in the model"),
+])  # fmt: skip
+def test_errors_speak_to_people_and_no_page_is_blank(stack: dict[str, str], page, path: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(stack["web"] + path)
+    page.wait_for_selector("#status:not([hidden])")
+    text = page.locator("#status").inner_text()
+    assert words in text and "Input should" not in text and "path segment" not in text
+    assert [e for e in page.errors if "the server responded with a status of 404" not in e] == []  # the API's 404
