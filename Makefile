@@ -25,7 +25,7 @@ DEBOOTSTRAP := /usr/sbin/debootstrap
 SAM_DEPS := .venv-sam/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
 
 .PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e test-sam lint \
-        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain
+        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain screenshots
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
@@ -81,6 +81,11 @@ $(DOCKERD):
 
 $(DEBOOTSTRAP):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
+
+# Every page at a phone's and a desktop's size, from the model of the last `make train`, into docs/screenshots/.
+screenshots: $(VENV)/$(STAMP) /usr/bin/chromium
+	@test -f $(MODEL_URI)/latest.json || $(MAKE) train
+	$(PY) -m scripts.screenshots
 
 openapi: $(VENV)/$(STAMP)
 	$(PY) -m scripts.openapi
