@@ -247,8 +247,9 @@ def _decode(raw: bytes) -> str:
 
 #: What the datasets write where a movie's genre is not known: not a genre, so never offered as one.
 PLACEHOLDER_GENRES = frozenset({"unknown", "(no genres listed)"})
-#: The title ML-100K gives its placeholder row (movie 267: no year, genre "unknown"), which is no movie.
-PLACEHOLDER_TITLES = frozenset({"unknown"})
+#: The title ML-100K gives its placeholder row (movie 267: no year, genre "unknown"), which is no
+#: movie; RecBole 1.2.1's copy (what `make data` fetches) spells it "unkonwn".
+PLACEHOLDER_TITLES = frozenset({"unknown", "unkonwn"})
 
 
 def placeholder_movies(movies: Movies | None) -> np.ndarray:

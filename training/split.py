@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from training.sequence import chronological
+
 
 def time_split(users: np.ndarray, timestamps: np.ndarray, order: np.ndarray, fraction: float) -> np.ndarray:
     """Which rows are held out: each user's latest ``floor(fraction * n)`` rows.
@@ -30,7 +32,7 @@ def time_split(users: np.ndarray, timestamps: np.ndarray, order: np.ndarray, fra
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     n = users.shape[0]
-    idx = np.lexsort((order, timestamps, users))
+    idx = chronological(users, timestamps, order)
     sorted_users = users[idx]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
     counts = np.diff(np.r_[starts, n])

@@ -94,7 +94,6 @@ async function show({ reveal = false, push = true } = {}) {
   if (push && location.search !== url) history.pushState({ user }, "", url);
   for (const b of document.querySelectorAll("#picker button")) b.setAttribute("aria-pressed", String(b.dataset.userId === user));
   $("results").hidden = false;
-  if (reveal) $("results").scrollIntoView({ block: "start" }); // on a phone the columns are below the picker
   for (const [id, label] of [["history-list", "likes"], ["personalized-list", "picks"], ["popular-list", "popular movies"]]) loading($(id), label);
   setStatus(status, `Loading recommendations for user ${user}…`, "info");
   try {
@@ -110,21 +109,18 @@ async function show({ reveal = false, push = true } = {}) {
     const liked = await get(`/users/${user}/history`, { k: HISTORY_PAGE });
     shown = { user, liked: liked.items, total: liked.total };
     render(personalized, popular);
-    if (reveal) $("results").scrollIntoView({ block: "start" }); // now the columns are there to scroll to
+    if (reveal) $("results").scrollIntoView({ block: "start" }); // on a phone the columns are below the picker
     if (personalized.fallback === "no_likes") {
       setStatus(status, `User ${user} rated movies but liked none (4 stars or more), so there is nothing to personalize from: both lists are popular movies they have not rated.`, "warn");
       return;
     }
-    const overlap = personalized.items.filter((m) => theirsHas(popular, m)).length;
+    const popularIds = new Set(popular.items.map((m) => m.movie_id));
+    const overlap = personalized.items.filter((m) => popularIds.has(m.movie_id)).length;
     setStatus(status, `User ${user}: ${overlap} of ${personalized.items.length} personalized picks are also popular picks. Model ${personalized.model_version}.`, "info");
   } catch (error) {
     $("results").hidden = true;
     setStatus(status, error.status === 400 ? `${user} is not a user id the model could have. Pick one of the sample users below.` : error.message, "error");
   }
-}
-
-function theirsHas(popular, movie) {
-  return popular.items.some((p) => p.movie_id === movie.movie_id);
 }
 
 function showFromUrl() {

@@ -1,7 +1,7 @@
 // The similar-movies page: search with suggestions, the chosen movie, and a grid to pivot through.
 import { get } from "./api.js";
 import { likeButton } from "./likes.js";
-import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
+import { didYouMean, el, fill, loading, movieCard, movieTitle, NO_TITLE, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const input = $("query");
@@ -21,13 +21,12 @@ async function suggest() {
   try {
     const found = await get("/movies", { query: input.value, limit: 8 });
     if (ticket !== pending) return; // a newer keystroke already asked
-    const guess = found.match === "closest" && found.items.length > 0;
     box.replaceChildren(
-      ...(guess ? [el("li", { class: "did-you-mean", role: "presentation", text: "No title matches. Did you mean:" })] : []),
+      ...didYouMean(found, { role: "presentation" }),
       ...found.items.map((m, i) =>
         el("li", { role: "option", id: `option-${i}`, "data-movie-id": m.movie_id, "aria-selected": "false",
           onmousedown: (event) => { event.preventDefault(); choose(m.movie_id); } }, movieTitle(m))));
-    if (found.items.length === 0) box.replaceChildren(el("li", { class: "empty", text: "No title matches, nor any close to it." }));
+    if (found.items.length === 0) box.replaceChildren(el("li", { class: "empty", text: NO_TITLE }));
     box.hidden = false;
     input.setAttribute("aria-expanded", "true");
     active = -1;

@@ -2,7 +2,7 @@
 import { get, loadGenres, post } from "./api.js";
 import * as feedback from "./feedback.js";
 import * as store from "./likes.js";
-import { el, fill, loading, movieCard, movieTitle, setStatus } from "./ui.js";
+import { didYouMean, el, fill, loading, movieCard, movieTitle, NO_TITLE, setStatus } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const status = $("status");
@@ -35,11 +35,8 @@ async function search() {
   try {
     const found = await get("/movies", { query, limit: 6 });
     if (ticket !== searchTicket) return;
-    const guess = found.match === "closest" && found.items.length > 0;
-    fill($("results"), [
-      ...(guess ? [el("li", { class: "did-you-mean", text: "No title matches. Did you mean:" })] : []),
-      ...found.items.map((m) => movieCard(m, { extra: [store.likeButton(m, el)] })),
-    ], "No title matches, nor any close to it.");
+    fill($("results"), [...didYouMean(found), ...found.items.map((m) => movieCard(m, { extra: [store.likeButton(m, el)] }))],
+      NO_TITLE);
   } catch (error) {
     setStatus(status, error.message, "error");
   }

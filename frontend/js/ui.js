@@ -57,3 +57,11 @@ export function describeBlend(shares) {
   if (itemItem === 0) return "LightFM, a factorization model";
   return `LightFM ${lightfm} + item-item ${itemItem}, each part's share chosen on held-out likes`;
 }
+
+// Search answers (GET /movies) that only come close to the query, for a typo, are led by this
+// line; when nothing came back at all, the list says `NO_TITLE`.
+export const NO_TITLE = "No title matches, nor any close to it.";
+export function didYouMean(found, attrs = {}) {
+  return found.match === "closest" && found.items.length
+    ? [el("li", { class: "did-you-mean", text: "No title matches. Did you mean:", ...attrs })] : [];
+}

@@ -98,6 +98,10 @@ def test_a_never_liked_movie_is_nobodys_neighbour_and_answers_by_genre(twisted, 
     assert all(data.group_of_item(m) == 0 for m in _ids(body))
 
 
+#: ML-100K's "unknown" row (RecBole's copy: "unkonwn"), no year.
+PLACEHOLDER = 267
+
+
 def test_no_ml100k_user_is_recommended_a_movie_they_rated(tmp_path_factory: pytest.TempPathFactory) -> None:
     # GIVEN the real ML-100K, trained by the real job (quick settings) and served by the local API
     ratings = ROOT / "data" / "ml-100k"
@@ -116,3 +120,7 @@ def test_no_ml100k_user_is_recommended_a_movie_they_rated(tmp_path_factory: pyte
             answer = json.loads(body)
             assert status == 200 and len(answer["items"]) == 100, (user, kind)
             assert not set(_ids(answer)) & seen, (user, kind, sorted(set(_ids(answer)) & seen))
+            assert PLACEHOLDER not in _ids(answer)  # ML-100K's placeholder row is no movie (`make data`'s copy)
+    # AND the model says it left the placeholder out, and offers no "unknown" genre
+    card = json.loads(local.handle("GET", "/model", {}, b"")[2])
+    assert card["data"]["placeholders"]["movies"] == [PLACEHOLDER] and "unknown" not in card["genres"]

@@ -117,3 +117,16 @@ def test_the_datasets_placeholder_movie_and_genre_are_not_movies_or_genres(tmp_p
     assert data.summary["placeholders"]["movies"] == [267] and data.summary["placeholders"]["ratings"] == 2
     assert data.summary["duplicates"] == 0
     assert cat.genre_names == ["Drama"] and cat.titles == ["Richard III", "Good Morning"]
+
+
+def test_recboles_copy_of_the_placeholder_is_no_movie_either(tmp_path: Path) -> None:
+    # GIVEN RecBole's ML-100K files, whose placeholder row is spelled "unkonwn" (as `make data` fetches them)
+    write(tmp_path, "ml-100k.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                     "1\t267\t5\t1\n1\t10\t5\t2\n")  # fmt: skip
+    write(tmp_path, "ml-100k.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                                    "267\tunkonwn\tunkonwn\tunknown\n10\tRichard III\t1995\tDrama War\n")  # fmt: skip
+    raw = read_ratings(tmp_path)
+    # WHEN cleaned THEN its ratings are left out, and "unknown" is no genre
+    data = clean(raw, min_rating=4.0, max_bad_fraction=0.01)
+    assert data.item_ids.tolist() == [10] and data.summary["placeholders"]["movies"] == [267]
+    assert raw.movies.genres[0] == []

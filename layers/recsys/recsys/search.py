@@ -17,6 +17,7 @@ import itertools
 import re
 import unicodedata
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,17 +45,24 @@ def trigrams(key: str) -> np.ndarray:
     return np.unique(np.asarray(codes, dtype=np.int64))
 
 
+class _Joined(NamedTuple):
+    """Keys joined by newlines (`text`), where each starts in it, and the keys."""
+
+    text: str
+    starts: list[int]
+    keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...]) -> _Joined:
+        return cls("\n".join(keys), [0, *itertools.accumulate(len(k) + 1 for k in keys[:-1])], keys)
+
+
 class SearchIndex:
-    """Folded titles in `ranked` order, joined by newlines (`text`); where each starts in it; the
-    same without spaces or punctuation (`compact_text`)."""
+    """Folded titles in `ranked` order, joined (`titles`); on the first miss, the same without
+    spaces or punctuation (`_compact`) and their trigrams (`_trigrams`)."""
 
     def __init__(self, keys: tuple[str, ...], ranked: np.ndarray) -> None:
-        self.keys, self.ranked = keys, ranked
-        self.text = "\n".join(keys)
-        self.starts = [0, *itertools.accumulate(len(k) + 1 for k in keys[:-1])]
-        self.compact_keys = tuple(_NOT_LETTERS.sub("", k) for k in keys)
-        self.compact_text = "\n".join(self.compact_keys)
-        self.compact_starts = [0, *itertools.accumulate(len(k) + 1 for k in self.compact_keys[:-1])]
+        self.titles, self.ranked = _Joined.of(keys), ranked
 
     @classmethod
     def build(cls, titles: tuple[str, ...], popularity: np.ndarray) -> SearchIndex:
@@ -65,11 +73,11 @@ class SearchIndex:
         """`find`; when that finds nothing, the same without spaces, then the `closest` titles.
         Returns the item indices and whether they match the query (False: only close to it)."""
         hits = self.find(query, limit)
-        if hits.size or not fold(query).split():
+        if hits.size or not fold(query).split():  # found, or the empty query's most liked
             return hits, True
         joined = compact(query)
         if joined:
-            hits = self._scan(joined, [joined], limit, self.compact_text, self.compact_starts, self.compact_keys)
+            hits = self._scan(joined, [joined], limit, self._compact)
             if hits.size:
                 return hits, True
         return self.closest(query, limit), False
@@ -83,15 +91,19 @@ class SearchIndex:
         codes, rows = self._trigrams
         lo, hi = np.searchsorted(codes, wanted, side="left"), np.searchsorted(codes, wanted, side="right")
         found = np.concatenate([rows[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
-        shared = np.bincount(found, minlength=len(self.keys))
+        shared = np.bincount(found, minlength=len(self.titles.keys))
         close = np.flatnonzero(shared >= max(1, CLOSE_ENOUGH * wanted.size))
         best = close[np.lexsort((close, -shared[close]))[:limit]]  # ties: the more liked (lower row)
         return self.ranked[best].astype(np.int64)
 
     @cached_property
+    def _compact(self) -> _Joined:
+        return _Joined.of(tuple(_NOT_LETTERS.sub("", k) for k in self.titles.keys))
+
+    @cached_property
     def _trigrams(self) -> tuple[np.ndarray, np.ndarray]:
         """Every title's trigram codes, sorted, and the row of each (int32)."""
-        per_title = [trigrams(k) for k in self.compact_keys]
+        per_title = [trigrams(k) for k in self._compact.keys]
         codes = np.concatenate(per_title) if per_title else np.zeros(0, dtype=np.int64)
         rows = np.repeat(np.arange(len(per_title), dtype=np.int32), [g.size for g in per_title])
         order = np.argsort(codes, kind="stable")
@@ -112,19 +124,17 @@ class SearchIndex:
         words = fold(query).split()
         if not words:
             return self.ranked[:limit].astype(np.int64)
-        return self._scan(max(words, key=len), words, limit, self.text, self.starts, self.keys)
+        return self._scan(max(words, key=len), words, limit, self.titles)
 
-    def _scan(
-        self, longest: str, words: list[str], limit: int, text: str, starts: list[int], keys: tuple[str, ...]
-    ) -> np.ndarray:
+    def _scan(self, longest: str, words: list[str], limit: int, joined: _Joined) -> np.ndarray:
         prefix: list[int] = []
         other: list[int] = []
         last = -1
-        for hit in re.finditer(re.escape(longest), text):
-            r = bisect.bisect_right(starts, hit.start()) - 1
+        for hit in re.finditer(re.escape(longest), joined.text):
+            r = bisect.bisect_right(joined.starts, hit.start()) - 1
             if r == last:
                 continue
-            last, key = r, keys[r]
+            last, key = r, joined.keys[r]
             if all(w in key for w in words):
                 if key.startswith(words[0]):
                     prefix.append(int(self.ranked[r]))
