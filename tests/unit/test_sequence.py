@@ -174,3 +174,19 @@ def test_each_users_likes_are_ordered_by_time_then_line_whichever_way_the_rows_c
     ordered = sequence.chronological(users, timestamps, order)
     # THEN it is the order of (user, time, line), ties of both broken by the line
     assert np.array_equal(ordered, np.lexsort((order, timestamps, users)))
+
+
+def test_with_every_like_weighing_one_the_served_sum_skips_the_multiply_and_gives_the_same_scores() -> None:
+    # GIVEN the served model of the sequences with no recency decay (every like weighs 1)
+    model = fitted(a=0.5, decay=None)
+    served = tiny_catalogue(model)
+    newest = np.array([A, 12, 11, 10], dtype=np.int64)
+    # WHEN its item-item side scores a user's newest likes
+    scores = served.item_item_scores(newest, served.blend_shares)
+    # THEN they are, to the bit, the sum with each row times its weight of 1
+    weighted = scoring.item_item_scores(model.indptr, model.targets, model.weights, model.scales, newest,
+                                        np.ones(newest.size, np.float32))  # fmt: skip
+    assert np.array_equal(scores, weighted) and np.any(scores != 0)
+    # and a decaying model's sum is weighted: its older likes count less than they would at 1
+    decaying = tiny_catalogue(model._replace(decay=2.0))
+    assert not np.allclose(decaying.item_item_scores(newest, decaying.blend_shares), scores)
