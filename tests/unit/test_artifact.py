@@ -214,3 +214,27 @@ def test_validate_refuses_a_popularity_that_is_not_a_ranking(popularity: list[in
     # WHEN it is assembled THEN it is refused, naming the field
     with pytest.raises(ValueError, match="popularity"):
         ModelArtifact.from_parts({"catalog": catalog})
+
+
+@pytest.mark.parametrize("cap", [1, 128, 256])
+def test_the_item_item_side_reads_as_many_newest_likes_as_the_model_has_recency_weights(cap: int) -> None:
+    # GIVEN a model whose recency weights are `cap` long (a model of an earlier release carries 256)
+    # and a user with more likes than that, newest first
+    likes = 300
+    model = tiny(
+        item_ids=np.arange(1, 401, dtype=np.int32), item_factors=np.zeros((400, 2), np.float32),
+        item_biases=np.zeros(400, np.float32), item_item_indptr=np.zeros(401, np.int64),
+        item_item_scales=np.zeros(400, np.float32), item_item_recency=np.ones(cap, np.float32),
+        history_indptr=np.array([0, likes, likes, likes], np.int64),
+        history_items=np.arange(likes, dtype=np.int16), history_ratings=np.full(likes, 10, np.uint8),
+        history_days=np.zeros(likes, np.uint16), unliked_indptr=np.zeros(4, np.int64),
+        unliked_items=np.zeros(0, np.int16),
+    )  # fmt: skip
+    # THEN its item-item side reads the newest `cap` of them, as training evaluated it
+    assert model.item_item_cap == cap and model.newest_likes(0).tolist() == list(range(cap))
+
+
+@pytest.mark.parametrize("cap", [0, 1025])
+def test_a_model_with_no_recency_weight_or_too_many_is_refused(cap: int) -> None:
+    with pytest.raises(ValueError, match="item_item_recency"):
+        tiny(item_item_recency=np.ones(cap, np.float32)).validate()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys import artifact, scoring
+from recsys import scoring
 from recsys.artifact import ModelArtifact
 from tests.unit.test_artifact import tiny
 from training import itemitem
@@ -189,7 +189,7 @@ def test_the_item_item_weights_keep_the_budget_and_never_point_at_themselves() -
     assert model.weights.dtype == np.int16 and model.scales.shape == (16,)
 
 
-def test_a_trained_users_item_item_side_reads_only_their_newest_likes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trained_users_item_item_side_reads_only_their_newest_likes() -> None:
     # GIVEN user 10 who liked item 2 (newest) then item 0, each pointing at another movie
     model = with_item_item(
         tiny(history_indptr=np.array([0, 2, 3, 3], np.int64), history_items=np.array([2, 0, 2], np.int16),
@@ -199,8 +199,8 @@ def test_a_trained_users_item_item_side_reads_only_their_newest_likes(monkeypatc
     )  # fmt: skip
     # WHEN every like counts THEN item 3 (the older like's, heavier) leads
     assert model.recommend(0, 1)[0].tolist() == [3]
-    # WHEN only the newest like counts THEN item 1 leads
-    monkeypatch.setattr(artifact, "ITEM_ITEM_LIKES", 1)
+    # WHEN only the newest like counts (the model carries one recency weight) THEN item 1 leads
+    model = dataclasses.replace(model, item_item_recency=model.item_item_recency[:1])
     assert model.recommend(0, 1)[0].tolist() == [1]
     # and item 3 is never explained by the older like, whose weight no longer counts
     assert [r.tolist() for r in model.because(0, np.array([1, 3]))] == [[2], [2]]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from recsys import scoring
-from recsys.parts import ITEM_ITEM_LIKES, MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dump_part
+from recsys.parts import MAX_NEIGHBOURS, PARTS, SCHEMA_VERSION, check_parts, dump_part
 from recsys.search import SearchIndex
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -53,7 +53,9 @@ class ModelArtifact:
         items i points at and how much (a weight into item j is ``weight * item_item_scales[j]``);
         a user's item-item scores are the sum of the rows of the items they like, each weighted
         by its recency.
-    item_item_recency : ndarray of float32, shape (ITEM_ITEM_LIKES,)
+    item_item_recency : ndarray of float32, shape (likes,)
+        The weight of a user's k-th newest like; its length is how many of their newest likes the
+        item-item side reads (`recsys.parts.ITEM_ITEM_LIKES` when this release trains it).
         The weight of a user's k-th newest like (k = 0: the newest) in their item-item scores,
         chosen by training on its validation split (all ones: order ignored).
     blend_shares : ndarray of float32, shape (2,)
@@ -251,7 +253,7 @@ class ModelArtifact:
 
     def item_item_scores(self, newest: np.ndarray, shares: np.ndarray) -> np.ndarray:
         """The item-item model's scores of every item for someone whose newest likes are `newest`
-        (item indices, newest first, at most `ITEM_ITEM_LIKES`), each weighted by its recency; all
+        (item indices, newest first, at most `item_item_cap`), each weighted by its recency; all
         zeros when the model's share of their blend, `shares`, is 0 (what it adds then)."""
         if not shares[1]:
             return np.zeros(self.n_items, dtype=np.float32)
@@ -269,15 +271,21 @@ class ModelArtifact:
 
     def personal_scores(self, u: int) -> np.ndarray:
         """The served personalized score of every item for user index `u`: LightFM's and the
-        item-item model's (from their newest `ITEM_ITEM_LIKES` likes), blended (`scoring.blend`)."""
+        item-item model's (from their newest `item_item_cap` likes), blended (`scoring.blend`)."""
         newest = self.newest_likes(u)
         return scoring.blend(self.score_user(u), self.item_item_scores(newest, self.blend_shares), self.blend_shares)
 
     def newest_likes(self, u: int) -> np.ndarray:
-        """User index `u`'s newest `ITEM_ITEM_LIKES` liked item indices, newest first: all that
+        """User index `u`'s newest `item_item_cap` liked item indices, newest first: all that
         their item-item side reads."""
         rows = self.liked(u)
-        return self.history_items[rows.start : min(rows.stop, rows.start + ITEM_ITEM_LIKES)].astype(np.int64)
+        return self.history_items[rows.start : min(rows.stop, rows.start + self.item_item_cap)].astype(np.int64)
+
+    @property
+    def item_item_cap(self) -> int:
+        """How many of a user's newest likes the item-item side reads: as many as the model has
+        recency weights (it was trained and evaluated so)."""
+        return int(self.item_item_recency.shape[0])
 
     def recommend(self, u: int, k: int, genre_bit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for user index `u` among those the user has not rated at all.
@@ -293,7 +301,7 @@ class ModelArtifact:
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k best items for a visitor the model was not trained on: LightFM's side folded in
-        from `liked`, the item-item side from their newest `ITEM_ITEM_LIKES` likes weighted by
+        from `liked`, the item-item side from their newest `item_item_cap` likes weighted by
         recency, as a trained user's, blended by the visitors' shares.
 
         `liked` (unique item indices, newest first, at least one) and `exclude` (item indices) are
@@ -301,7 +309,7 @@ class ModelArtifact:
         """
         vector = scoring.fold_in(self.item_factors, liked, self.fold_in_map)
         lightfm = scoring.user_scores(vector, 0.0, self.item_factors, self.item_biases)
-        newest = liked[:ITEM_ITEM_LIKES]
+        newest = liked[: self.item_item_cap]
         scores = scoring.blend(lightfm, self.item_item_scores(newest, self.visitor_shares), self.visitor_shares)
         scores[liked] = -np.inf
         scores[exclude] = -np.inf
@@ -349,12 +357,12 @@ class ModelArtifact:
     def because_liked(self, liked: np.ndarray, items: np.ndarray, n: int = 3) -> list[np.ndarray]:
         """For each item, up to `n` of the `liked` item indices (newest first) behind it, best first.
 
-        Those among the newest `ITEM_ITEM_LIKES` whose weighted row adds to the item's score (its
+        Those among the newest `item_item_cap` whose weighted row adds to the item's score (its
         item-item weight towards the item times the like's recency is positive), most first: what
         they add, said directly. When none has, LightFM's side put it there: the liked items whose
         vectors are the most cosine-similar to it.
         """
-        liked = liked[:ITEM_ITEM_LIKES]
+        liked = liked[: self.item_item_cap]
         if liked.size == 0:
             return [np.empty(0, dtype=np.int64) for _ in items]
         # One pass over the liked items' rows finds every positive weight into a pick (a heavy
