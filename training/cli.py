@@ -239,6 +239,13 @@ def _report_published(done: Published, metrics: dict[str, Any]) -> None:
           f"{folded['visitor_share_chosen_on']['users']} other users left out):")  # fmt: skip
     for name, m in folded["models"].items():
         print(f"  {name:<18} precision@10 {m['precision@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
+    replayed = metrics.get("replay")
+    if replayed:
+        print(f"  replay of {replayed['arrivals']:,} held-out likes of {replayed['users']:,} users, one at a time "
+              f"(served model; real time: each arrived like served at once):")  # fmt: skip
+        for name in ("static", "realtime"):
+            m = replayed[name]
+            print(f"  {name:<18} hr@10 {m['hr@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:
         print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")
 

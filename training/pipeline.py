@@ -20,7 +20,7 @@ import numpy as np
 
 import recsys
 from recsys.parts import SCHEMA_VERSION
-from training import ease, foldin, itemitem, sequence
+from training import ease, foldin, itemitem, replay, sequence
 from training import model as lfm
 from training import visitors as visitors_
 from training.cleaning import Interactions
@@ -166,6 +166,12 @@ def train_and_evaluate(
         served = itemitem.blend_scorer(trained, item_item_scores, share)
         results["served"] = evaluate(served, seen_m, test_m, users=sample)
         del fitted
+    with phases("replay"):  # the served model with each held-out like served as it arrives, and without
+        replay_report = {
+            **replay.replay(trained, item_item, share, train_newest, sequences(np.flatnonzero(split.test)), seen_m,
+                            np.flatnonzero(np.diff(test_m.indptr) > 0), seed=params.seed),
+            "description": replay.DESCRIPTION,
+        }  # fmt: skip
     baseline: dict[str, Any]
     reason = ease.skipped(shape[1], params.ease)
     if reason is not None:
@@ -252,6 +258,7 @@ def train_and_evaluate(
         "curves": {"k": list(range(1, 21)), **{name: r["curves"] for name, r in results.items()}},
         "ease": baseline,
         "fold_in": folded.report,
+        "replay": replay_report,
         "data": {**data.summary, "fingerprint": data.fingerprint(), "train_positives": int(train_m.nnz),
                  "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz),
                  "visitors": {k: v for k, v in (visitors or {"visitors": 0, "likes": 0}).items()
@@ -324,7 +331,8 @@ def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
         "created_at": metrics["created_at"],
         "params": metrics["params"],
         "data": metrics["data"],
-        "metrics": {key: metrics[key] for key in ("split", "k", "models", "served", "curves", "ease", "fold_in")},
+        "metrics": {key: metrics[key] for key in ("split", "k", "models", "served", "curves", "ease", "fold_in",
+                                                  "replay") if key in metrics},
         "libraries": lfm.library_versions(),
     }))  # fmt: skip
     return plain

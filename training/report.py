@@ -76,6 +76,7 @@ def render(metrics: dict[str, Any]) -> bytes:
         else f"EASE was not scored: {ease.get('skipped', 'not run')}."
     )
     gate = _gate(metrics.get("gate") or {})
+    replayed = _replay(metrics.get("replay"))
     data = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["data"].items())
     params = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in metrics["params"].items())
     page = f"""<!doctype html>
@@ -98,6 +99,7 @@ are folded in ({html.escape(folded["method"]) if folded else "-"}) and their hel
 LightFM alone.</p>
 <table><thead><tr><th>model</th>{"".join(f"<th>{k}</th>" for k in FOLD_IN_METRICS)}</tr></thead>
 <tbody>{fold_rows}</tbody></table>
+{replayed}
 {gate}
 <h2>precision@k and recall@k</h2><img alt="precision and recall at k" src="data:image/png;base64,{png}">
 <h2>Data</h2><ul>{data}</ul><h2>Parameters</h2><ul>{params}</ul>
@@ -122,6 +124,21 @@ def _gate(gate: dict[str, Any]) -> str:
             f"{html.escape(str(gate.get('floor_from', '-')))}; band {gate.get('band', 0):.0%}, "
             f"--max-drop {gate.get('max_drop', 0):.0%}). Validation ndcg@10:</p>"
             f"<table><thead><tr><th>figure</th>{heads}</tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+
+
+def _replay(replayed: dict[str, Any] | None) -> str:
+    """The replay's section (`training.replay`): static against real time, HR@10 and NDCG@10."""
+    if not replayed:
+        return ""
+    rows = "".join(
+        f"<tr><th>{label}</th><td>{replayed[key]['hr@10']:.4f}</td><td>{replayed[key]['ndcg@10']:.4f}</td></tr>"
+        for key, label in (("static", "frozen at training"), ("realtime", "each like served as it arrives"))
+    )
+    lift = f" Real time ÷ static, HR@10: {replayed['hr_lift']:.2f}×." if replayed.get("hr_lift") else ""
+    return (f"<h2>Likes served as they happen (replay)</h2><p>{replayed['arrivals']:,} held-out likes of "
+            f"{replayed['users']:,} users: {html.escape(replayed['description'])}.{lift}</p>"
+            "<table><thead><tr><th>profile</th><th>HR@10</th><th>NDCG@10</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")  # fmt: skip
 
 
 def _decay(decay: float | None) -> str:

@@ -107,6 +107,16 @@ async function main() {
       el("tr", {}, el("th", { scope: "row", text: names[name] ?? name }),
         ...["precision@10", "recall@10", "ndcg@10"].map((k) => el("td", { text: m[k].toFixed(4) })))));
   }
+  const replayed = model.metrics.replay;
+  if (replayed) {
+    const lift = replayed.hr_lift ? ` Served at once, the next like is among the 10 picks ${replayed.hr_lift.toFixed(2)} times as often.` : "";
+    $("replay-note").textContent = `${replayed.arrivals} held-out likes of ${replayed.users} users arrived one at a time, in the order they were made; before each, the served model picked 10, and the question is whether that next like was among them. Seen movies and the likes already arrived are masked either way.${lift}`;
+    const rows = [["frozen at training", replayed.static], ["each like served as it arrives", replayed.realtime]];
+    $("replay").tBodies[0].replaceChildren(...rows.map(([name, m]) =>
+      el("tr", {}, el("th", { scope: "row", text: name }),
+        ...["hr@10", "ndcg@10"].map((k) => el("td", { text: m[k].toFixed(4) })))));
+    $("replay-section").hidden = false;
+  }
   const c = model.metrics.curves;
   $("charts").replaceChildren(
     chart("precision@k", c.k, series(c, "precision")),

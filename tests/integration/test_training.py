@@ -61,6 +61,12 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     assert f"{visitors['lightfm']:g}" in folded["visitor_share_chosen_on"]["ndcg@10"]
     assert folded["method"] and "fold-in" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert metrics["models"]["lightfm"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
+    # the replay of each held-out like as it arrives, on the same split, served by the model and on its card
+    replayed = metrics["replay"]
+    assert replayed["arrivals"] == metrics["data"]["test_positives"] and replayed["users"] > 0
+    assert {"hr@10", "ndcg@10"} == set(replayed["static"]) == set(replayed["realtime"])
+    assert model.provenance["metrics"]["replay"] == replayed
+    assert "Likes served as they happen" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
     assert model.provenance["data"]["fingerprint"] == metrics["data"]["fingerprint"]
 
