@@ -92,6 +92,29 @@ def test_tracing_off_imports_neither_xray_nor_boto3(  # type: ignore[no-untyped-
     assert result["modules"] == []
 
 
+def test_feedback_stores_a_visitors_likes_without_boto3(  # type: ignore[no-untyped-def]
+    s3, moto_endpoint: str, checkerboard_dir: Path, tmp_path: Path
+) -> None:
+    # GIVEN the model on S3 and the feedback table on moto
+    import boto3
+
+    from devstack.dynamodb import create_feedback_table
+
+    uri = f"s3://{s3.bucket}/recommender"
+    assert data.train(checkerboard_dir, uri) == 0
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    table = create_feedback_table(dynamodb, f"feedback-{tmp_path.name[-12:]}")
+    # WHEN FeedbackFunction starts cold and stores the sample event's likes (a query and a transaction)
+    result = _cold_start("feedback", uri, tmp_path, {"POWERTOOLS_TRACE_DISABLED": "true", "FEEDBACK_TABLE": table,
+                                                      "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint})  # fmt: skip
+    # THEN it answered without importing any AWS SDK module, and the likes are in the table
+    assert result["status"] == 200 and result["modules"] == []
+    visitor = json.loads(sample_event("feedback", 1, 1)["body"])["visitor_id"]
+    items = dynamodb.query(TableName=table, KeyConditionExpression="visitor_id = :v",
+                           ExpressionAttributeValues={":v": {"S": visitor}})["Items"]  # fmt: skip
+    assert any(int(item["movie_id"]["N"]) == 1 for item in items)
+
+
 def test_tracing_on_sends_the_handler_and_each_s3_read_to_xray(
     s3,
     checkerboard_dir: Path,

@@ -15,6 +15,7 @@ import pytest
 
 from devstack.dynamodb import create_feedback_table
 from functions.feedback import app as feedback_app
+from recsys.dynamodb import DynamoDBClient
 from recsys.errors import ForgottenVisitorError, LimitExceededError
 from recsys.feedback import COUNTER, TOMBSTONE, FeedbackSettings, FeedbackStore, live_likes
 from recsys.runtime import Runtime
@@ -43,6 +44,12 @@ def served(model_store: Path, dynamodb: Any, monkeypatch: pytest.MonkeyPatch) ->
     return dynamodb
 
 
+@pytest.fixture(params=["recsys", "boto3"])
+def client(request: pytest.FixtureRequest, served: Any) -> Any:
+    """A client of the feedback table: the project's own (`recsys.dynamodb`, what Lambda runs) or boto3's."""
+    return DynamoDBClient.from_env(os.environ) if request.param == "recsys" else served
+
+
 def visitor() -> str:
     return str(uuid.uuid4())
 
@@ -69,6 +76,8 @@ def test_a_like_is_stored_once_however_often_the_request_is_repeated(served: Any
     who = visitor()
     answers = [call(lambda_context, "POST", {"visitor_id": who, "like": [3, 1, 2, 1]}) for _ in range(3)]
     assert all(status == 200 for status, _ in answers)
+    # through the project's own client (Lambda's kind of credentials are in the environment), not boto3
+    assert isinstance(feedback_app.store().client, DynamoDBClient)
     assert [body["likes"] for _, body in answers] == [3, 3, 3]
     stored = items_of(served, who)
     assert sorted(stored) == [COUNTER, 1, 2, 3] and stored[COUNTER]["likes"]["N"] == "3"
@@ -153,11 +162,11 @@ def test_forget_me_deletes_every_item_of_the_visitor_only(served: Any, lambda_co
     assert sorted(items_of(served, who)) == [TOMBSTONE]
 
 
-def test_a_like_sent_while_forget_runs_is_refused_not_left_behind(served: Any) -> None:
+def test_a_like_sent_while_forget_runs_is_refused_not_left_behind(served: Any, client: Any) -> None:
     # GIVEN a visitor with likes, and a send that lands between forget's query and its deletes
     settings = FeedbackSettings(served.table)
     who = visitor()
-    FeedbackStore(served, settings).change(who, [1, 2], [])
+    FeedbackStore(client, settings).change(who, [1, 2], [])
     refused: list[Exception] = []
 
     class SendsMidway(FeedbackStore):
@@ -165,42 +174,42 @@ def test_a_like_sent_while_forget_runs_is_refused_not_left_behind(served: Any) -
             found = list(super()._query(visitor, projection))
             if projection and not refused:  # forget's query: the other request lands now
                 with pytest.raises(ForgottenVisitorError) as caught:
-                    FeedbackStore(served, settings).change(who, [7], [])
+                    FeedbackStore(client, settings).change(who, [7], [])
                 refused.append(caught.value)
             return iter(found)
 
     # WHEN the visitor is forgotten
-    assert SendsMidway(served, settings).forget(who) == 2
+    assert SendsMidway(client, settings).forget(who) == 2
     # THEN the send was refused, and nothing of the visitor is left to train on
     assert refused and sorted(items_of(served, who)) == [TOMBSTONE]
     assert all(x.movie_id == TOMBSTONE for x in live_likes(served, served.table, 0) if x.visitor_id == who)
 
 
-def test_a_send_that_read_before_forget_cannot_write_after_it(served: Any) -> None:
+def test_a_send_that_read_before_forget_cannot_write_after_it(served: Any, client: Any) -> None:
     # GIVEN a change that has read the visitor, and a forget that lands before its write
     settings = FeedbackSettings(served.table)
     who = visitor()
-    FeedbackStore(served, settings).change(who, [1], [])
+    FeedbackStore(client, settings).change(who, [1], [])
     forgotten: list[int] = []
 
     class ForgottenMidway(FeedbackStore):
         def _read(self, visitor: str, now: int) -> Any:
             seen = super()._read(visitor, now)
             if not forgotten:
-                forgotten.append(FeedbackStore(served, settings).forget(who))
+                forgotten.append(FeedbackStore(client, settings).forget(who))
             return seen
 
     # WHEN it writes: the tombstone's check fails it, and its retry finds the tombstone
     with pytest.raises(ForgottenVisitorError):
-        ForgottenMidway(served, settings).change(who, [5], [])
+        ForgottenMidway(client, settings).change(who, [5], [])
     assert forgotten == [1] and sorted(items_of(served, who)) == [TOMBSTONE]
 
 
-def test_an_unlike_always_passes_the_cap_even_after_the_cap_was_lowered(served: Any) -> None:
+def test_an_unlike_always_passes_the_cap_even_after_the_cap_was_lowered(served: Any, client: Any) -> None:
     # GIVEN a visitor holding 5 likes, and then the cap lowered to 2
     who = visitor()
-    FeedbackStore(served, FeedbackSettings(served.table, like_cap=10)).change(who, [1, 2, 3, 4, 5], [])
-    lowered = FeedbackStore(served, FeedbackSettings(served.table, like_cap=2))
+    FeedbackStore(client, FeedbackSettings(served.table, like_cap=10)).change(who, [1, 2, 3, 4, 5], [])
+    lowered = FeedbackStore(client, FeedbackSettings(served.table, like_cap=2))
     # THEN an unlike is stored, though 4 likes are still over the cap
     assert lowered.change(who, [], [3]) == 4
     # AND a like is still refused while over the cap, even one paired with an unlike
@@ -209,10 +218,10 @@ def test_an_unlike_always_passes_the_cap_even_after_the_cap_was_lowered(served: 
     assert lowered.likes(who) == [1, 2, 4, 5]
 
 
-def test_expired_likes_stop_counting_and_training_never_reads_them(served: Any) -> None:
+def test_expired_likes_stop_counting_and_training_never_reads_them(served: Any, client: Any) -> None:
     # GIVEN likes kept 10 days, made on day 0 and on day 8 (DynamoDB may not have deleted any yet)
     now = [1_000_000.0]
-    store = FeedbackStore(served, FeedbackSettings(served.table, like_cap=3, retention_seconds=10 * 86400),
+    store = FeedbackStore(client, FeedbackSettings(served.table, like_cap=3, retention_seconds=10 * 86400),
                           clock=lambda: now[0])  # fmt: skip
     who = visitor()
     store.change(who, [1, 2], [])
@@ -222,7 +231,7 @@ def test_expired_likes_stop_counting_and_training_never_reads_them(served: Any) 
     now[0] += 3 * 86400
     assert len(items_of(served, who)) == 4
     # THEN training reads only the live one, and the cap counts only it: two more fit
-    assert [(x.movie_id, x.liked_at) for x in live_likes(served, served.table, now[0]) if x.visitor_id == who] == [
+    assert [(x.movie_id, x.liked_at) for x in live_likes(client, served.table, now[0]) if x.visitor_id == who] == [
         (3, 1_000_000 + 8 * 86400)
     ]
     assert store.change(who, [1, 4], []) == 3

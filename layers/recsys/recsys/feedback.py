@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from recsys import dynamodb
+from recsys.dynamodb import DynamoDBError
 from recsys.errors import ConfigurationError, FeedbackUnavailableError, ForgottenVisitorError, LimitExceededError
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,8 @@ class Like(NamedTuple):
 
 
 class FeedbackStore:
-    """The likes of visitors in one table (see the module's docstring), through a boto3 client."""
+    """The likes of visitors in one table (see the module's docstring), through a DynamoDB client
+    with boto3's methods (`recsys.dynamodb.client`)."""
 
     def __init__(self, client: Any, settings: FeedbackSettings, clock: Callable[[], float] = time.time) -> None:
         self.client, self.settings, self.clock = client, settings, clock
@@ -199,19 +202,23 @@ class FeedbackStore:
         return True
 
     def _call(self, operation: str, **request: Any) -> Any:
-        """A client call; a conflict becomes `_Cancelled`, anything else that fails becomes
-        FeedbackUnavailableError (after the client's own retries)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """A client call (`recsys.dynamodb.DynamoDBClient`, or boto3's); a conflict becomes
+        `_Cancelled`, anything else that fails becomes FeedbackUnavailableError (after the
+        client's own retries)."""
         try:
             return getattr(self.client, operation)(**request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("TransactionCanceledException", "TransactionConflictException", "IdempotentParameterMismatch"):
-                raise _Cancelled from None
-            raise FeedbackUnavailableError(f"{operation}: {code}") from exc
-        except BotoCoreError as exc:
-            raise FeedbackUnavailableError(f"{operation}: {type(exc).__name__}") from exc
+        except DynamoDBError as exc:
+            code = exc.code
+            cause: Exception = exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith("botocore."):  # not the client's: a bug, raised as it is
+                raise
+            response = getattr(exc, "response", None)  # ClientError's; BotoCoreError has none
+            code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else type(exc).__name__
+            cause = exc
+        if code in ("TransactionCanceledException", "TransactionConflictException", "IdempotentParameterMismatch"):
+            raise _Cancelled from None
+        raise FeedbackUnavailableError(f"{operation}: {code}") from cause
 
     @staticmethod
     def _key(visitor: str, movie: int) -> dict[str, Any]:
@@ -246,9 +253,5 @@ def live_likes(client: Any, table: str, now: float) -> Iterator[Like]:
 
 
 def dynamodb_client() -> Any:
-    """boto3's DynamoDB client (the runtime's boto3), with short timeouts and standard retries."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.client("dynamodb", config=config)
+    """The table's client: `recsys.dynamodb`'s with Lambda's credentials, else boto3's."""
+    return dynamodb.client()

@@ -117,6 +117,31 @@ class CredentialSource(Protocol):
     def current(self) -> Credentials: ...
 
 
+def credentials_from_env(env: Mapping[str, str], timeout: float = 1.0) -> CredentialSource | None:
+    """The credentials Lambda gives a function: keys in the environment, or a container
+    credentials endpoint (SnapStart); None when there are neither (a developer's profile)."""
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        return Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
+    if not env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        return None
+    token = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")
+    token_file = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError:
+            return None
+    try:
+        return ContainerCredentials(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token, timeout)
+    except ValueError:
+        return None
+
+
+def region_from_env(env: Mapping[str, str]) -> str:
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 class Deadline:
     """A point in time on the monotonic clock that a whole load must finish by.
 
@@ -193,27 +218,11 @@ class S3Client(NamedTuple):
     ) -> S3Client | None:
         """A client from Lambda's environment, or None when it holds no credentials of the kinds
         Lambda gives: keys in the environment, or a container credentials endpoint (SnapStart)."""
-        key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-        credentials: CredentialSource
-        if key and secret:
-            credentials = Credentials(key, secret, env.get("AWS_SESSION_TOKEN") or None)
-        elif env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-            token = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN", "")
-            token_file = env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
-            if token_file:
-                try:
-                    token = Path(token_file).read_text().strip()
-                except OSError:
-                    return None
-            try:
-                credentials = ContainerCredentials(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token, timeout)
-            except ValueError:
-                return None
-        else:
+        credentials = credentials_from_env(env, timeout)
+        if credentials is None:
             return None
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-        return cls(credentials, region, endpoint, timeout, attempts, observe=observe)
+        return cls(credentials, region_from_env(env), endpoint, timeout, attempts, observe=observe)
 
     def get(
         self,
@@ -291,27 +300,37 @@ class S3Client(NamedTuple):
 
     def signed_headers(self, method: str, host: str, path: str) -> dict[str, str]:
         """The headers of a SigV4-signed request without a body or query (AWS's specification)."""
-        credentials = self.credentials.current()
-        now = self.clock().astimezone(dt.UTC)
-        stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": stamp}
-        if credentials.token:
-            headers["x-amz-security-token"] = credentials.token
-        names = sorted(headers)
-        canonical = "\n".join(
-            [method, path, "", *(f"{n}:{headers[n].strip()}" for n in names), "", ";".join(names), EMPTY_SHA256]
-        )
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = ("AWS4" + credentials.secret_key).encode()
-        for part in (day, self.region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={';'.join(names)}, Signature={signature}"
-        )
-        return headers
+        headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256}
+        return sign(self.credentials.current(), self.region, "s3", method, path, headers, EMPTY_SHA256, self.clock())
+
+
+def sign(
+    credentials: Credentials, region: str, service: str, method: str, path: str, headers: Mapping[str, str],
+    payload_sha256: str, now: dt.datetime,
+) -> dict[str, str]:  # fmt: skip
+    """`headers` (lower-case names, ``host`` among them) with ``x-amz-date``, the session token if
+    any, and the SigV4 ``authorization`` of a request with no query string to `service`: AWS's
+    specification, from the standard library. `path` is already URI-encoded."""
+    now = now.astimezone(dt.UTC)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    signed = {**headers, "x-amz-date": stamp}
+    if credentials.token:
+        signed["x-amz-security-token"] = credentials.token
+    names = sorted(signed)
+    canonical = "\n".join(
+        [method, path, "", *(f"{n}:{signed[n].strip()}" for n in names), "", ";".join(names), payload_sha256]
+    )
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + credentials.secret_key).encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signed["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
+    return signed
 
 
 def _fraction() -> float:
