@@ -5,8 +5,10 @@ Why: importing boto3 and building its DynamoDB client is most of FeedbackFunctio
 (botocore's 113 modules, its endpoint data and DynamoDB's service model parsed from JSON), for a
 query and a transaction. Process start to the first 200 of ``POST /feedback``, tracing on, took
 0.455 s with boto3 (1.11x the floor of ``import boto3, numpy``) and takes 0.228 s with this module
-(0.49x), medians of 7 (`python -m bench.feedback_cold`). Like `recsys.s3`, it answers only with Lambda's kinds of credentials in the environment;
-elsewhere (a developer's profile) `client` builds boto3's client, which has the same methods.
+(0.49x), medians of 7 (`python -m bench.feedback_cold`).
+
+Like `recsys.s3`, it answers only with Lambda's kinds of credentials in the environment; elsewhere
+(a developer's profile) `client` builds boto3's client, which has the same methods.
 
 The methods take and return what boto3's low-level client does (``query(TableName=...,
 KeyConditionExpression=...)`` returns ``{"Items": [...], ...}``), so `recsys.feedback` runs on
