@@ -465,7 +465,8 @@ def test_search_forgives_a_typo_and_says_did_you_mean(stack: dict[str, str], pag
 ])  # fmt: skip
 def test_errors_speak_to_people_and_no_page_is_blank(stack: dict[str, str], page, path: str, words: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(stack["web"] + path)
-    page.wait_for_selector("#status:not([hidden])")
+    # the answer, not the "Loading…" line the page shows first (an info status) while the API is asked
+    page.wait_for_selector("#status:not([hidden]):not(.status-info)")
     text = page.locator("#status").inner_text()
     assert words in text and "Input should" not in text and "path segment" not in text
     assert [e for e in page.errors if "the server responded with a status of 404" not in e] == []  # the API's 404
