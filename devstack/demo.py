@@ -22,7 +22,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
+from devstack.dynamodb import EVENTS_TABLE, FEEDBACK_TABLE, create_events_table, create_feedback_table
 from devstack.gateway import serve, serve_site
 from devstack.invoker import Invoker
 from devstack.s3 import moto_server
@@ -79,6 +79,7 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
             for bucket in (BUCKET, "recommender-website"):
                 boto3.client("s3").create_bucket(Bucket=bucket)
             create_feedback_table(boto3.client("dynamodb"))
+            create_events_table(boto3.client("dynamodb"))
             upload_ratings(boto3.client("s3"), Path(ratings))
             os.environ.setdefault("MODEL_REFRESH_SECONDS", REFRESH_SECONDS)
         code = train(["--ratings", ratings, "--model-uri", model_uri, "--cache-dir", str(ROOT / "build/cache")])
@@ -134,7 +135,8 @@ def retrain(endpoint: str) -> dict[str, Any]:
                       AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
     app = load_application()
     overrides = {"MODEL_URI": f"s3://{BUCKET}/{PREFIX}", "RATINGS_URI": f"s3://{RATINGS_BUCKET}/ratings/",
-                 "FEEDBACK_TABLE": FEEDBACK_TABLE, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}  # fmt: skip
+                 "FEEDBACK_TABLE": FEEDBACK_TABLE, "EVENTS_TABLE": EVENTS_TABLE,
+                 "AWS_ENDPOINT_URL_DYNAMODB": endpoint}  # fmt: skip
     invoker = Invoker(app, overrides, functions=["TrainFunction"])
     event = json.loads((ROOT / "events" / "train.json").read_text())
     return invoker.invoke("TrainFunction", event)

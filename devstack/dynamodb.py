@@ -1,4 +1,5 @@
-"""The feedback table of template.yaml, made on a local DynamoDB (the moto server)."""
+"""The tables of template.yaml (the visitors' likes, the users' events), made on a local DynamoDB
+(the moto server)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from devstack.template import table
 
 #: The table's name on the local stack (on AWS, CloudFormation names it).
 FEEDBACK_TABLE = "recommender-feedback"
+EVENTS_TABLE = "recommender-events"
 
 
 def create_feedback_table(client: Any, name: str = FEEDBACK_TABLE) -> str:
     """Create the template's FeedbackTable as `name` (keys, billing, TTL); returns `name`."""
-    props = table("FeedbackTable")
+    return _create(client, "FeedbackTable", name)
+
+
+def create_events_table(client: Any, name: str = EVENTS_TABLE) -> str:
+    """Create the template's EventsTable as `name` (keys, its index, billing, TTL); returns `name`."""
+    return _create(client, "EventsTable", name)
+
+
+def _create(client: Any, logical_id: str, name: str) -> str:
+    props = table(logical_id)
     ttl = props.pop("TimeToLiveSpecification")
     client.create_table(TableName=name, **props)
     client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)

@@ -1,5 +1,6 @@
 """API Gateway in miniature: the template's routes over HTTP on loopback, its REST proxy events,
-its 403 for a route no one declared, and the website beside it."""
+its 403 for a route no one declared or a request that an AWS_IAM route refuses (`devstack.sigv4`),
+and the website beside it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.dynamodb import FEEDBACK_TABLE
+from devstack import sigv4
+from devstack.dynamodb import EVENTS_TABLE, FEEDBACK_TABLE
 from devstack.invoker import Invoker
 from devstack.servers import start_server
 from devstack.site import SITE_HEADERS, config_js, site_csp, static_file
@@ -76,10 +78,16 @@ class LocalApi:
         path = url.path.rstrip("/") or "/"
         origin = {"Access-Control-Allow-Origin": self.allowed_origin}
         route = self.match(method, path)
-        if route is None:  # what API Gateway answers, through the template's DEFAULT_4XX response
-            body403 = {"error": {"code": "gateway", "message": "Missing Authentication Token"}}
+        refused = "Missing Authentication Token" if route is None else None
+        if route is not None and route.auth == "AWS_IAM":
+            refused = sigv4.refusal(method, target, headers, body)
+        if refused is not None:  # what API Gateway answers, through the template's DEFAULT_4XX response
+            body403 = {"error": {"code": "gateway", "message": refused}}
             return 403, {**origin, "Content-Type": "application/json"}, json.dumps(body403).encode()
+        assert route is not None
         event = api_event(route, method, path, url.query, headers, body)
+        if route.auth == "AWS_IAM":  # who signed, as API Gateway tells the function
+            event["requestContext"]["identity"]["accessKey"] = sigv4.ACCESS_KEY
         response = self.invoker.invoke(route.function, event)
         out = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}
         out.update(response.get("headers") or {})
@@ -131,12 +139,13 @@ def serve(
     dynamodb_endpoint: str,
     allowed_origin: str = "*",
     feedback_table: str = FEEDBACK_TABLE,
+    events_table: str = EVENTS_TABLE,
 ) -> ThreadingHTTPServer:
     """The local API on 127.0.0.1:`api_port` (0: any free port), every function imported first; the
-    feedback table is `feedback_table` on the local DynamoDB at `dynamodb_endpoint`."""
+    tables are `feedback_table` and `events_table` on the local DynamoDB at `dynamodb_endpoint`."""
     app = load_application()
     overrides = {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": allowed_origin, "FEEDBACK_TABLE": feedback_table,
-                 "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint}  # fmt: skip
+                 "EVENTS_TABLE": events_table, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint}  # fmt: skip
     invoker = Invoker(app, overrides)
     return start_server(http_handler(LocalApi(app, invoker, allowed_origin), None, None), api_port)
 

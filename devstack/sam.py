@@ -34,7 +34,7 @@ from devstack.docker import (
     image_names,
     runtime_version,
 )
-from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
+from devstack.dynamodb import EVENTS_TABLE, FEEDBACK_TABLE, create_events_table, create_feedback_table
 from devstack.s3 import upload_store
 from devstack.template import ROOT, TEMPLATE
 
@@ -129,6 +129,7 @@ class SamStack:
             self.moto_port = int(docker("port", self.name, str(MOTO_PORT)).split(":")[-1])
             self._wait_for_moto()
             create_feedback_table(self.client("dynamodb"))
+            create_events_table(self.client("dynamodb"))
             if self.model_store is not None:
                 self.publish(self.model_store)
         except BaseException:
@@ -170,6 +171,7 @@ class SamStack:
         """The --env-vars file: every function reads the model from moto on this stack's network."""
         variables = {"MODEL_URI": self.model_uri, "AWS_ENDPOINT_URL_S3": f"http://moto:{MOTO_PORT}",
                      "AWS_ENDPOINT_URL_DYNAMODB": f"http://moto:{MOTO_PORT}", "FEEDBACK_TABLE": FEEDBACK_TABLE,
+                     "EVENTS_TABLE": EVENTS_TABLE,
                      "ALLOWED_ORIGIN": "*", **overrides}  # fmt: skip
         path = WORK / f"env-{self.name}-{hashlib.sha256(json.dumps(variables).encode()).hexdigest()[:8]}.json"
         path.write_text(json.dumps({"Parameters": variables}, indent=2))

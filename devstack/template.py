@@ -50,6 +50,7 @@ class Route:
     function: str
     method: str
     path: str  # API Gateway resource, e.g. /users/{user_id}/history
+    auth: str | None = None  # the event's Auth.Authorizer: AWS_IAM (SigV4-signed callers only) or None
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -105,7 +106,8 @@ def load_application(template: Path = TEMPLATE) -> Application:
             functions[name] = Function(name, ROOT / props["CodeUri"], props["Handler"], layers, env, runtime)
         for event in props.get("Events", {}).values():
             if event["Type"] == "Api":
-                routes.append(Route(name, event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+                p = event["Properties"]
+                routes.append(Route(name, p["Method"].upper(), p["Path"], p.get("Auth", {}).get("Authorizer")))
     return Application(functions, routes)
 
 
@@ -173,5 +175,5 @@ def table(name: str, template: Path = TEMPLATE) -> dict[str, Any]:
     (its TTL attribute under ``TimeToLiveSpecification``, which is set apart)."""
     doc = document(template)
     props = doc["Resources"][name]["Properties"]
-    keep = ("KeySchema", "AttributeDefinitions", "BillingMode", "TimeToLiveSpecification")
+    keep = ("KeySchema", "AttributeDefinitions", "BillingMode", "LocalSecondaryIndexes", "TimeToLiveSpecification")
     return {k: v for k, v in props.items() if k in keep}

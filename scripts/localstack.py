@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from devstack import demo
-from devstack.dynamodb import FEEDBACK_TABLE, create_feedback_table
+from devstack.dynamodb import FEEDBACK_TABLE, create_events_table, create_feedback_table
 from devstack.gateway import serve, serve_site
 from devstack.invoker import Invoker, store_uri
 from devstack.s3 import moto_server
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--dynamodb-endpoint", help="a local DynamoDB holding the feedback table (default: a moto "
                      "server of its own, with the table made)")  # fmt: skip
     srv.add_argument("--feedback-table", default=FEEDBACK_TABLE)
+    srv.add_argument("--events-table", help="the users' events table on that DynamoDB (default: one made there)")
     dem = sub.add_parser("demo", help="moto S3, train and publish, serve API and website")
     dem.add_argument("--ratings", default=os.environ.get("RATINGS") or "data/ml-100k")
     dem.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT") or 3000))
@@ -75,12 +76,17 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint = args.dynamodb_endpoint
                 for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # a local DynamoDB takes any
                     os.environ.setdefault(name, "testing")
-                if endpoint is None:
-                    import boto3
+                import boto3
 
+                if endpoint is None:
                     endpoint = stack.enter_context(moto_server(free_port()))
                     create_feedback_table(boto3.client("dynamodb", endpoint_url=endpoint), args.feedback_table)
-                servers = [serve(args.model_uri, args.api_port, endpoint, args.allowed_origin, args.feedback_table)]
+                events = args.events_table or create_events_table(
+                    boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1"),
+                    f"events-{os.urandom(6).hex()}",
+                )
+                servers = [serve(args.model_uri, args.api_port, endpoint, args.allowed_origin, args.feedback_table,
+                                 events)]  # fmt: skip
                 if args.web_port is not None:
                     servers.append(serve_site(f"http://127.0.0.1:{servers[0].server_port}", args.web_port))
                 print("READY " + " ".join(f"http://127.0.0.1:{s.server_port}" for s in servers), flush=True)

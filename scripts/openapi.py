@@ -39,6 +39,14 @@ INFO = {
     ),
 }
 SERVERS = [{"url": "http://127.0.0.1:3000", "description": "the local stack of `make demo`"}]
+#: API Gateway's IAM authorization, as its OpenAPI extension names it (docs/API.md, "Events").
+SIGV4 = {
+    "type": "apiKey",
+    "name": "Authorization",
+    "in": "header",
+    "description": "AWS Signature Version 4 (service execute-api) by an IAM identity allowed execute-api:Invoke",
+    "x-amazon-apigateway-authtype": "awsSigv4",
+}
 PRIMITIVES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
 
@@ -67,7 +75,7 @@ class Schemas:
             schema: dict[str, Any] = {"type": PRIMITIVES[tp]}
             bounds = (
                 {"minimum": limits.ge, "maximum": limits.le}
-                if tp is int
+                if tp in (int, float)
                 else {"maxLength": limits.max_length, "pattern": limits.pattern}
             )
             return schema | {k: v for k, v in bounds.items() if v is not None}
@@ -157,6 +165,9 @@ def build() -> dict[str, Any]:
             tags.update(op["tags"])
             paths.setdefault(route.path, {})[route.method.lower()] = op
     declared = {(r.method.lower(), r.path) for r in app.routes if r.method != "OPTIONS"}  # preflight: CORS
+    for route in app.routes:  # the template says who may call a route: AWS_IAM, SigV4-signed callers only
+        if route.auth == "AWS_IAM":
+            paths[route.path][route.method.lower()]["security"] = [{"sigv4": []}]
     generated = {(m, p) for p, ops in paths.items() for m in ops}
     if declared != generated:
         raise SystemExit(f"template.yaml and the handlers disagree: {sorted(declared ^ generated)}")
@@ -166,7 +177,10 @@ def build() -> dict[str, Any]:
         "servers": SERVERS,
         "tags": [{"name": t} for t in sorted(tags)],
         "paths": {p: paths[p] for p in sorted(paths)},
-        "components": {"schemas": {k: schemas.components[k] for k in sorted(schemas.components)}},
+        "components": {
+            "schemas": {k: schemas.components[k] for k in sorted(schemas.components)},
+            "securitySchemes": {"sigv4": SIGV4},
+        },
     }
 
 

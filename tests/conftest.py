@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from devstack.dynamodb import create_feedback_table, patch_moto
+from devstack.dynamodb import create_events_table, create_feedback_table, patch_moto
 from devstack.invoker import LambdaContext
 from devstack.servers import free_port
 from tests import data
@@ -54,6 +54,15 @@ def feedback_env(moto_endpoint: str) -> dict[str, str]:
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     table = create_feedback_table(client, f"feedback-{uuid.uuid4().hex[:12]}")
     return {"FEEDBACK_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
+
+
+@pytest.fixture(scope="session")
+def events_env(moto_endpoint: str) -> dict[str, str]:
+    """What EventsFunction and the readers of events need: an events table of its own on the moto server."""
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    table = create_events_table(client, f"events-{uuid.uuid4().hex[:12]}")
+    return {"EVENTS_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
 
 
 @pytest.fixture

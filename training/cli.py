@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recsys.events import all_events
 from recsys.feedback import live_likes
 from recsys.parts import PARTS, model_key
 from recsys.uri import ModelUri
-from training import ease, gate, pipeline, visitors
+from training import ease, events, gate, pipeline, visitors
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import DataError, RawRatings, read_ratings, resolve_source
@@ -39,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--data-cache", type=Path, default=Path.home() / ".cache" / "movielens")
     data.add_argument("--feedback-table", help="DynamoDB table of the site's likes (the stack's FeedbackTable): "
                       "its visitors train as users, and are served no history")  # fmt: skip
+    data.add_argument("--events-table", help="DynamoDB table of the site's users' events (the stack's EventsTable): "
+                      "each becomes that user's own rating; a forgotten user's ratings are left out")  # fmt: skip
     data.add_argument("--like-cap", type=_positive, default=500, help="drop a visitor with more likes (the API's cap)")
     m = p.add_argument_group("model")
     m.add_argument("--loss", choices=("warp", "bpr", "warp-kos", "logistic"), default=d.loss)
@@ -118,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
 
     source = resolve_source(args.ratings, args.data_cache)
     raw = read_ratings(source)
+    from_events = None
+    if args.events_table:
+        raw, from_events = _merge_events(raw, args.events_table)
     runs: dict[str, tuple[RawRatings, dict[str, Any] | None]] = {"clean": (raw, None)}
     screened = None
     if args.feedback_table:
@@ -145,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     files, metrics = trained[decision.run], results[decision.run]
     assert files is not None
     metrics["gate"] = {**metrics["gate"], **decision.report}
+    if from_events is not None:
+        metrics["data"]["events"] = from_events
     files = {**files, "metrics.json": json.dumps(metrics, indent=2).encode(), "report.html": render(metrics)}
     print(decision.reason, file=sys.stderr if decision.run == "clean" and screened is not None else sys.stdout)
     done = publish(
@@ -196,6 +204,23 @@ def _screen_visitors(raw: RawRatings, table: str, like_cap: int, min_rating: flo
           f"(read {report['likes_read']:,} live likes{', the scan cut at its budget' if screened.scan_cut else ''}; "
           f"left out: {report['dropped']})")  # fmt: skip
     return screened
+
+
+def _merge_events(raw: RawRatings, table: str) -> tuple[RawRatings, dict[str, Any]]:
+    """The ratings with the events `table`'s users' events merged (`training.events`)."""
+    from recsys import dynamodb
+
+    try:
+        merged = events.merge(raw, all_events(dynamodb.client(), table, time.time()))
+    except Exception as exc:
+        if not isinstance(exc, dynamodb.DynamoDBError) and not type(exc).__module__.startswith("botocore."):
+            raise
+        raise DataError(f"--events-table {table}: cannot read the users' events: {exc}") from exc
+    r = merged.report
+    print(f"events: {r['events']:,} of {r['users']:,} users merged into the ratings ({r['new_users']:,} new users); "
+          f"{r['forgotten_users']:,} forgotten users, {r['ratings_forgotten']:,} of their ratings left out; "
+          f"dropped: {r['dropped']}")  # fmt: skip
+    return merged.raw, r
 
 
 def _metrics_of(writer: Writer, pointer: dict[str, Any]) -> dict[str, Any]:

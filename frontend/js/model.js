@@ -77,6 +77,7 @@ async function main() {
     ...fact("Data", `${d.users} users, ${d.movies} movies, ${d.ratings} ratings (${d.positives} liked, rating ≥ ${d.min_rating})`),
     ...fact("Format", d.format),
     ...(d.placeholders?.movies?.length ? fact("Left out", `${d.placeholders.movies.length === 1 ? "movie" : "movies"} ${d.placeholders.movies.join(", ")} (${d.placeholders.ratings} ratings): ${d.placeholders.why}`) : []),
+    ...(d.events ? fact("Site users' events", `${d.events.events} events of ${d.events.users} ${d.events.users === 1 ? "user" : "users"} (POST /events) trained as their own ratings, ${d.events.new_users} of them new users; ${d.events.forgotten_users} forgotten ${d.events.forgotten_users === 1 ? "user" : "users"}, whose ${d.events.ratings_forgotten} ratings are left out`) : []),
     ...(d.visitors?.left_out ? fact("Site visitors", `${d.visitors.left_out.likes} likes from ${d.visitors.left_out.visitors} ${d.visitors.left_out.visitors === 1 ? "visitor" : "visitors"} were left out of this model: with them, a validation figure moved past the quality gate's band`)
       : d.visitors ? fact("Site visitors", `${d.visitors.likes} likes from ${d.visitors.visitors} ${d.visitors.visitors === 1 ? "visitor" : "visitors"} of this site trained as users (no visitor is served as a user)`) : []),
     ...fact("Model", `LightFM ${p.loss}, ${p.components} components, ${p.epochs} epochs, learning rate ${p.learning_rate}, item features: ${p.item_features}`),

@@ -32,7 +32,10 @@ function because(item) {
 }
 
 function likedCard(m) {
-  return movieCard(m, { extra: [el("div", { class: "meta-line", text: `rated ${m.rating} on ${m.rated_at}` })] });
+  // a like the site sent since training (POST /events) may come without a rating
+  const how = m.rating == null ? "liked" : `rated ${m.rating}`;
+  const since = m.source === "event" ? " (since training)" : "";
+  return movieCard(m, { extra: [el("div", { class: "meta-line", text: `${how} on ${m.rated_at}${since}` })] });
 }
 
 function renderLiked() {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from recsys import api, service, telemetry
+from recsys.events import serving_log
 from recsys.routing import Query
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import History, Offset, Seed, UserId, Users
@@ -25,8 +26,8 @@ Limit = Annotated[int, Query(ge=1, le=100, description="How many users (1..100)"
 
 @app.get("/users/{user_id}/history", tags=("users",))
 def history(user_id: UserId, k: HistoryK = 20, offset: Offset = 0) -> History:
-    """The movies a user liked, newest first, with rating and date."""
-    return service.history(runtime.model(), user_id, k, offset)
+    """The movies a user liked, newest first, with rating and date: likes sent as events since training first."""
+    return service.history(runtime.model(), user_id, k, offset, serving_log())
 
 
 @app.get("/users", tags=("users",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recsys import api, service, telemetry
+from recsys.events import serving_log
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, TasteBody, TasteRecommendations, UserId
 from recsys.tracing import create_tracer
@@ -23,9 +24,9 @@ register_snapstart(runtime)
 def recommendations(
     user_id: UserId, k: K = 10, model: Kind = "personalized", genre: Genre = None, explain: Explain = False
 ) -> Recommendations:
-    """Movies for a user: personalized (LightFM blended with an item-item model) or popularity; unknown users
-    get popularity."""
-    return service.recommendations(runtime.model(), user_id, k, model, genre, explain)
+    """Movies for a user: personalized (LightFM blended with an item-item model), with what they did since
+    training (POST /events) already in it, or popularity; unknown users without events get popularity."""
+    return service.recommendations(runtime.model(), user_id, k, model, genre, explain, serving_log())
 
 
 @app.post("/recommendations", tags=("recommendations",))

@@ -39,6 +39,7 @@ def arguments(env: dict[str, str] | os._Environ[str], data_cache: str) -> list[s
         "--keep", env.get("KEEP_VERSIONS", "10"),
         "--data-cache", data_cache,
         "--quiet",
+        *(["--events-table", env["EVENTS_TABLE"]] if env.get("EVENTS_TABLE") else []),
     ]  # fmt: skip
 
 

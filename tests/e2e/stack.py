@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from devstack.dynamodb import create_feedback_table
+from devstack.dynamodb import create_events_table, create_feedback_table
 from devstack.servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +32,10 @@ def local_aws(moto_endpoint: str, ratings: list[Path], name: str) -> Iterator[di
     for path in ratings:
         s3.upload_file(str(path), bucket, f"ratings/{path.name}")
     table = create_feedback_table(dynamodb, f"{name}-{uuid.uuid4().hex[:12]}")
+    events = create_events_table(dynamodb, f"{name}-events-{uuid.uuid4().hex[:12]}")
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": moto_endpoint, "MODEL_URI": f"s3://{bucket}/recommender",
-           "RATINGS_URI": f"s3://{bucket}/ratings/", "FEEDBACK_TABLE": table,
+           "RATINGS_URI": f"s3://{bucket}/ratings/", "FEEDBACK_TABLE": table, "EVENTS_TABLE": events,
            "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}  # fmt: skip
     saved = dict(os.environ)
     os.environ.update(env)
@@ -52,7 +53,7 @@ def local_api(aws: dict[str, Any]) -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.localstack", "serve", "--model-uri", aws["MODEL_URI"], "--api-port",
          str(api_port), "--web-port", str(web_port), "--dynamodb-endpoint", aws["AWS_ENDPOINT_URL_DYNAMODB"],
-         "--feedback-table", aws["FEEDBACK_TABLE"]],
+         "--feedback-table", aws["FEEDBACK_TABLE"], "--events-table", aws["EVENTS_TABLE"]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "MODEL_REFRESH_SECONDS": "1"},
     )  # fmt: skip

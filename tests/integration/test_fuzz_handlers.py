@@ -4,6 +4,7 @@ with the error body, never an exception or a 5xx."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import urllib.parse
 from pathlib import Path
@@ -87,13 +88,13 @@ def _answer_is_clear(invoker: Invoker, route: Any, event: dict[str, Any], seen: 
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     else:
-        assert body.get("model_version") or body.get("visitor_id")
+        assert body.get("model_version") or body.get("visitor_id") or "user_id" in body
     return body
 
 
 @pytest.fixture(scope="module")
-def invoker(model_store: Path, feedback_env: dict[str, str]) -> Invoker:
-    return Invoker(APP, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env})
+def invoker(model_store: Path, feedback_env: dict[str, str], events_env: dict[str, str]) -> Invoker:
+    return Invoker(APP, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env, **events_env})
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.path)
@@ -113,7 +114,8 @@ def test_odd_events_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> No
 
 
 POST_ROUTES = [r for r in APP.routes if r.method == "POST"]
-FIELDS = ["liked", "disliked", "k", "genre", "explain", "user_id", "visitor_id", "like", "unlike", ""]
+FIELDS = ["liked", "disliked", "k", "genre", "explain", "user_id", "visitor_id", "like", "unlike", "events",
+          "movie_id", "kind", "at", "rating", ""]  # fmt: skip
 json_values = st.recursive(
     st.one_of(
         st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -137,9 +139,23 @@ hostile = st.one_of(
 )  # fmt: skip
 ids = st.lists(st.integers(min_value=-5, max_value=2000), max_size=6)
 feedbacks = st.fixed_dictionaries({"visitor_id": visitors}, optional={"like": ids, "unlike": ids})
+_NOW = dt.datetime.now(dt.UTC)
+times = st.one_of(
+    st.integers(min_value=-400 * 86400, max_value=3600).map(lambda s: (_NOW + dt.timedelta(seconds=s)).isoformat()),
+    st.sampled_from(["2026-12-06T13:00:00", "yesterday", "", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59+14:00"]),
+)
+user_events = st.fixed_dictionaries(
+    {"movie_id": st.integers(min_value=-5, max_value=2000), "kind": st.sampled_from(["like", "unlike", "rating", "x"]),
+     "at": times},
+    optional={"rating": st.one_of(st.none(), st.floats(min_value=-1, max_value=7, allow_nan=False))},
+)  # fmt: skip
+site_events = st.fixed_dictionaries(
+    {"user_id": st.integers(min_value=-5, max_value=2**31), "events": st.lists(user_events, max_size=4)}
+)
 bodies = st.one_of(
     tastes.map(json.dumps),
     feedbacks.map(json.dumps),
+    site_events.map(json.dumps),
     json_values.map(json.dumps),
     hostile,
     st.text(alphabet=st.characters(), max_size=60),
@@ -171,7 +187,7 @@ def test_odd_bodies_get_a_2xx_or_a_clear_4xx(invoker: Invoker, route: Any) -> No
     @given(event=post_events(route))
     def check(event: dict[str, Any]) -> None:
         body = _answer_is_clear(invoker, route, event, seen)
-        assert "error" in body or isinstance(body.get("items", body.get("liked")), list)
+        assert "error" in body or isinstance(body.get("items", body.get("liked", body.get("stored"))), list)
 
     check()
     assert sum(seen.values()) >= 1500

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -224,3 +225,38 @@ def test_when_the_gate_leaves_the_visitors_out_the_clean_model_is_published_and_
     key = f"recommender/models/{answer['serving']}/report.html"
     report = stack["s3"].get_object(Bucket=stack["s3"].bucket, Key=key)["Body"].read().decode()
     assert "<h2>Quality gate</h2>" in report and "lower served by 9.0%" in report and "with visitors" in report
+
+
+def test_the_sites_users_events_train_them_as_themselves_and_a_forgotten_user_leaves(
+    stack: dict[str, Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devstack.dynamodb import create_events_table
+    from recsys.events import Event, EventLog, EventsSettings
+
+    # GIVEN an events table: a new id likes group 1's movies, user 2 is forgotten, user 3 rates
+    # its unrated movie (what the model recommends first) 1
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    table = create_events_table(dynamodb, f"events-{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("EVENTS_TABLE", table)
+    log = EventLog(dynamodb, EventsSettings(table))
+    now = int(time.time() * 1000)
+    log.record(500, [Event(m, "like", now - 1000 * m) for m in (13, 14, 15, 16)])
+    log.forget(2)
+    unseen = 3 + 1  # user 3's unrated movie: 3 % 12 + 1
+    log.record(3, [Event(unseen, "rating", now, 1.0)])
+    # WHEN TrainFunction runs
+    answer = train()
+    assert answer["outcome"] == "published"
+    model = open_model(stack["MODEL_URI"])
+    # THEN the new id is a user of the model, served by id with their likes as history
+    u = model.user_index(500)
+    assert u is not None and set(model.item_ids[model.history_items[model.liked(u)]].tolist()) <= {13, 14, 15, 16}
+    picks = service.recommendations(model, 500, 5, "personalized", None, False)
+    assert picks["model"] == "personalized" and not {13, 14, 15, 16} & {i["movie_id"] for i in picks["items"]}
+    # and user 2 is gone from it, user 3's rating is theirs: seen, so never recommended
+    assert model.user_index(2) is None
+    assert unseen in model.item_ids[model.seen(model.user_index(3))].tolist()
+    reported = metrics(stack, answer["serving"])["data"]["events"]
+    assert {k: reported[k] for k in ("events", "users", "new_users", "forgotten_users")} == {
+        "events": 5, "users": 2, "new_users": 1, "forgotten_users": 1}  # fmt: skip
+    assert reported["ratings_forgotten"] == len(data.rated_by(2))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -9,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from devstack.docker import pin
 from devstack.gateway import LocalApi
@@ -20,7 +24,7 @@ pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam/bin/sam"
 #: The zip functions, each behind its alias "live".
-FUNCTIONS = ("RecommendFunction", "HistoryFunction", "SimilarFunction", "FeedbackFunction")
+FUNCTIONS = ("RecommendFunction", "HistoryFunction", "SimilarFunction", "FeedbackFunction", "EventsFunction")
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
@@ -59,9 +63,17 @@ WEAKENINGS = [  # (rule, text in template.yaml, replaced by; the first occurrenc
     ("E9009", "Action: [dynamodb:PutItem, dynamodb:DeleteItem, dynamodb:ConditionCheckItem, dynamodb:Query]",
      'Action: "dynamodb:*"'),
     ("E9009", "Action: dynamodb:Scan", "Action: [dynamodb:Scan, dynamodb:DeleteItem]"),
-    ("E9009", "Action: dynamodb:Scan\n              Resource: !GetAtt FeedbackTable.Arn",
+    ("E9009", "Action: dynamodb:Scan\n              Resource: [!GetAtt FeedbackTable.Arn, !GetAtt EventsTable.Arn]",
      "Action: dynamodb:Scan\n              Resource: \"*\""),
     ("E9009", '- "arn:${AWS::Partition}:s3:::${Path}*"', '- "arn:${AWS::Partition}:s3:::*"'),
+    # a reader of the events that could write them, or read the whole table, or the visitors'
+    ("E9009", 'Action: dynamodb:Query\n              Resource: !Sub "${EventsTable.Arn}/index/by_time"',
+     'Action: [dynamodb:Query, dynamodb:PutItem]\n              Resource: !Sub "${EventsTable.Arn}/index/by_time"'),
+    ("E9009", 'Resource: !Sub "${EventsTable.Arn}/index/by_time"', "Resource: !GetAtt EventsTable.Arn"),
+    ("E9009", 'Resource: !Sub "${EventsTable.Arn}/index/by_time"', 'Resource: !Sub "${FeedbackTable.Arn}/index/*"'),
+    # the signed events API writing the visitors' table as well
+    ("E9009", "dynamodb:Query]\n              Resource: !GetAtt EventsTable.Arn",
+     "dynamodb:Query]\n              Resource: [!GetAtt EventsTable.Arn, !GetAtt FeedbackTable.Arn]"),
     # without the exemption, multipart uploads (CreateMultipartUpload, UploadPart) would be denied
     ("E9008", ', "Bool": {"s3:ObjectCreationOperation": "true"}', ""),
 ]
@@ -227,22 +239,35 @@ def test_what_sam_deploy_ships_has_bytecode_python_uses(built: Path, tmp_path: P
     ]
 
 
-def test_every_template_route_is_served_locally(model_store: Path, feedback_env: dict[str, str]) -> None:
+def test_every_template_route_is_served_locally(
+    model_store: Path, feedback_env: dict[str, str], events_env: dict[str, str]
+) -> None:
     app = load_application()
     paths = {"/recommendations/{user_id}", "/model", "/users/{user_id}/history", "/users", "/movies/{movie_id}/similar",
              "/movies"}  # fmt: skip
     posts = {(m, p) for p in ("/recommendations", "/feedback") for m in ("POST", "OPTIONS")}
     deletes = {(m, "/feedback/{visitor_id}") for m in ("DELETE", "OPTIONS")}
-    routes = {(m, p) for p in paths for m in ("GET", "OPTIONS")} | posts | deletes
+    signed = {("POST", "/events"), ("DELETE", "/users/{user_id}/events")}  # server to server: no preflight
+    routes = {(m, p) for p in paths for m in ("GET", "OPTIONS")} | posts | deletes | signed
     assert {(r.method, r.path) for r in app.routes} == routes
-    local = LocalApi(app, Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env}), "*")
+    assert {(r.method, r.path) for r in app.routes if r.auth == "AWS_IAM"} == signed
+    env = {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback_env, **events_env}
+    local = LocalApi(app, Invoker(app, env), "*")
     visitor = "0b7e3f8a-5d2c-4e1f-9a6b-3c8d7e2f1a40"
     feedback = json.dumps({"visitor_id": visitor, "like": [1]}).encode()
-    bodies = {"/recommendations": b'{"liked": [1]}', "/feedback": feedback}
+    at = dt.datetime.now(dt.UTC).isoformat()
+    events = json.dumps({"user_id": 1, "events": [{"movie_id": 1, "kind": "like", "at": at}]}).encode()
+    bodies = {"/recommendations": b'{"liked": [1]}', "/feedback": feedback, "/events": events}
     for route in app.routes:
         path = route.path.replace("{user_id}", "1").replace("{movie_id}", "1").replace("{visitor_id}", visitor)
         body = bodies[route.path] if route.method == "POST" else b""
-        status, headers, _ = local.handle(route.method, path, {"Content-Type": "application/json"}, body)
+        headers = {"Content-Type": "application/json", "Host": "127.0.0.1"}
+        if route.auth == "AWS_IAM":
+            assert local.handle(route.method, path, headers, body)[0] == 403  # unsigned
+            request = AWSRequest(method=route.method, url=f"http://127.0.0.1{path}", data=body, headers=headers)
+            SigV4Auth(Credentials("testing", "testing"), "execute-api", "us-east-1").add_auth(request)
+            headers = dict(request.headers.items())
+        status, answer_headers, _ = local.handle(route.method, path, headers, body)
         assert status == (204 if route.method == "OPTIONS" else 200), (route, status)
-        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert answer_headers["Access-Control-Allow-Origin"] == "*"
     assert local.handle("GET", "/nowhere", {}, b"")[0] == 403  # as API Gateway answers

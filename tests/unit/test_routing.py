@@ -89,7 +89,7 @@ def test_an_unknown_annotation_is_an_error_of_the_route_not_of_the_request() -> 
     app = api.App()
 
     @app.get("/odd")
-    def odd(x: Annotated[float, Query()] = 1.0) -> dict:
+    def odd(x: Annotated[bytes, Query()] = b"") -> dict:
         return {}
 
     response = app.resolve({"httpMethod": "GET", "path": "/odd", "queryStringParameters": {"x": "1"}})

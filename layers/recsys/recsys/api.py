@@ -12,6 +12,7 @@ no such route                      404     no_route
 LimitExceededError                 409     like_cap (a visitor's likes would pass the cap)
 ForgottenVisitorError              410     visitor_forgotten (the id was forgotten: it takes no more likes)
 FeedbackUnavailableError           503     feedback_unavailable (+ Retry-After)
+EventsUnavailableError             503     events_unavailable (+ Retry-After)
 ModelUnavailableError              503     model_unavailable (+ Retry-After)
 ConfigurationError                 503     model_unavailable (+ Retry-After)
 anything else                      500     internal (logged with its trace)
@@ -35,6 +36,7 @@ from typing import Any, TypeVar
 
 from recsys.errors import (
     ConfigurationError,
+    EventsUnavailableError,
     FeedbackUnavailableError,
     ForgottenVisitorError,
     InvalidRequestError,
@@ -80,6 +82,17 @@ FEEDBACK_RESPONSES: dict[int, Any] = {
     410: {"description": "The visitor was forgotten: the id takes no more likes", "content": _ERROR_CONTENT},
     503: {
         "description": "No model, or the likes could not be stored; retry after the Retry-After seconds",
+        "content": _ERROR_CONTENT,
+        "headers": RESPONSES[503]["headers"],
+    },
+}
+
+#: What the events routes add: a table that does not answer.
+EVENTS_RESPONSES: dict[int, Any] = {
+    403: {"description": "Not signed, or signed by someone not allowed (API Gateway's IAM authorization)",
+          "content": _ERROR_CONTENT},
+    503: {
+        "description": "No model, or the events could not be stored; retry after the Retry-After seconds",
         "content": _ERROR_CONTENT,
         "headers": RESPONSES[503]["headers"],
     },
@@ -283,6 +296,7 @@ def error(
 UNAVAILABLE_MESSAGE = "no model is available right now; retry after the Retry-After seconds"
 INTERNAL_MESSAGE = "internal error; it has been logged"
 FEEDBACK_UNAVAILABLE_MESSAGE = "the likes could not be stored right now; retry after the Retry-After seconds"
+EVENTS_UNAVAILABLE_MESSAGE = "the events could not be stored right now; retry after the Retry-After seconds"
 
 
 def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
@@ -299,6 +313,10 @@ def error_response(exc: Exception, request_id: str | None) -> dict[str, Any]:
         logger.error("feedback store unavailable (request %s): %s", request_id, exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return error(503, exc.code, FEEDBACK_UNAVAILABLE_MESSAGE, retry, request_id)
+    if isinstance(exc, EventsUnavailableError):
+        logger.error("events table unavailable (request %s): %s", request_id, exc)
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error(503, exc.code, EVENTS_UNAVAILABLE_MESSAGE, retry, request_id)
     if isinstance(exc, (ModelUnavailableError, ConfigurationError)):
         logger.error("serving unavailable (request %s): %s: %s", request_id, exc.code, exc)
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}

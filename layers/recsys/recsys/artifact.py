@@ -297,6 +297,29 @@ class ModelArtifact:
         scores[self.unliked_items[self.unliked(u)]] = -np.inf
         return self._best(scores, k, genre_bit)
 
+    def merged_likes(self, u: int, likes: np.ndarray, acted: np.ndarray) -> np.ndarray:
+        """User index `u`'s newest likes with their live events merged, newest first, at most
+        `item_item_cap`: the events' `likes` (item indices, newest first) before the trained ones,
+        and a trained like that an event names (`acted`: every item an event names) only where the
+        event put it."""
+        rows = self.liked(u)
+        pool = self.history_items[rows.start : min(rows.stop, rows.start + self.item_item_cap + acted.size)]
+        kept = pool[~np.isin(pool, acted)].astype(np.int64)
+        return np.concatenate((likes, kept))[: self.item_item_cap]
+
+    def recommend_merged(
+        self, u: int, newest: np.ndarray, acted: np.ndarray, k: int, genre_bit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend` for user index `u` with live events: LightFM's side as trained, the item-item
+        side from `newest` (`merged_likes`), and never an item they rated in training or an event
+        names (`acted`). Returns ``(items, scores)`` as `recommend` does."""
+        scores = scoring.blend(
+            self.score_user(u), self.item_item_scores(newest, self.blend_shares), self.blend_shares
+        )
+        scores[self.seen(u)] = -np.inf
+        scores[acted] = -np.inf
+        return self._best(scores, k, genre_bit)
+
     def recommend_for(
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ The tree, and the HTTP status `recsys.api` maps each branch to::
     ├── LimitExceededError           409  a visitor's stored likes would pass the cap
     ├── ForgottenVisitorError        410  the visitor asked to be forgotten: their id takes no more likes
     ├── FeedbackUnavailableError     503  the feedback table did not answer (after retries)
+    ├── EventsUnavailableError       503  the events table did not answer (after retries)
     ├── ModelUnavailableError        503  no model could be loaded (S3 down, bad pointer, ...)
     │   └── ModelIntegrityError           the bytes fail the size/sha256 check or the unpickler's allow-list
     └── ConfigurationError           503  the function's settings are missing or invalid
@@ -69,6 +70,10 @@ class ForgottenVisitorError(RecsysError):
 
 class FeedbackUnavailableError(RecsysError):
     code = "feedback_unavailable"
+
+
+class EventsUnavailableError(RecsysError):
+    code = "events_unavailable"
 
 
 class ModelUnavailableError(RecsysError):

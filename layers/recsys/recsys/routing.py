@@ -127,6 +127,16 @@ def check(value: Any, tp: Any, loc: Sequence[str | int], text: bool = False) -> 
         if spec is not None and spec.le is not None and value > spec.le:
             raise Invalid(loc, f"Input should be less than or equal to {spec.le}")
         return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise Invalid(loc, "Input should be a valid number")
+        if spec is not None and spec.ge is not None and value < spec.ge:
+            raise Invalid(loc, f"Input should be greater than or equal to {spec.ge}")
+        if spec is not None and spec.le is not None and value > spec.le:
+            raise Invalid(loc, f"Input should be less than or equal to {spec.le}")
+        return float(value)
+    if isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields"):  # a NamedTuple: an object
+        return check_object(value, tp, loc)
     if tp is str:
         if not isinstance(value, str):
             raise Invalid(loc, "Input should be a valid string")

@@ -81,6 +81,44 @@ class Feedback(NamedTuple):
 
 FeedbackBody = Annotated[Feedback, Body()]
 
+#: An ISO 8601 time with its offset, to the second or finer: what `recsys.events.parse_time` reads.
+ISO_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})"
+#: Events one request may carry.
+MAX_EVENTS = 100
+
+
+class UserEvent(NamedTuple):
+    """Something a user did on the site: liked a movie, stopped liking it, or rated it."""
+
+    movie_id: Annotated[int, Spec(ge=0, le=MAX_ID, description="The dataset's own movie id")]
+    kind: Annotated[
+        Literal["like", "unlike", "rating"],
+        Spec(description="like and unlike say it directly; rating gives the user's rating, liked from the "
+             "model's min_rating (GET /model: params)"),
+    ]
+    at: Annotated[
+        str,
+        Spec(max_length=40, pattern=ISO_TIME, description="When, ISO 8601 with its offset (2026-12-06T13:00:00Z); "
+             "the latest event of a movie wins, whatever order they arrive in"),
+    ]
+    rating: Annotated[
+        float | None, Spec(ge=0.5, le=5, description="With kind rating: the rating, 0.5 to 5 (MovieLens's scale)")
+    ] = None
+
+
+class Events(NamedTuple):
+    """A user's events, sent by the site's backend (signed): served on the user's next request,
+    learned by the next training."""
+
+    user_id: Annotated[int, Spec(ge=0, le=MAX_ID, description="The ratings file's user id (a new id is a new user)")]
+    events: Annotated[
+        tuple[UserEvent, ...],
+        Spec(max_length=MAX_EVENTS, description=f"At most {MAX_EVENTS}; retrying a request changes nothing more"),
+    ]
+
+
+EventsBody = Annotated[Events, Body()]
+
 
 # -- the answers ----------------------------------------------------------------------------
 
@@ -111,6 +149,13 @@ BlendShares = Annotated[
 ]
 
 
+RealTime = Annotated[
+    bool | None,
+    doc("true: the user's live events (POST /events) are in this answer; false: the events table did not answer "
+        "in time, so this is the model's answer alone; null: this stack keeps no events"),
+]
+
+
 class Recommendations(TypedDict):
     model_version: str
     user_id: int
@@ -125,6 +170,7 @@ class Recommendations(TypedDict):
             "or rated movies but liked none (no_likes; their rated movies are still excluded)"
         ),
     ]
+    realtime: RealTime
     items: list[Recommendation]
 
 
@@ -156,9 +202,28 @@ class Forgotten(TypedDict):
     deleted: Annotated[int, doc("How many likes were deleted; the next model is trained without them")]
 
 
+class EventsStored(TypedDict):
+    user_id: int
+    stored: Annotated[list[int], doc("Movies whose event is stored (or was, by an earlier try of this request)")]
+    stale: Annotated[list[int], doc("Movies with a newer event stored already: this one changed nothing")]
+    ignored: Annotated[list[int], doc("Movie ids the model does not know; nothing is stored for them")]
+
+
+class EventsForgotten(TypedDict):
+    user_id: int
+    deleted: Annotated[int, doc("How many events were deleted")]
+    forgotten_at: Annotated[
+        str, doc("From now on nothing older counts: the next model holds none of the user's ratings before it")
+    ]
+
+
 class Liked(Movie):
-    rating: float
+    rating: Annotated[float | None, doc("The user's rating; null for a like sent as an event without one")]
     rated_at: Annotated[str, doc("ISO date")]
+    source: Annotated[
+        Literal["model", "event"],
+        doc("model: in the ratings the model was trained on; event: sent since (POST /events), served already"),
+    ]
 
 
 class History(TypedDict):
@@ -167,6 +232,7 @@ class History(TypedDict):
     total: int
     offset: int
     k: int
+    realtime: RealTime
     items: list[Liked]
 
 

@@ -6,15 +6,27 @@ two models even while a refresh swaps in a new one.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from recsys.artifact import ModelArtifact
-from recsys.errors import UnknownGenreError, UnknownMovieError, UnknownUserError
+from recsys.errors import (
+    EventsUnavailableError,
+    InvalidRequestError,
+    UnknownGenreError,
+    UnknownMovieError,
+    UnknownUserError,
+)
+from recsys.events import Event, EventLog, parse_time
 from recsys.schemas import (
     Blend,
+    Events,
+    EventsForgotten,
+    EventsStored,
     Feedback,
     FeedbackStored,
     Forgotten,
@@ -36,6 +48,8 @@ from recsys.schemas import (
 if TYPE_CHECKING:
     from recsys.feedback import FeedbackStore
 
+logger = logging.getLogger(__name__)
+
 
 def movie(model: ModelArtifact, i: int) -> Movie:
     year = int(model.years[i])
@@ -47,29 +61,75 @@ def movie(model: ModelArtifact, i: int) -> Movie:
     }
 
 
+class Live(NamedTuple):
+    """A user's live events as item indices of the model: `likes` (newest first) and `acted`
+    (every movie an event names: seen); `forgotten` when they asked to be forgotten, so their
+    trained profile no longer counts; `events` the events themselves (`recsys.events.Recent`)."""
+
+    likes: np.ndarray
+    acted: np.ndarray
+    forgotten: bool
+    events: tuple[Event, ...]
+
+
+NO_EVENTS = Live(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), False, ())
+
+
+def live_events(model: ModelArtifact, log: EventLog | None, user_id: int) -> Live | None:
+    """`user_id`'s events from one bounded read of `log` (`NO_EVENTS` without a log); None when
+    the table did not answer in time: the caller answers from the model alone, and says so."""
+    if log is None:
+        return NO_EVENTS
+    try:
+        recent = log.recent(user_id)
+    except EventsUnavailableError as exc:
+        logger.warning("events of user %s not read; answering from the model alone: %s", user_id, exc)
+        return None
+    min_rating = float(model.provenance.get("params", {}).get("min_rating", 4.0))
+    likes, acted = [], []
+    for event in recent.events:  # newest first, one per movie
+        i = model.item_index(event.movie_id)
+        if i is not None:
+            acted.append(i)
+            if event.liked(min_rating):
+                likes.append(i)
+    return Live(np.asarray(likes, dtype=np.int64), np.asarray(acted, dtype=np.int64),
+                recent.forgotten_at is not None, recent.events)  # fmt: skip
+
+
 def recommendations(
-    model: ModelArtifact, user_id: int, k: int, kind: str, genre: str | None, explain: bool
-) -> Recommendations:
+    model: ModelArtifact, user_id: int, k: int, kind: str, genre: str | None, explain: bool,
+    log: EventLog | None = None,
+) -> Recommendations:  # fmt: skip
+    """The user's picks: their trained profile with their live events merged (one read of `log`:
+    what they did since the model was trained is seen, and their new likes are their newest);
+    popularity for a user with neither."""
     bit = _genre_bit(model, genre)
-    u = model.user_index(user_id)
+    live = live_events(model, log, user_id)
     answer: Recommendations = {
         "model_version": model.version, "user_id": user_id, "model": "popularity", "blend": None, "k": k,
-        "genre": genre, "fallback": None, "items": [],
+        "genre": genre, "fallback": None, "realtime": None if log is None else live is not None, "items": [],
     }  # fmt: skip
-    if u is None:
-        answer["fallback"] = "unknown_user"
-        answer["items"] = _popular_items(model, model.popular(k, genre_bit=bit))
-    elif kind == "popularity" or not model.has_likes(u):
+    live = live or NO_EVENTS
+    u = None if live.forgotten else model.user_index(user_id)
+    seen = live.acted if u is None else np.concatenate((model.seen(u), live.acted))
+    if kind == "popularity" or (live.likes.size == 0 and (u is None or not model.has_likes(u))):
         # popularity never returns a seen movie either; a user who liked nothing has a vector
         # that training never moved, so they get popularity and are told why
-        answer["items"] = _popular_items(model, model.popular(k, exclude=model.seen(u), genre_bit=bit))
+        answer["items"] = _popular_items(model, model.popular(k, exclude=seen, genre_bit=bit))
         if kind != "popularity":
-            answer["fallback"] = "no_likes"
+            answer["fallback"] = "unknown_user" if u is None else "no_likes"
+        return answer
+    if u is None or not model.has_likes(u):  # known by their events only: served as a visitor is
+        items, scores = model.recommend_for(live.likes, seen, k, bit)
+        newest, shares = live.likes, model.visitor_shares
     else:
-        items, scores = model.recommend(u, k, bit)
-        reasons = model.because(u, items) if explain else None
-        answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
-        answer["blend"] = _blend(model.blend_shares)
+        newest = model.merged_likes(u, live.likes, live.acted)
+        items, scores = model.recommend_merged(u, newest, live.acted, k, bit)
+        shares = model.blend_shares
+    reasons = model.because_liked(newest, items) if explain else None
+    answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
+    answer["blend"] = _blend(shares)
     return answer
 
 
@@ -134,6 +194,37 @@ def forget(store: FeedbackStore, visitor_id: str) -> Forgotten:
     return {"visitor_id": visitor_id, "deleted": store.forget(visitor_id)}
 
 
+def record_events(model: ModelArtifact, log: EventLog, body: Events) -> EventsStored:
+    """Store a user's events of the movies `model` knows; the others are listed, not stored."""
+    now = log.clock()
+    known, unknown = [], []
+    for n, e in enumerate(body.events):
+        try:
+            at = parse_time(e.at, now, log.settings.retention_seconds)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"body parameter events.{n}.at: {exc}") from None
+        if (e.kind == "rating") != (e.rating is not None):
+            raise InvalidRequestError(
+                f"body parameter events.{n}: a rating event gives its rating, and only a rating event does"
+            )
+        if model.item_index(e.movie_id) is None:
+            unknown.append(e.movie_id)
+        else:
+            known.append(Event(e.movie_id, e.kind, at, e.rating))
+    recorded = log.record(body.user_id, known)
+    return {"user_id": body.user_id, "stored": recorded.stored, "stale": recorded.stale,
+            "ignored": sorted(set(unknown))}  # fmt: skip
+
+
+def forget_user(log: EventLog, user_id: int) -> EventsForgotten:
+    deleted, at = log.forget(user_id)
+    return {"user_id": user_id, "deleted": deleted, "forgotten_at": _iso_ms(at)}
+
+
+def _iso_ms(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _known_items(model: ModelArtifact, ids: Sequence[int]) -> tuple[np.ndarray, list[int]]:
     """Unique item indices of the known ids (first occurrence order), and the unknown ids."""
     known: list[int] = []
@@ -154,27 +245,37 @@ def _personalized(
     return out
 
 
-def history(model: ModelArtifact, user_id: int, k: int, offset: int) -> History:
-    u = model.user_index(user_id)
-    if u is None:
+def history(model: ModelArtifact, user_id: int, k: int, offset: int, log: EventLog | None = None) -> History:
+    """The movies the user likes, newest first: their live events' likes (`source` "event"), then
+    the trained ones that no event changed (`source` "model"). Without events, the trained ones."""
+    read = live_events(model, log, user_id)
+    live = read or NO_EVENTS
+    u = None if live.forgotten else model.user_index(user_id)
+    min_rating = float(model.provenance.get("params", {}).get("min_rating", 4.0))
+    events = [(i, e) for e in live.events if e.liked(min_rating) and (i := model.item_index(e.movie_id)) is not None]
+    if u is None and not events:
         raise UnknownUserError(user_id)
-    rows = model.liked(u)
-    total = rows.stop - rows.start
-    page = range(rows.start + min(offset, total), rows.start + min(offset + k, total))
-    items: list[Liked] = [
-        {
-            **movie(model, int(model.history_items[r])),
-            "rating": float(model.history_ratings[r]) / 2,
-            "rated_at": model.rated_on(r),
-        }
-        for r in page
-    ]
+    rows = model.liked(u) if u is not None else range(0)
+    acted = {int(i) for i in live.acted.tolist()}
+    trained = [r for r in range(rows.start, rows.stop) if int(model.history_items[r]) not in acted]
+    total = len(events) + len(trained)
+    items: list[Liked] = []
+    for n in range(min(offset, total), min(offset + k, total)):
+        if n < len(events):
+            i, e = events[n]
+            items.append({**movie(model, i), "rating": e.rating,
+                          "rated_at": _iso_ms(e.at)[:10], "source": "event"})  # fmt: skip
+        else:
+            r = trained[n - len(events)]
+            items.append({**movie(model, int(model.history_items[r])), "rating": float(model.history_ratings[r]) / 2,
+                          "rated_at": model.rated_on(r), "source": "model"})  # fmt: skip
     return {
         "model_version": model.version,
         "user_id": user_id,
         "total": total,
         "offset": offset,
         "k": k,
+        "realtime": None if log is None else read is not None,
         "items": items,
     }
 

@@ -170,16 +170,23 @@ def _trains(policies: list[Any]) -> bool:
 
 class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
     id = "E9009"
-    shortdesc = "The feedback table: put, delete and query for the API; scan for training, which reads the ratings"
+    shortdesc = "The tables: each function gets only the DynamoDB actions it calls, on the table or index it calls"
     description = (
-        "A serving function's DynamoDB actions are PutItem, DeleteItem, ConditionCheckItem and Query on "
-        "FeedbackTable; the training "
-        "function (the one given ModelPublisherPolicy) may Scan FeedbackTable, GetObject and ListBucket the "
-        "RatingsUri, and write only through ModelPublisherPolicy"
+        "A serving function may PutItem, DeleteItem, ConditionCheckItem and Query FeedbackTable (the public "
+        "feedback API), PutItem, DeleteItem and Query EventsTable (the signed events API), and only Query "
+        "EventsTable's by_time index (the readers of a user's events); no function holds both tables' writes. "
+        "The training function (the one given ModelPublisherPolicy) may Scan FeedbackTable and EventsTable, "
+        "GetObject and ListBucket the RatingsUri, and write only through ModelPublisherPolicy"
     )
     tags = ["iam", "security"]
-    SERVING = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"}
+    SERVING = {
+        "${FeedbackTable.Arn}": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
+                                 "dynamodb:Query"},
+        "${EventsTable.Arn}": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+        "${EventsTable.Arn}/index/by_time": {"dynamodb:Query"},
+    }  # fmt: skip
     TRAINING = {"dynamodb:Scan", "s3:GetObject", "s3:ListBucket"}
+    TRAINING_TABLES = {"${FeedbackTable.Arn}", "${EventsTable.Arn}"}
 
     def match(self, cfn: Any) -> list[RuleMatch]:
         matches = []
@@ -187,6 +194,7 @@ class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
             policies = _as_list(fn.get("Properties", {}).get("Policies", []))
             trains = _trains(policies)
             path = ["Resources", name, "Properties", "Policies"]
+            written: set[str] = set()
             for policy in policies:
                 if not isinstance(policy, dict) or "Statement" not in policy and "PolicyDocument" not in policy:
                     if "dynamodb" in str(policy).lower():
@@ -198,14 +206,24 @@ class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
                     dynamo = {a for a in actions if a.lower().startswith("dynamodb:")}
                     if trains and st.get("Effect") == "Allow" and actions - self.TRAINING:
                         matches.append(RuleMatch(path, f"{name}: training allows {sorted(actions - self.TRAINING)}"))
-                    if not trains and dynamo - self.SERVING:
-                        matches.append(RuleMatch(path, f"{name}: allows {sorted(dynamo - self.SERVING)} on the table"))
-                    if dynamo and resources != ["${FeedbackTable.Arn}"]:
-                        matches.append(RuleMatch(path, f"{name}: DynamoDB actions on {resources}, not FeedbackTable"))
+                    if trains and dynamo and not set(resources) <= self.TRAINING_TABLES:
+                        matches.append(RuleMatch(path, f"{name}: DynamoDB actions on {resources}, not the tables"))
+                    for resource in resources if dynamo and not trains else []:
+                        allowed = self.SERVING.get(resource)
+                        if allowed is None:
+                            matches.append(RuleMatch(path, f"{name}: DynamoDB actions on {resource!r}, not a table"))
+                        elif dynamo - allowed:
+                            matches.append(RuleMatch(path, f"{name}: allows {sorted(dynamo - allowed)} on {resource}"))
+                        if dynamo & {"dynamodb:PutItem", "dynamodb:DeleteItem"}:
+                            written.add(resource)
+                        elif resource == "${EventsTable.Arn}":  # a reader: the index, newest first, only
+                            matches.append(RuleMatch(path, f"{name}: reads the whole events table, not its index"))
                     if trains and actions & {"s3:GetObject", "s3:ListBucket"} and not all(
                         _under_ratings(r) for r in _as_list(st.get("Resource", []))
                     ):
                         matches.append(RuleMatch(path, f"{name}: reads S3 outside RatingsUri: {resources}"))
+            if len(written) > 1:
+                matches.append(RuleMatch(path, f"{name}: writes to {sorted(written)}; one table per function"))
         return matches
 
 
