@@ -116,7 +116,96 @@ def measure(model_uri: str, requests: int, routes: list[str] | None = None, seed
         results[route] = {"summary": Summary.of(samples).__dict__, "statuses": statuses, "samples": samples}
     results["bare_scoring"] = bare_scoring(artifact, users, requests)
     results["recommend_item_item_on"] = item_item_on(artifact, handler_for_recommend(local, invoker, users), requests)
+    results.update(realtime(app, model_uri, artifact, users, requests))
     return results
+
+
+#: The users whose events the realtime routes read, and how many events each has.
+EVENT_USERS = 1000
+EVENTS_PER_USER = 10
+#: Requests of the route that reads moto: its answers take tens of ms (moto serialises each item
+#: attribute by attribute, about 2 ms an item), so fewer are enough for a p99.
+REALTIME_REQUESTS = 2000
+
+
+def realtime(app: Any, model_uri: str, artifact: Any, users: np.ndarray, requests: int) -> dict[str, Any]:
+    """The recommend route with each user's events read and merged (`recsys.service.live_events`).
+
+    `recommend_realtime`: the handler, reading `EVENTS_PER_USER` events of each of `EVENT_USERS`
+    users from an events table on a moto server in this process, over HTTP (moto answers in about
+    a millisecond on loopback; DynamoDB in a region takes a few). `recommend_merge_scoring`: the same
+    users' answers built from their events as read (the read itself left out): the merge, the
+    scoring and the answer, what the function adds to the read."""
+    import boto3
+
+    from devstack.dynamodb import create_events_table
+    from devstack.s3 import moto_server
+    from devstack.servers import free_port
+    from recsys import service
+    from recsys.events import EventLog, EventsSettings
+
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    rng = np.random.default_rng(1)
+    chosen = users[:EVENT_USERS]
+    now = int(time.time() * 1000)
+    out: dict[str, Any] = {}
+    with moto_server(free_port()) as endpoint:
+        client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+        table = create_events_table(client, "bench-events")
+        rows = []
+        for u in chosen.tolist():
+            for n, m in enumerate(rng.choice(artifact.item_ids, EVENTS_PER_USER, replace=False).tolist()):
+                kind = ("like", "like", "rating", "unlike")[n % 4]
+                item = {"user_id": {"N": str(u)}, "movie_id": {"N": str(m)}, "kind": {"S": kind},
+                        "at": {"N": str(now - 60_000 * n)}, "expires_at": {"N": str(now // 1000 + 86400)}}  # fmt: skip
+                if kind == "rating":
+                    item["rating"] = {"N": "4.0" if n % 8 else "2.0"}
+                rows.append({"PutRequest": {"Item": item}})
+        for start in range(0, len(rows), 25):
+            client.batch_write_item(RequestItems={table: rows[start : start + 25]})
+        invoker = Invoker(app, {"MODEL_URI": model_uri, "ALLOWED_ORIGIN": "*", "MODEL_REFRESH_SECONDS": "3600",
+                                "EVENTS_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": endpoint},
+                          functions=["RecommendFunction"])  # fmt: skip
+        local = LocalApi(app, invoker, "*")
+        handler, context, events = handler_for_recommend(local, invoker, chosen)
+        statuses: dict[int, int] = {}
+        realtime_seen = 0
+        for event in events[: min(200, requests)]:
+            handler(event, context)
+        reads = min(requests, REALTIME_REQUESTS)
+        samples = np.empty(reads)
+        gc.collect()
+        for i in range(reads):
+            started = time.perf_counter()
+            response = handler(events[i % len(events)], context)
+            samples[i] = time.perf_counter() - started
+            statuses[response["statusCode"]] = statuses.get(response["statusCode"], 0) + 1
+            realtime_seen += json.loads(response["body"]).get("realtime") is True
+        if realtime_seen != reads:
+            raise SystemExit(f"recommend_realtime: {reads - realtime_seen} answers without the events")
+        out["recommend_realtime"] = {"summary": Summary.of(samples).__dict__, "statuses": statuses, "samples": samples}
+        log = EventLog(client, EventsSettings(table))
+        read = {int(u): log.recent(int(u)) for u in chosen.tolist()}
+    model = invoker.modules["RecommendFunction"].runtime.model()
+
+    class AsRead:  # the events as the read returned them: what is left is the function's own work
+        settings = EventsSettings(table)
+
+        @staticmethod
+        def recent(user_id: int) -> Any:
+            return read[user_id]
+
+    order = chosen.tolist()
+    for u in order[: min(200, requests)]:
+        service.recommendations(model, u, 10, "personalized", None, False, AsRead())  # type: ignore[arg-type]
+    samples = np.empty(requests)
+    gc.collect()
+    for i in range(requests):
+        started = time.perf_counter()
+        service.recommendations(model, order[i % len(order)], 10, "personalized", None, False, AsRead())  # type: ignore[arg-type]
+        samples[i] = time.perf_counter() - started
+    out["recommend_merge_scoring"] = {"summary": Summary.of(samples).__dict__, "statuses": {}, "samples": samples}
+    return out
 
 
 def handler_for_recommend(local: LocalApi, invoker: Invoker, users: np.ndarray) -> Any:

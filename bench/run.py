@@ -45,6 +45,8 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers/recsys'}", "POWERTOO
 
 TARGETS = {  # name: (target, unit, "max" when lower is better / "min" when higher is better)
     "recommend_p99_ms": (1.0, "ms", "max"),
+    # issue 31: the merge of a user's events and the scoring, the read left out (the read is moto's here)
+    "recommend_merge_scoring_p99_ms": (1.0, "ms", "max"),
     "similar_p99_ms": (1.0, "ms", "max"),
     "speedup_vs_original_p50": (3.0, "x", "min"),
     "cold_start_vs_floor": (1.35, "x", "max"),
@@ -277,6 +279,8 @@ def cold_starts(store: Path, repeats: int, shipped: Path | None = None) -> dict[
         bucket = f"bench-models-{store.name}"
         s3.create_bucket(Bucket=bucket)
         upload_store(s3, bucket, "recommender", store)
+        events_table = _events_for_cold_start(endpoint, user, catalog)
+        readers = reads_events()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "_X_AMZN"))}
         functions = {}
         for function, event in FUNCTION_EVENTS.items():
@@ -286,6 +290,8 @@ def cold_starts(store: Path, repeats: int, shipped: Path | None = None) -> dict[
                    "ALLOWED_ORIGIN": "*", "AWS_LAMBDA_FUNCTION_NAME": function, "LAMBDA_TASK_ROOT": str(spec.code_uri),
                    "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}  # fmt: skip
+            if function in readers:  # its first answer reads the user's events, as deployed
+                env.update(EVENTS_TABLE=events_table, AWS_ENDPOINT_URL_DYNAMODB=endpoint)
             module = f"functions.{spec.code_uri.name}.{spec.handler.split('.')[0]}"
             if shipped is not None:  # Lambda's sys.path: the task, then the layer; bench last, for the child
                 task = shipped / "var/task" / function
@@ -303,6 +309,32 @@ def cold_starts(store: Path, repeats: int, shipped: Path | None = None) -> dict[
         figures["modelled_lambda_s"] = figures["first_200_s"]["median"] + transfer
     out["modelled_s3_mb_per_s"] = LAMBDA_S3_MB_PER_S
     return out
+
+
+def reads_events() -> set[str]:
+    """The functions the template gives the events table to read (EVENTS_TABLE and dynamodb:Query only)."""
+    from devstack.template import document
+
+    resources = document()["Resources"]
+    return {name for name, res in resources.items() if res["Type"] == "AWS::Serverless::Function"
+            and "EVENTS_TABLE" in res["Properties"].get("Environment", {}).get("Variables", {})
+            and name != "EventsFunction" and not res["Properties"].get("PackageType")}  # fmt: skip
+
+
+def _events_for_cold_start(endpoint: str, user: int, catalog: Any) -> str:
+    """An events table on the bench's moto with ten events of `user`: what the cold start reads."""
+    import boto3
+
+    from devstack.dynamodb import create_events_table
+    from recsys.events import Event, EventLog, EventsSettings
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                          aws_secret_access_key="bench")  # fmt: skip
+    table = create_events_table(client, f"bench-events-{uuid.uuid4().hex[:8]}")
+    now = int(time.time() * 1000)
+    movies = catalog.item_ids[catalog.popularity[1:11]].tolist()
+    EventLog(client, EventsSettings(table)).record(user, [Event(int(m), "like", now - n) for n, m in enumerate(movies)])
+    return table
 
 
 def shipped_layout() -> Path:
@@ -559,6 +591,7 @@ def headline(scales: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     values = {
         # the worse of the route as served and with the item-item side computed (`latency.item_item_on`)
         "recommend_p99_ms": max(big["latency"][r]["p99_ms"] for r in ("recommend", "recommend_item_item_on")),
+        "recommend_merge_scoring_p99_ms": big["latency"]["recommend_merge_scoring"]["p99_ms"],
         "similar_p99_ms": big["latency"]["similar"]["p99_ms"],
         "fold_in_p99_ms": big["latency"]["fold_in_50"]["p99_ms"],
         "speedup_vs_original_p50": min(side["original_recommend"]["p50_ms"] / side["ours_recommend"]["p50_ms"],

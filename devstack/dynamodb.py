@@ -115,7 +115,9 @@ def query_one_partition() -> None:
     each query costs a sort of the whole table, about 0.5 s at 45,000 likes, which made the feedback
     API's per-visitor read the bottleneck of an attack test. Here, while a table query runs on this
     thread, `all_items` returns the queried partition's items in range-key order: the same items in
-    the same order as the filtered sort. Scans and index queries are untouched. Idempotent.
+    the same order as the filtered sort. A query of a local secondary index (the events' ``by_time``)
+    reads the same partition, which moto then filters and sorts by the index's key (75 ms per query
+    at 4,000 events without this). Scans and global indexes are untouched. Idempotent.
     """
     import threading
 
@@ -135,7 +137,11 @@ def query_one_partition() -> None:
     def query(self: Any, *args: Any, **kwargs: Any) -> Any:
         hash_key = kwargs.get("hash_key", args[0] if args else None)
         index = kwargs.get("index_name", args[7] if len(args) > 7 else None)
-        local.partition = hash_key if index is None else None
+        if index is not None:  # a local secondary index shares the table's partitions; a global one does not
+            conditions = dict(kwargs.get("hash_key_conditions") or [])
+            local_index = index in {i.name for i in self.indexes or []}
+            hash_key = conditions.get(self.hash_key_attr, hash_key) if local_index else None
+        local.partition = hash_key
         try:
             return original_query(self, *args, **kwargs)
         finally:

@@ -7,6 +7,7 @@ compared with the docker-free invoker's (devstack.invoker) for the same event an
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import urllib.error
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from devstack.docker import DockerUnavailable
-from devstack.dynamodb import FEEDBACK_TABLE
+from devstack.dynamodb import EVENTS_TABLE, FEEDBACK_TABLE
 from devstack.invoker import Invoker, LambdaContext, sample_event
 from devstack.sam import BUCKET, PREFIX, SamStack
 from devstack.servers import free_port
@@ -55,6 +56,10 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, Pat
         event = sample_event(path.stem, 1, 2)
         if event.get("body") and event["resource"] == "/recommendations":
             event["body"] = json.dumps({"liked": [1, 2, 3], "k": 5, "explain": True})
+        if event.get("body") and event["resource"] == "/events":  # movie 2 liked by a user of no other event
+            now = dt.datetime.now(dt.UTC).isoformat()
+            event["body"] = json.dumps({"user_id": 39, "events": [{"movie_id": 2, "kind": "like", "at": now},
+                                                                  {"movie_id": 50, "kind": "like", "at": now}]})
         (folder / path.name).write_text(json.dumps(event))
         out[path.stem] = (routes[(event["httpMethod"], event["resource"])], folder / path.name)
     return out
@@ -72,7 +77,8 @@ def test_every_event_answers_as_the_docker_free_invoker_does(
     stack: SamStack, events: dict[str, tuple[str, Path]], model_store: Path
 ) -> None:
     app = load_application()
-    feedback = {"FEEDBACK_TABLE": FEEDBACK_TABLE, "AWS_ENDPOINT_URL_DYNAMODB": stack.moto_endpoint}  # the same table
+    feedback = {"FEEDBACK_TABLE": FEEDBACK_TABLE, "EVENTS_TABLE": EVENTS_TABLE,
+                "AWS_ENDPOINT_URL_DYNAMODB": stack.moto_endpoint}  # the same tables
     invoker = Invoker(app, {"MODEL_URI": str(model_store), "ALLOWED_ORIGIN": "*", **feedback})
     assert len(events) >= 10
     # three sam processes at a time: SAM builds a function image once and the others wait for it

@@ -223,6 +223,11 @@ def test_a_table_that_does_not_answer_leaves_the_models_answer_marked(
     # THEN reads answer from the model alone, said so; nothing is a 5xx
     answer = recommend(lambda_context, 1)
     assert answer["realtime"] is False and answer["model"] == "personalized" and ids(answer)[0] == 2
+    # what bounded the wait: the serving read's deadline, its one retry included
+    from recsys.events import READ_DEADLINE_S, serving_log
+
+    client = serving_log().client
+    assert client.endpoint == silent_endpoint and client.deadline_s == READ_DEADLINE_S and client.attempts == 2
     status, liked = history(lambda_context, 1)
     assert status == 200 and liked["realtime"] is False
     # and a write is a 503 with a fixed message and a request id
@@ -238,3 +243,28 @@ def test_the_functions_read_the_table_through_the_projects_own_client(table: Any
     recommend(lambda_context, 1)
     post(lambda_context, {"user_id": 1, "events": [{"movie_id": 3, "kind": "like", "at": iso(1)}]})
     assert isinstance(serving_log().client, DynamoDBClient) and isinstance(events_app.log().client, DynamoDBClient)
+
+
+def test_a_new_like_lifts_its_item_item_neighbour_for_that_user(table: Any, lambda_context: Any) -> None:
+    from recsys.store import open_model
+
+    # GIVEN user 1 of group 0, a movie m of group 1 they never rated, and m's strongest item-item
+    # neighbour n (the largest weight in m's row of the served model), also unrated by them
+    user = 1
+    model = open_model(os.environ["MODEL_URI"])
+    unrated = sorted(set(range(13, 25)) - data.rated_by(user))
+    m = unrated[0]
+    i = model.item_index(m)
+    assert i is not None
+    row = slice(int(model.item_item_indptr[i]), int(model.item_item_indptr[i + 1]))
+    targets, weights = model.item_item_targets[row], model.item_item_weights[row]
+    candidates = [(int(w), int(model.item_ids[t])) for t, w in zip(targets, weights, strict=True)
+                  if int(model.item_ids[t]) in unrated and int(model.item_ids[t]) != m]  # fmt: skip
+    n = max(candidates)[1]
+    before = ids(recommend(lambda_context, user))
+    # WHEN the site says they liked m
+    post(lambda_context, {"user_id": user, "events": [{"movie_id": m, "kind": "like", "at": iso(1)}]})
+    after = ids(recommend(lambda_context, user))
+    # THEN m is never recommended, and n ranks higher than it did
+    assert m in before and m not in after
+    assert after.index(n) < before.index(n), (n, before, after)

@@ -244,6 +244,8 @@ def test_the_sites_users_events_train_them_as_themselves_and_a_forgotten_user_le
     log.forget(2)
     unseen = 3 + 1  # user 3's unrated movie: 3 % 12 + 1
     log.record(3, [Event(unseen, "rating", now, 1.0)])
+    other = max(set(range(13, 25)) - data.rated_by(4))  # user 4 likes a movie of the other group
+    log.record(4, [Event(other, "like", now - 60_000)])
     # WHEN TrainFunction runs
     answer = train()
     assert answer["outcome"] == "published"
@@ -256,7 +258,11 @@ def test_the_sites_users_events_train_them_as_themselves_and_a_forgotten_user_le
     # and user 2 is gone from it, user 3's rating is theirs: seen, so never recommended
     assert model.user_index(2) is None
     assert unseen in model.item_ids[model.seen(model.user_index(3))].tolist()
+    # user 4's like is in their own row, their newest like, and they are no new user or visitor
+    u4 = model.user_index(4)
+    assert u4 is not None and int(model.item_ids[model.history_items[model.liked(u4).start]]) == other
+    assert model.n_users == 40  # 40 in the file, one new id, one forgotten
     reported = metrics(stack, answer["serving"])["data"]["events"]
     assert {k: reported[k] for k in ("events", "users", "new_users", "forgotten_users")} == {
-        "events": 5, "users": 2, "new_users": 1, "forgotten_users": 1}  # fmt: skip
+        "events": 6, "users": 3, "new_users": 1, "forgotten_users": 1}  # fmt: skip
     assert reported["ratings_forgotten"] == len(data.rated_by(2))
