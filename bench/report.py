@@ -116,7 +116,13 @@ def markdown(results: dict[str, Any]) -> str:
         "counted twice, so this errs high).",
         "- **Warm latency**: `bench/latency.py`: API Gateway proxy events built ahead, one call of "
         "`lambda_handler(event, context)` timed per request (routing, validation, scoring, JSON), each route over "
-        "varied users and movies after 200 warm-up calls; `bare_scoring` is `ModelArtifact.recommend` alone.",
+        "varied users and movies after 200 warm-up calls; `bare_scoring` is `ModelArtifact.recommend` alone. "
+        "`recommend_realtime` is the recommend route reading each user's events (10 each, 1,000 users) from an "
+        "events table on a moto server in the same process, as deployed (one query, merged); moto serialises an "
+        "answer at about 2 ms an item, so this is mostly moto's time, not the function's. "
+        "`recommend_merge_scoring` is the function's own part of it: the same users' answers built from their "
+        "events as read (merge, scoring, answer), the read left out. The cold starts of the functions that "
+        "read events (RecommendFunction, HistoryFunction) read the sample user's ten events from moto too.",
         "- **Side by side**: `bench/original.py`: one LightFM model fitted in process; the original method "
         "(`LightFM.predict` over the user's unseen movies + argsort; a precomputed cosine matrix row argsorted) and "
         "ours (`ModelArtifact` built from the same model) on the same requests; the agreement of their top-10 is "

@@ -19,6 +19,16 @@ from tests import data
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_environment_of_the_module() -> Iterator[None]:
+    """What a module's fixtures put in the environment (an `Invoker` sets its overrides there, an
+    events table among them) goes with the module: a later module never reads another's tables."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment() -> Iterator[None]:
     saved = dict(os.environ)
@@ -56,9 +66,10 @@ def feedback_env(moto_endpoint: str) -> dict[str, str]:
     return {"FEEDBACK_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def events_env(moto_endpoint: str) -> dict[str, str]:
-    """What EventsFunction and the readers of events need: an events table of its own on the moto server."""
+    """What EventsFunction and the readers of events need: an events table of the module's own on
+    the moto server (a module that forgets users leaves their tombstones to no other)."""
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     table = create_events_table(client, f"events-{uuid.uuid4().hex[:12]}")

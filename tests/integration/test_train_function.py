@@ -43,6 +43,7 @@ def stack(s3: Any, moto_endpoint: str, checkerboard_dir: Path, monkeypatch: pyte
            "MAX_VALIDATION_DROP": "0.9", "VISITOR_BAND": "0.9"}  # fmt: skip
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("EVENTS_TABLE", raising=False)  # the events' test below names its own
     return {"s3": s3, "store": FeedbackStore(dynamodb, FeedbackSettings(table)), **env}
 
 
