@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from recsys import api, service, telemetry
-from recsys.events import serving_log
+from recsys.events import read_for, serving_log
 from recsys.routing import Query
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import History, Offset, Seed, UserId, Users
@@ -27,7 +27,8 @@ Limit = Annotated[int, Query(ge=1, le=100, description="How many users (1..100)"
 @app.get("/users/{user_id}/history", tags=("users",))
 def history(user_id: UserId, k: HistoryK = 20, offset: Offset = 0) -> History:
     """The movies a user liked, newest first, with rating and date: likes sent as events since training first."""
-    return service.history(runtime.model(), user_id, k, offset, serving_log())
+    events = read_for(serving_log(), user_id, runtime.cold)  # cold: read while the model loads
+    return service.history(runtime.model(), user_id, k, offset, events)
 
 
 @app.get("/users", tags=("users",))

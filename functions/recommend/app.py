@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recsys import api, service, telemetry
-from recsys.events import serving_log
+from recsys.events import read_for, serving_log
 from recsys.runtime import Runtime, register_snapstart
 from recsys.schemas import Explain, Genre, K, Kind, ModelInfo, Recommendations, TasteBody, TasteRecommendations, UserId
 from recsys.tracing import create_tracer
@@ -26,7 +26,8 @@ def recommendations(
 ) -> Recommendations:
     """Movies for a user: personalized (LightFM blended with an item-item model), with what they did since
     training (POST /events) already in it, or popularity; unknown users without events get popularity."""
-    return service.recommendations(runtime.model(), user_id, k, model, genre, explain, serving_log())
+    events = read_for(serving_log(), user_id, runtime.cold)  # cold: read while the model loads
+    return service.recommendations(runtime.model(), user_id, k, model, genre, explain, events)
 
 
 @app.post("/recommendations", tags=("recommendations",))

@@ -268,3 +268,18 @@ def test_a_new_like_lifts_its_item_item_neighbour_for_that_user(table: Any, lamb
     # THEN m is never recommended, and n ranks higher than it did
     assert m in before and m not in after
     assert after.index(n) < before.index(n), (n, before, after)
+
+
+def test_a_cold_function_reads_the_events_while_its_model_loads(table: Any, lambda_context: Any) -> None:
+    from recsys.events import ReadAhead, read_for
+
+    post(lambda_context, {"user_id": 6, "events": [{"movie_id": 5, "kind": "like", "at": iso(1)}]})
+    log = EventLog(DynamoDBClient.from_env(os.environ), EventsSettings(table.name))
+    # cold: a read under way on a thread of its own, the same answer as reading when asked
+    ahead = read_for(log, 6, cold=True)
+    assert isinstance(ahead, ReadAhead) and ahead.recent(6) == log.recent(6) and log.recent(6).events
+    assert read_for(log, 6, cold=False) is log and read_for(None, 6, cold=True) is None
+    # and the function's first answer, made cold, has them
+    assert recommend_app.runtime.cold
+    answer = recommend(lambda_context, 6)
+    assert answer["realtime"] is True and 5 not in ids(answer) and not recommend_app.runtime.cold

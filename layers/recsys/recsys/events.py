@@ -31,9 +31,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from recsys import dynamodb
 from recsys.dynamodb import DynamoDBError
@@ -240,6 +241,48 @@ def all_events(client: Any, table: str, now: float) -> Iterator[tuple[int, Event
         if "LastEvaluatedKey" not in page:
             return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class EventReader(Protocol):
+    """What serving reads a user's events from: an `EventLog`, or a read of one already started."""
+
+    def recent(self, user_id: int) -> Recent: ...
+
+
+class ReadAhead:
+    """One user's events, read on a thread of its own while the caller loads the model (the cold
+    path: the query's round trip hides under the model's load, instead of adding to it); `recent`
+    waits for it. The warm path reads when asked, with no thread (`read_for`)."""
+
+    def __init__(self, log: EventLog, user_id: int) -> None:
+        self.log, self.user_id = log, user_id
+        self._answer: Recent | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="events-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._answer = self.log.recent(self.user_id)
+        except BaseException as exc:  # re-raised in the caller's thread, by `recent`
+            self._error = exc
+
+    def recent(self, user_id: int) -> Recent:
+        if user_id != self.user_id:
+            return self.log.recent(user_id)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._answer is not None
+        return self._answer
+
+
+def read_for(log: EventLog | None, user_id: int, cold: bool) -> EventReader | None:
+    """What serving reads `user_id`'s events from: on the `cold` path a read already under way
+    (`ReadAhead`), else `log` itself (None without an events table)."""
+    if log is None:
+        return None
+    return ReadAhead(log, user_id) if cold else log
 
 
 #: What the serving read may take, its retry included: past it, the answer is the model's alone.

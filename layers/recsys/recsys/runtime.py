@@ -48,6 +48,11 @@ class Runtime:
     def model(self) -> ModelArtifact:
         return self.store.get()
 
+    @property
+    def cold(self) -> bool:
+        """Whether no model is loaded yet: the next `model()` loads one (the cold path)."""
+        return self._store is None or self._store._model is None
+
     def resolve(self, app: api.App, event: dict[str, Any]) -> dict[str, Any]:
         """The response to `event`: routed by `app` (see `recsys.api.handle`), with CORS headers."""
         return api.handle(app, event, self._allowed_origin())

@@ -21,7 +21,7 @@ from recsys.errors import (
     UnknownMovieError,
     UnknownUserError,
 )
-from recsys.events import Event, EventLog, parse_time
+from recsys.events import Event, EventLog, EventReader, parse_time
 from recsys.schemas import (
     Blend,
     Events,
@@ -75,7 +75,7 @@ class Live(NamedTuple):
 NO_EVENTS = Live(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), False, ())
 
 
-def live_events(model: ModelArtifact, log: EventLog | None, user_id: int) -> Live | None:
+def live_events(model: ModelArtifact, log: EventReader | None, user_id: int) -> Live | None:
     """`user_id`'s events from one bounded read of `log` (`NO_EVENTS` without a log); None when
     the table did not answer in time: the caller answers from the model alone, and says so."""
     if log is None:
@@ -99,7 +99,7 @@ def live_events(model: ModelArtifact, log: EventLog | None, user_id: int) -> Liv
 
 def recommendations(
     model: ModelArtifact, user_id: int, k: int, kind: str, genre: str | None, explain: bool,
-    log: EventLog | None = None,
+    log: EventReader | None = None,
 ) -> Recommendations:  # fmt: skip
     """The user's picks: their trained profile with their live events merged (one read of `log`:
     what they did since the model was trained is seen, and their new likes are their newest);
@@ -245,7 +245,9 @@ def _personalized(
     return out
 
 
-def history(model: ModelArtifact, user_id: int, k: int, offset: int, log: EventLog | None = None) -> History:
+def history(
+    model: ModelArtifact, user_id: int, k: int, offset: int, log: EventReader | None = None
+) -> History:
     """The movies the user likes, newest first: their live events' likes (`source` "event"), then
     the trained ones that no event changed (`source` "model"). Without events, the trained ones."""
     read = live_events(model, log, user_id)
