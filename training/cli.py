@@ -268,8 +268,12 @@ def _report_published(done: Published, metrics: dict[str, Any]) -> None:
     if replayed:
         print(f"  replay of {replayed['arrivals']:,} held-out likes of {replayed['users']:,} users, one at a time "
               f"(served model; real time: each arrived like served at once):")  # fmt: skip
-        for name in ("static", "realtime"):
-            m = replayed[name]
+        shown = {"static": replayed["static"], "realtime": replayed["realtime"]}
+        refold = replayed.get("refold")
+        if refold:
+            shown |= {"lightfm static": refold["lightfm_alone"]["static"],
+                      f"lightfm refold {refold['weight']:g}": refold["lightfm_alone"]["refolded"]}  # fmt: skip
+        for name, m in shown.items():
             print(f"  {name:<18} hr@10 {m['hr@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:
         print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")

@@ -202,10 +202,12 @@ def build_artifact(
     fold_in_lambda: float = 0.1,
     visitor_share: float | None = None,
     published_users: int | None = None,
+    refold_weight: float = 0.0,
 ) -> ModelArtifact:
     """The serving artifact of a model trained on all of `data`, blended with `item_item` (fitted
     on the same likes), LightFM's share of the blend being `share` for trained users and
-    `visitor_share` (default: `share`) for visitors.
+    `visitor_share` (default: `share`) for visitors; a known user's new likes refold their vector
+    by `refold_weight` (`recsys.scoring.refold`).
 
     Only the first `published_users` users (default: all) are in it: the site's visitors, who
     train as users with the highest ids (`training.visitors`), shape the movies' vectors, the
@@ -271,6 +273,7 @@ def build_artifact(
         item_genres=cat.item_genres,
         provenance=provenance,
         fold_in_map=fold_in_projection(vf, uf, fold_in_likes, fold_in_lambda),
+        refold_weight=float(refold_weight),
     )
 
 

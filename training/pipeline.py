@@ -130,6 +130,7 @@ def train_and_evaluate(
         val_item_item = itemitem.scorer(itemitem.weighted(val_newest, sequence.recency(decay)), candidates[setting])
         val_lightfm = lfm.lightfm_scorer(val_model, features)
         share, share_grid, share_se = itemitem.choose_share(val_lightfm, val_item_item, val_seen, val_test, tune)
+        val_replayed = candidates[setting]._replace(decay=decay), lfm.representations(val_model, features)
         del candidates, val_model
     with phases("popularity: validation"):  # the quality gate's yardstick
         val_popularity = evaluate(popularity_scorer(val_train), val_seen, val_test, users=tune)
@@ -166,12 +167,6 @@ def train_and_evaluate(
         served = itemitem.blend_scorer(trained, item_item_scores, share)
         results["served"] = evaluate(served, seen_m, test_m, users=sample)
         del fitted
-    with phases("replay"):  # the served model with each held-out like served as it arrives, and without
-        replay_report = {
-            **replay.replay(trained, item_item, share, train_newest, sequences(np.flatnonzero(split.test)), seen_m,
-                            np.flatnonzero(np.diff(test_m.indptr) > 0), seed=params.seed),
-            "description": replay.DESCRIPTION,
-        }  # fmt: skip
     baseline: dict[str, Any]
     reason = ease.skipped(shape[1], params.ease)
     if reason is not None:
@@ -199,6 +194,42 @@ def train_and_evaluate(
             progress,
         )
     phases.seconds["fold-in item-item"] = folded.item_item_seconds  # within the phase above
+    with phases("replay"):  # the served model with each held-out like served as it arrives, and without
+        # The refold changes LightFM's side alone, so its weight is chosen on LightFM alone (a blend
+        # that gives LightFM no share could not tell the weights apart), on the validation split's
+        # own replay, with the served fold-in's λ; the test split reports LightFM alone and the blend.
+        _, val_uf, val_ib, val_vf = val_replayed[1]
+        val_map = lfm.fold_in_projection(val_vf, val_uf, val_train, folded.lam)
+        val_grid = {
+            f"{w:g}": replay.replay(val_lightfm, val_replayed[0], 1.0, val_newest, sequences(period[val.test]),
+                                    val_seen, np.flatnonzero(np.diff(val_test.indptr) > 0), seed=params.seed,
+                                    fold=replay.FoldIn(val_uf, val_vf, val_ib, val_map, val_train, w))["realtime"]
+            for w in replay.FOLD_IN_WEIGHTS
+        }  # fmt: skip
+        refold_weight = max(replay.FOLD_IN_WEIGHTS, key=lambda w: (val_grid[f"{w:g}"]["ndcg@10"], -w))
+        del val_replayed, val_map
+        _, train_uf, train_ib, train_vf = lfm.representations(model, features)
+        train_map = lfm.fold_in_projection(train_vf, train_uf, train_m, folded.lam)
+
+        def replayed(lightfm_share: float, weight: float) -> dict[str, Any]:
+            return replay.replay(trained, item_item, lightfm_share, train_newest, sequences(np.flatnonzero(split.test)),
+                                 seen_m, np.flatnonzero(np.diff(test_m.indptr) > 0), seed=params.seed,
+                                 fold=replay.FoldIn(train_uf, train_vf, train_ib, train_map, train_m, weight))
+
+        alone = replayed(1.0, 0.0)
+        replay_report = {
+            **replayed(share, refold_weight),
+            "refold": {
+                "weight": refold_weight, "lambda": folded.lam, "chosen_on": "validation, LightFM alone",
+                "validation": val_grid,
+                # LightFM alone with the trained vector kept is its static replay: only the mask grows
+                "lightfm_alone": {"static": alone["static"],
+                                  "refolded": replayed(1.0, refold_weight)["realtime"] if refold_weight
+                                  else alone["realtime"]},
+            },
+            "description": replay.DESCRIPTION,
+        }  # fmt: skip
+    print(f"replay: a known user's new likes refold their LightFM vector by {refold_weight:g}, chosen on validation")
     with phases("final fit"):
         final, _, _ = lfm.fit(params, matrix(liked).tocoo(), features, epochs, desc="final", progress=progress)
     with phases("item-item: final fit"):
@@ -271,7 +302,7 @@ def train_and_evaluate(
     with phases("artifact"):
         artifact = lfm.build_artifact(
             final, features, data, cat, provenance(metrics), item_item, share, fold_in_lambda=folded.lam,
-            visitor_share=folded.share, published_users=published,
+            visitor_share=folded.share, published_users=published, refold_weight=refold_weight,
         )
     parts = artifact.to_parts()
     metrics["artifact_bytes"] = sum(len(blob) for blob in parts.values())

@@ -130,9 +130,15 @@ def _replay(replayed: dict[str, Any] | None) -> str:
     """The replay's section (`training.replay`): static against real time, HR@10 and NDCG@10."""
     if not replayed:
         return ""
+    shown = [("frozen at training", replayed["static"]), ("each like served as it arrives", replayed["realtime"])]
+    refold = replayed.get("refold")
+    if refold:  # LightFM's side alone: the trained vector, and refolded with each like
+        shown += [("LightFM alone, frozen", refold["lightfm_alone"]["static"]),
+                  (f"LightFM alone, refolded with each like (weight {refold['weight']:g}, chosen on validation)",
+                   refold["lightfm_alone"]["refolded"])]  # fmt: skip
     rows = "".join(
-        f"<tr><th>{label}</th><td>{replayed[key]['hr@10']:.4f}</td><td>{replayed[key]['ndcg@10']:.4f}</td></tr>"
-        for key, label in (("static", "frozen at training"), ("realtime", "each like served as it arrives"))
+        f"<tr><th>{html.escape(label)}</th><td>{m['hr@10']:.4f}</td><td>{m['ndcg@10']:.4f}</td></tr>"
+        for label, m in shown
     )
     lift = f" Real time ÷ static, HR@10: {replayed['hr_lift']:.2f}×." if replayed.get("hr_lift") else ""
     return (f"<h2>Likes served as they happen (replay)</h2><p>{replayed['arrivals']:,} held-out likes of "

@@ -113,6 +113,11 @@ async function main() {
     const lift = replayed.hr_lift ? ` Served at once, the next like is among the 10 picks ${replayed.hr_lift.toFixed(2)} times as often.` : "";
     $("replay-note").textContent = `${replayed.arrivals} held-out likes of ${replayed.users} users arrived one at a time, in the order they were made; before each, the served model picked 10, and the question is whether that next like was among them. Seen movies and the likes already arrived are masked either way.${lift}`;
     const rows = [["frozen at training", replayed.static], ["each like served as it arrives", replayed.realtime]];
+    const refold = replayed.refold;
+    if (refold) {  // LightFM's side alone: the trained vector, and refolded with each like
+      rows.push(["LightFM alone, frozen", refold.lightfm_alone.static],
+        [`LightFM alone, refolded with each like (weight ${refold.weight}, chosen on validation)`, refold.lightfm_alone.refolded]);
+    }
     $("replay").tBodies[0].replaceChildren(...rows.map(([name, m]) =>
       el("tr", {}, el("th", { scope: "row", text: name }),
         ...["hr@10", "ndcg@10"].map((k) => el("td", { text: m[k].toFixed(4) })))));

@@ -128,9 +128,10 @@ def test_model_page_shows_metrics_and_charts(stack: dict[str, str], page) -> Non
     assert "Served to visitors" in page.locator("#facts").inner_text()  # their own shares
     assert "per_user_latest_likes" in page.locator("#facts").inner_text()
     assert page.locator("#fold-in tbody tr").count() == 5  # served and LightFM, folded in and trained in; popularity
-    # the replay of held-out likes: frozen at training, and each served as it arrives
-    assert page.locator("#replay-section").is_visible() and page.locator("#replay tbody tr").count() == 2
+    # the replay of held-out likes: frozen at training, and each served as it arrives; LightFM alone, both ways
+    assert page.locator("#replay-section").is_visible() and page.locator("#replay tbody tr").count() == 4
     assert "held-out likes" in page.locator("#replay-note").inner_text()
+    assert "refolded with each like" in page.locator("#replay tbody").inner_text()
     assert page.locator("#charts svg").count() == 2
     assert page.errors == []
 

@@ -13,7 +13,7 @@ from recsys.config import Settings
 from recsys.store import LocalReader, ModelStore
 from recsys.uri import ModelUri
 from tests import data
-from training import itemitem, sequence
+from training import itemitem, replay, sequence
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import read_ratings
@@ -66,6 +66,12 @@ def test_metrics_and_report_are_published(model_store: Path) -> None:
     assert replayed["arrivals"] == metrics["data"]["test_positives"] and replayed["users"] > 0
     assert {"hr@10", "ndcg@10"} == set(replayed["static"]) == set(replayed["realtime"])
     assert model.provenance["metrics"]["replay"] == replayed
+    # LightFM's refold of a known user's new likes: its weight chosen on the validation replay, served
+    refold = replayed["refold"]
+    grid = {float(w): m["ndcg@10"] for w, m in refold["validation"].items()}
+    assert set(grid) == set(replay.FOLD_IN_WEIGHTS) and refold["chosen_on"].startswith("validation")
+    assert grid[refold["weight"]] == max(grid.values()) and model.refold_weight == refold["weight"]
+    assert {"static", "refolded"} == set(refold["lightfm_alone"])
     assert "Likes served as they happen" in (model_store / f"models/{pointer['version']}/report.html").read_text()
     assert b"<img" in (model_store / f"models/{pointer['version']}/report.html").read_bytes()
     assert model.provenance["data"]["fingerprint"] == metrics["data"]["fingerprint"]

@@ -7,8 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 from devstack.template import model_parts
-from recsys import scoring
+from recsys import scoring, service
 from recsys.artifact import ModelArtifact, genre_neighbours, nearest_neighbours, similar_to
+from recsys.events import Event, Recent
 from recsys.parts import PARTS
 from training.model import fold_in_projection
 
@@ -40,6 +41,7 @@ def tiny(**changes: object) -> ModelArtifact:
         history_ratings=np.array([10, 8], np.uint8), history_days=np.array([10000, 10001], np.uint16),
         unliked_indptr=np.array([0, 0, 0, 1], np.int64), unliked_items=np.array([3], np.int16),
         fold_in_map=np.array([[1, 0], [0, 1], [0, 0]], np.float32),
+        refold_weight=0.0,
         titles=("A", "B", "C", "D"), years=np.array([1990, 0, 2000, 1995], np.int16),
         genre_names=("Action", "Comedy"), item_genres=np.array([1, 1, 2, 3], np.uint32),
         provenance={"version": "v1"},
@@ -238,3 +240,53 @@ def test_the_item_item_side_reads_as_many_newest_likes_as_the_model_has_recency_
 def test_a_model_with_no_recency_weight_or_too_many_is_refused(cap: int) -> None:
     with pytest.raises(ValueError, match="item_item_recency"):
         tiny(item_item_recency=np.ones(cap, np.float32)).validate()
+
+
+def test_a_known_users_new_likes_refold_their_lightfm_vector_by_the_models_weight() -> None:
+    # GIVEN user 10 (trained (1, 0), liked item 0) whose new like is item 2, and the identity map
+    likes, acted = np.array([2]), np.array([2])
+    # WHEN the model keeps the trained vector THEN the scores are the trained user's
+    np.testing.assert_allclose(tiny().live_scores(0, likes, acted), tiny().score_user(0))
+    # WHEN it refolds fully THEN the vector is the mean of items 0 and 2, (0.5, 0.5)
+    refolded = tiny(refold_weight=1.0).live_scores(0, likes, acted)
+    np.testing.assert_allclose(refolded, tiny().item_factors @ np.array([0.5, 0.5]), rtol=1e-6)
+    # and half way, it is half of each: the recommendation turns to item 3 either way once 0 and 2 are seen
+    half = tiny(refold_weight=0.5).live_scores(0, likes, acted)
+    np.testing.assert_allclose(half, tiny().item_factors @ np.array([0.75, 0.25]), rtol=1e-6)
+    # WHEN an event unlikes the trained like THEN only the new like is folded in
+    only_new = tiny(refold_weight=1.0).live_scores(0, likes, np.array([2, 0]))
+    np.testing.assert_allclose(only_new, tiny().item_factors @ np.array([0.0, 1.0]), rtol=1e-6)
+    # WHEN there is no new like THEN the trained vector stands whatever the weight
+    np.testing.assert_allclose(tiny(refold_weight=1.0).live_scores(0, np.array([], np.int64), acted),
+                               tiny().score_user(0))  # fmt: skip
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, float("nan")])
+def test_a_refold_weight_outside_0_to_1_is_refused(weight: float) -> None:
+    # GIVEN item vectors whose refold weight is no weight WHEN they are assembled THEN they are refused, named
+    model = tiny()
+    vectors = {**model.part("item_vectors"), "refold_weight": weight}
+    with pytest.raises(ValueError, match="refold_weight: expected a weight"):
+        ModelArtifact.from_parts({"catalog": model.part("catalog"), "item_vectors": vectors})
+
+
+class OneUsersEvents:
+    """An `EventReader` that holds one user's events."""
+
+    def __init__(self, user_id: int, *events: Event) -> None:
+        self.user_id, self.events = user_id, events
+
+    def recent(self, user_id: int) -> Recent:
+        return Recent(self.events if user_id == self.user_id else ())
+
+
+def test_a_user_with_no_trained_like_served_from_new_likes_never_gets_what_they_rated_low() -> None:
+    # GIVEN user 30, who liked nothing in training and rated item 3 low (id 400); item 3 points the
+    # way their new like of item 2 (id 300) does, so it would come first
+    model = tiny(visitor_shares=np.array([1, 0], np.float32))
+    log = OneUsersEvents(30, Event(300, "like", 1))
+    # WHEN they are recommended everything
+    answer = service.recommendations(model, 30, 3, "personalized", None, False, log)
+    # THEN it is personalized from the new like, and neither the like nor the low rating is in it
+    assert answer["model"] == "personalized" and answer["realtime"] is True
+    assert {i["movie_id"] for i in answer["items"]} == {100, 200}

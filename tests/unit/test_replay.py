@@ -66,3 +66,31 @@ def test_past_the_budget_a_seeded_sample_of_whole_users_is_replayed(monkeypatch)
     # THEN three whole users are replayed, the same three for the same seed
     assert out["users"] == 3 and out["arrivals"] == 9
     assert replay.replay(silent, chain_model(), 0.0, newest, arrivals, seen, users, seed=3) == out
+
+
+def test_a_refolded_lightfm_vector_follows_the_new_likes_and_the_trained_one_does_not() -> None:
+    # GIVEN LightFM in two dimensions: 0 and 3 point one way, 1 the other and 2 nearly so; a user
+    # trained on their like of 0 (vector (1, 0)), then likes 1 and 2, held out; the identity map
+    items = np.array([[1, 0], [0, 1], [0.1, 1], [1, 0]], dtype=np.float32)
+    user = np.array([[1, 0]], dtype=np.float32)
+    liked = to_matrix(np.array([0]), np.array([0]), (1, 4))
+    projection = np.array([[1, 0], [0, 1], [0, 0]], dtype=np.float32)
+    newest = itemitem.newest_likes(np.array([0]), np.array([0]), (1, 4))
+    arrivals = (np.array([0, 0]), np.array([1, 2]))
+    empty = ItemItem.of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 4)
+
+    def trained(users: np.ndarray) -> np.ndarray:
+        return np.asarray(user[users] @ items.T, dtype=np.float32)
+
+    def run(weight: float) -> dict[str, float]:
+        fold = replay.FoldIn(user, items, np.zeros(4, np.float32), projection, liked, weight)
+        out = replay.replay(trained, empty, 1.0, newest, arrivals, liked, np.array([0]), k=1, fold=fold)
+        return out["realtime"]
+
+    # WHEN LightFM alone replays them, top 1
+    # THEN with the trained vector 3 always comes first: no hit; refolded fully, once 1 has arrived
+    # the user is the mean of 0 and 1, (0.5, 0.5), and 2 (0.55) beats 3 (0.5): one hit of two
+    assert run(0.0) == {"hr@1": 0.0, "ndcg@1": 0.0}
+    assert run(1.0) == {"hr@1": 0.5, "ndcg@1": 0.5}
+    # and at weight 0.25 the user is (0.875, 0.125): 3 (0.875) still beats 2 (0.2125)
+    assert run(0.25) == {"hr@1": 0.0, "ndcg@1": 0.0}

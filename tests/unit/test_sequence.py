@@ -94,7 +94,7 @@ def tiny_catalogue(model: ItemItem) -> ModelArtifact:
         like_counts=np.ones(N_ITEMS, np.int32), history_indptr=np.array([0, 0], np.int64),
         history_items=np.zeros(0, np.int16), history_ratings=np.zeros(0, np.uint8),
         history_days=np.zeros(0, np.uint16), unliked_indptr=np.array([0, 0], np.int64),
-        unliked_items=np.zeros(0, np.int16), fold_in_map=np.zeros((3, 2), np.float32),
+        unliked_items=np.zeros(0, np.int16), fold_in_map=np.zeros((3, 2), np.float32), refold_weight=0.0,
         titles=tuple(f"M{i}" for i in range(N_ITEMS)), years=np.zeros(N_ITEMS, np.int16), genre_names=("Drama",),
         item_genres=np.ones(N_ITEMS, np.uint32), provenance={"version": "v1"},
     )  # fmt: skip

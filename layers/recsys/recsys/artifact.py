@@ -101,6 +101,10 @@ class ModelArtifact:
     fold_in_map : ndarray of float32, shape (d + 1, d)
         Maps the mean vector of a visitor's liked items to a user vector (`scoring.fold_in`);
         fitted by training on its own users' vectors.
+    refold_weight : float
+        How much of a known user's LightFM vector, once they have likes the model never saw (live
+        events), is a fold-in of all their likes (`scoring.refold`); chosen by training on the
+        validation split's replay, 0 keeping the trained vector.
     """
 
     user_ids: np.ndarray
@@ -127,6 +131,7 @@ class ModelArtifact:
     unliked_indptr: np.ndarray
     unliked_items: np.ndarray
     fold_in_map: np.ndarray
+    refold_weight: float
     titles: tuple[str, ...]
     years: np.ndarray
     genre_names: tuple[str, ...]
@@ -304,21 +309,34 @@ class ModelArtifact:
         event put it."""
         rows = self.liked(u)
         pool = self.history_items[rows.start : min(rows.stop, rows.start + self.item_item_cap + acted.size)]
-        kept = pool[~np.isin(pool, acted)].astype(np.int64)
+        kept = (pool[~np.isin(pool, acted)] if acted.size else pool).astype(np.int64)
         return np.concatenate((likes, kept))[: self.item_item_cap]
 
     def recommend_merged(
-        self, u: int, newest: np.ndarray, acted: np.ndarray, k: int, genre_bit: int | None = None
+        self, u: int, newest: np.ndarray, likes: np.ndarray, acted: np.ndarray, k: int, genre_bit: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`recommend` for user index `u` with live events: LightFM's side as trained, the item-item
-        side from `newest` (`merged_likes`), and never an item they rated in training or an event
-        names (`acted`). Returns ``(items, scores)`` as `recommend` does."""
+        """`recommend` for user index `u` with live events: LightFM's side from `live_scores`, the
+        item-item side from `newest` (`merged_likes`), and never an item they rated in training or
+        an event names (`acted`). Returns ``(items, scores)`` as `recommend` does."""
         scores = scoring.blend(
-            self.score_user(u), self.item_item_scores(newest, self.blend_shares), self.blend_shares
+            self.live_scores(u, likes, acted), self.item_item_scores(newest, self.blend_shares), self.blend_shares
         )
         scores[self.seen(u)] = -np.inf
         scores[acted] = -np.inf
         return self._best(scores, k, genre_bit)
+
+    def live_scores(self, u: int, likes: np.ndarray, acted: np.ndarray) -> np.ndarray:
+        """LightFM's scores of every item for user index `u` after their live events: with new
+        `likes` (item indices) and a `refold_weight`, their trained vector mixed with a fold-in of
+        all their likes (`scoring.refold`: the trained ones but those an event names in `acted`,
+        and the new); else the trained vector's (`score_user`)."""
+        if not self.refold_weight or not likes.size:
+            return self.score_user(u)
+        trained = self.history_items[self.liked(u)]
+        liked = np.concatenate((likes, trained[~np.isin(trained, acted)] if acted.size else trained))
+        mean = self.item_factors[liked].mean(axis=0, dtype=np.float32)
+        vector = scoring.refold(self.user_factors[u], mean, self.fold_in_map, self.refold_weight)
+        return scoring.user_scores(vector, float(self.user_biases[u]), self.item_factors, self.item_biases)
 
     def recommend_for(
         self, liked: np.ndarray, exclude: np.ndarray, k: int, genre_bit: int | None = None

@@ -43,8 +43,9 @@ from recsys.errors import ModelIntegrityError, ModelUnavailableError
 
 POINTER = "latest.json"
 MODELS = "models"
-SCHEMA_VERSION = 6  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item;
-# 5: item-item weights as int16 scaled per movie; 6: recency weights of a user's newest likes
+SCHEMA_VERSION = 7  # 2: neighbour lists; 3: seen sets, liked neighbours, fold-in map; 4: framed parts, item-item;
+# 5: item-item weights as int16 scaled per movie; 6: recency weights of a user's newest likes;
+# 7: the refold weight of a known user's new likes
 
 #: What a part's pickle may name: numpy's array reconstruction, nothing else.
 ARRAY_GLOBALS = frozenset({
@@ -306,6 +307,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "item_factors": Spec(dtypes=("float32",), shape=("items", "d")),
         "item_biases": Spec(dtypes=("float32",), shape=("items",)),
         "fold_in_map": Spec(dtypes=("float32",), shape=("d+1", "d")),
+        "refold_weight": Spec(float),
     },
     "item_item": {
         "item_item_indptr": Spec(dtypes=("int64",), shape=("items+1",)),
@@ -431,6 +433,8 @@ def _check_values(part: str, fields: Mapping[str, Any], dims: dict[str, int]) ->
             raise ValueError(f"item_item_recency: expected 1 to {MAX_ITEM_ITEM_LIKES} weights, got {recency.size}")
         if recency.min() < 0 or recency.max() > 1 or np.any(np.diff(recency) > 0):
             raise ValueError("item_item_recency: expected weights in [0, 1], never rising with a like's age")
+    if part == "item_vectors" and not 0.0 <= fields["refold_weight"] <= 1.0:  # and not NaN
+        raise ValueError(f"refold_weight: expected a weight in [0, 1], got {fields['refold_weight']}")
     if part == "neighbours":
         sims = fields["neighbour_sims"]
         if np.isnan(sims).any() or np.isposinf(sims).any():

@@ -105,6 +105,31 @@ def fold_in(item_factors: np.ndarray, liked: np.ndarray, projection: np.ndarray)
     return vector
 
 
+def refold(trained: np.ndarray, means: np.ndarray, projection: np.ndarray, weight: float) -> np.ndarray:
+    """A trained user's vector after likes the model never saw: ``(1 - weight) × trained +
+    weight × fold-in``, the fold-in mapping the mean vector of all their liked items (trained and
+    new) as `fold_in` does. Training chooses `weight` on the validation split's replay
+    (`training.replay`); 0 keeps the trained vector.
+
+    Parameters
+    ----------
+    trained : ndarray of float32, shape (d,) or (n, d)
+    means : ndarray of float32, the same shape
+        The mean of each user's liked items' vectors.
+    projection : ndarray of float32, shape (d + 1, d)
+    weight : float in [0, 1]
+
+    Returns
+    -------
+    ndarray of float32, the shape of `trained`
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"refold weight must be in [0, 1], got {weight}")
+    folded = means @ projection[:-1] + projection[-1]
+    vector: np.ndarray = ((1.0 - weight) * trained + weight * folded).astype(np.float32, copy=False)
+    return vector
+
+
 def item_item_scores(
     indptr: np.ndarray, targets: np.ndarray, weights: np.ndarray, scales: np.ndarray, liked: np.ndarray,
     recency: np.ndarray | None = None,

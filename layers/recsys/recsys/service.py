@@ -112,20 +112,21 @@ def recommendations(
     }  # fmt: skip
     live = live or NO_EVENTS
     u = None if live.forgotten else model.user_index(user_id)
-    seen = live.acted if u is None else np.concatenate((model.seen(u), live.acted))
     if kind == "popularity" or (live.likes.size == 0 and (u is None or not model.has_likes(u))):
         # popularity never returns a seen movie either; a user who liked nothing has a vector
         # that training never moved, so they get popularity and are told why
+        seen = live.acted if u is None else np.concatenate((model.seen(u), live.acted))
         answer["items"] = _popular_items(model, model.popular(k, exclude=seen, genre_bit=bit))
         if kind != "popularity":
             answer["fallback"] = "unknown_user" if u is None else "no_likes"
         return answer
     if u is None or not model.has_likes(u):  # known by their events only: served as a visitor is
+        seen = live.acted if u is None else np.concatenate((model.seen(u), live.acted))  # what they rated low too
         items, scores = model.recommend_for(live.likes, seen, k, bit)
         newest, shares = live.likes, model.visitor_shares
     else:
         newest = model.merged_likes(u, live.likes, live.acted)
-        items, scores = model.recommend_merged(u, newest, live.acted, k, bit)
+        items, scores = model.recommend_merged(u, newest, live.likes, live.acted, k, bit)
         shares = model.blend_shares
     reasons = model.because_liked(newest, items) if explain else None
     answer["model"], answer["items"] = "personalized", _personalized(model, items, scores, reasons)
