@@ -305,16 +305,28 @@ def cold_starts(store: Path, repeats: int, shipped: Path | None = None) -> dict[
                            PYTHONDONTWRITEBYTECODE="1")  # fmt: skip
                 module = spec.handler.split(".")[0]
             functions[function] = (module, str(events / f"{event}.json"), env)
+            if function in readers:  # the same function without the table, interleaved: what the read costs
+                quiet = {k: v for k, v in env.items() if k not in ("EVENTS_TABLE", "AWS_ENDPOINT_URL_DYNAMODB")}
+                functions[f"{function}{WITHOUT_EVENTS}"] = (module, str(events / f"{event}.json"), quiet)
         floor = coldstart.NUMPY_FLOOR if shipped is not None else coldstart.FLOOR
         out = coldstart.measure(PY, functions, repeats, floor)
-    for function in FUNCTION_EVENTS:
+    for function in functions:
         figures = out[function]
         if figures["statuses"] != [200]:
             raise SystemExit(f"{function}: cold start answered {figures['statuses']}, not 200")
         transfer = figures["bytes_read"] / 1e6 / LAMBDA_S3_MB_PER_S
         figures["modelled_lambda_s"] = figures["first_200_s"]["median"] + transfer
     out["modelled_s3_mb_per_s"] = LAMBDA_S3_MB_PER_S
+    out["events_read_s"] = {  # median with the read less median without it, each function's own runs
+        function: round(out[function]["first_200_s"]["median"]
+                        - out[f"{function}{WITHOUT_EVENTS}"]["first_200_s"]["median"], 4)
+        for function in readers
+    }  # fmt: skip
     return out
+
+
+#: The name of a function's run without its events table, beside its own (`cold_starts`).
+WITHOUT_EVENTS = " without events"
 
 
 def reads_events() -> set[str]:
