@@ -25,7 +25,7 @@ DEBOOTSTRAP := /usr/sbin/debootstrap
 SAM_DEPS := .venv-sam/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
 
 .PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e test-sam lint \
-        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain screenshots
+        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain event screenshots
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
 	@echo "make demo API=sam   the same, with the API served by sam local start-api (Docker)"
 	@echo "make retrain   while make demo runs: retrain on the base ratings and the taste page's likes"
+	@echo "make event [USER_ID=196 MOVIE=.. KIND=like|unlike]   while make demo runs: a signed event, picks before and after"
 	@echo "make data | train | invoke FN=.. EVENT=.. | sam-image | sam-invoke FN=.. EVENT=.. | openapi | lint"
 	@echo "make build | deploy | publish-model"
 
@@ -63,6 +64,14 @@ demo: data $(if $(filter sam,$(API)),$(SAM_DEPS))
 # of the taste page, the base ratings, the quality gate, then publish; the demo's API swaps within 5 s.
 retrain: $(VENV)/$(STAMP)
 	$(PY) -m scripts.localstack retrain
+
+# One user's event (by default a like of their top pick), signed as the site's backend signs it, to the running
+# `make demo`: their picks before and after
+USER_ID ?= 196
+MOVIE ?=
+KIND ?= like
+event: $(VENV)/$(STAMP)
+	$(PY) -m scripts.localstack event --user $(USER_ID) $(if $(MOVIE),--movie $(MOVIE)) --kind $(KIND)
 
 # Reads the model store (or its latest.json) as it is; it never trains or publishes: `make train` does.
 invoke: $(VENV)/$(STAMP)

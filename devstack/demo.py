@@ -13,10 +13,13 @@ model within `REFRESH_SECONDS`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -94,6 +97,8 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
         how = " (sam local start-api)" if api == "sam" else ""
         print(f"\nAPI      {api_url}{how}   (try {api_url}/recommendations/196?explain=true)")
         print(f"Website  {web}/index.html   similar: {web}/similar.html   model: {web}/model.html")
+        print("Event    make event USER_ID=196   (the site's backend signs POST /events, a like of user 196's top "
+              "pick: their picks before and after)")
         if api != "sam":
             print(f"Retrain  make retrain   (trains on s3://{RATINGS_BUCKET}/ratings/ and the likes of "
                   f"{web}/taste.html, publishes, and the API swaps within {REFRESH_SECONDS} s)")  # fmt: skip
@@ -112,12 +117,58 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
 
 def running_endpoint() -> str | None:
     """The local AWS of the demo running now, from `STATE` (None: no demo runs)."""
+    state = _running_state()
+    return None if state is None else str(state["aws"])
+
+
+def running_api() -> str | None:
+    """The API of the demo running now, from `STATE` (None: no demo runs)."""
+    state = _running_state()
+    return None if state is None else str(state["api"])
+
+
+def _running_state() -> dict[str, Any] | None:
     try:
         state = json.loads(STATE.read_text())
         os.kill(int(state["pid"]), 0)  # still there?
+        return {"aws": str(state["aws"]), "api": str(state["api"])}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return str(state["aws"])
+
+
+def send_event(api_url: str, user_id: int, movie_id: int | None = None, kind: str = "like",
+               rating: float | None = None, k: int = 5) -> dict[str, Any]:  # fmt: skip
+    """What the site's backend does when one of its users acts: `POST /events` signed with SigV4
+    (the local stack's test credentials, as a backend's role would sign on AWS), between two
+    reads of the user's picks, to show the next request reflecting it; `movie_id` defaults to
+    their top pick. Returns the picks ``before`` and ``after`` (movie ids, best first) and what
+    `POST /events` answered."""
+    from botocore.auth import SigV4Auth  # the demo's own venv has botocore; serving never imports it
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    def picks() -> list[int]:
+        with urllib.request.urlopen(f"{api_url}/recommendations/{user_id}?k={k}", timeout=30) as answer:
+            return [item["movie_id"] for item in json.loads(answer.read())["items"]]
+
+    before = picks()
+    if movie_id is None:
+        movie_id = before[0]
+    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    event: dict[str, Any] = {"movie_id": movie_id, "kind": kind, "at": at}
+    if rating is not None:
+        event["rating"] = rating
+    body = json.dumps({"user_id": user_id, "events": [event]}).encode()
+    headers = {"Content-Type": "application/json"}
+    request = AWSRequest(method="POST", url=f"{api_url}/events", data=body, headers=headers)
+    SigV4Auth(Credentials("testing", "testing"), "execute-api", "us-east-1").add_auth(request)
+    signed = urllib.request.Request(request.url, data=body, method="POST", headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(signed, timeout=30) as answer:
+            stored = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        stored = {"status": exc.code, **json.loads(exc.read() or b"{}")}
+    return {"before": before, "events": stored, "after": picks()}
 
 
 def upload_ratings(s3: Any, ratings: Path) -> str:

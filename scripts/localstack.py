@@ -4,6 +4,7 @@
     python -m scripts.localstack serve --model-uri build/model-store [--web-port 8080]
     python -m scripts.localstack demo            # moto S3 + train/publish + API + website
     python -m scripts.localstack retrain         # TrainFunction's handler against the running demo
+    python -m scripts.localstack event --user 196   # sign and send a like of user 196's top pick to it
 
 Everything comes from template.yaml (see `devstack`).
 """
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ret = sub.add_parser("retrain", help="run TrainFunction's handler against the running demo's local AWS")
     ret.add_argument("--endpoint", help="the demo's local AWS (default: the running demo's, from build/demo.json; "
                      "or http://127.0.0.1:$S3_PORT)")  # fmt: skip
+    evt = sub.add_parser("event", help="sign and send one user's event to the running demo: picks before and after")
+    evt.add_argument("--user", type=int, required=True, help="a user id of the ratings file (196, ...)")
+    evt.add_argument("--movie", type=int, help="the movie (default: the user's top pick)")
+    evt.add_argument("--kind", choices=("like", "unlike", "rating"), default="like")
+    evt.add_argument("--rating", type=float, help="with --kind rating: 0.5 to 5")
+    evt.add_argument("--api", help="the API (default: the running demo's, from build/demo.json)")
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM stop the servers cleanly. Set explicitly: a process started in the
     # background by a non-interactive shell inherits SIGINT ignored, and Python then keeps it so.
@@ -103,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         answer = demo.retrain(endpoint)
         print(json.dumps(answer))
         return 0 if answer.get("outcome") in ("published", "current", "kept") else 1
+    if args.command == "event":
+        api_url = args.api or demo.running_api()
+        if api_url is None:
+            print("error: no demo is running (start `make demo` first, or give --api)", file=sys.stderr)
+            return 2
+        shown = demo.send_event(api_url, args.user, args.movie, args.kind, args.rating)
+        print(f"user {args.user}'s picks before: {shown['before']}")
+        print(f"POST /events (signed): {json.dumps(shown['events'])}")
+        print(f"user {args.user}'s picks after:  {shown['after']}")
+        return 0 if "status" not in shown["events"] else 1
     return demo.run("local", args.ratings, args.api_port, args.web_port, args.s3_port)
 
 

@@ -20,6 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from devstack import demo
 from devstack.servers import stop
 from tests import data
 from tests.conftest import free_port
@@ -97,3 +98,14 @@ def test_a_signed_event_is_in_the_users_next_answer_and_forgetting_undoes_it(api
     status, gone = send(f"{api}/users/{user}/events", "DELETE")
     assert status == 200 and gone["deleted"] == 1
     assert send(f"{api}/recommendations/{user}", "GET", secret=None)[1]["fallback"] == "unknown_user"
+
+
+def test_the_demos_event_command_signs_a_like_of_the_top_pick_and_the_next_picks_drop_it(api: str) -> None:
+    # GIVEN user 12 of the running stack, whose first pick is their unrated movie
+    user = 12
+    # WHEN `make event USER_ID=12` signs a like of it, as the site's backend would
+    shown = demo.send_event(api, user)
+    # THEN the stack stored it and the very next picks no longer hold it
+    top = shown["before"][0]
+    assert top == 1 + user % data.ITEMS_PER_GROUP and shown["events"]["stored"] == [top]
+    assert top not in shown["after"] and len(shown["after"]) == len(shown["before"])
