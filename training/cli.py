@@ -89,10 +89,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, summary: dict[str, Any] | None = None) -> int:
+    """`python -m training`: the exit code (0 published or current, 2 bad data, 3 lost race, 4 kept,
+    5 nothing published). `summary`, when given, is filled with what the run read and made, as
+    far as it got (`run`), for TrainFunction's metrics."""
     args = parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, {} if summary is None else summary)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         return 5
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, summary: dict[str, Any]) -> int:
+    """Train, evaluate, gate and publish; `summary` gets ``ratings_read``, ``events_read``,
+    ``visitor_likes_read``, ``visitors`` and ``dropped`` (by reason) as they are read, and
+    ``version`` and ``served_ndcg@10`` of the model the gate decided on (published or kept)."""
     try:
         uri = ModelUri.parse(args.model_uri)
     except ValueError as exc:
@@ -121,13 +127,18 @@ def run(args: argparse.Namespace) -> int:
 
     source = resolve_source(args.ratings, args.data_cache)
     raw = read_ratings(source)
+    summary["ratings_read"] = int(raw.users.size)
     from_events = None
     if args.events_table:
         raw, from_events = _merge_events(raw, args.events_table)
+        summary["events_read"] = int(from_events["events"])
     runs: dict[str, tuple[RawRatings, dict[str, Any] | None]] = {"clean": (raw, None)}
     screened = None
     if args.feedback_table:
         screened = _screen_visitors(raw, args.feedback_table, args.like_cap, args.min_rating)
+        screening = screened.report()
+        summary.update(visitor_likes_read=screening["likes_read"], visitors=screening["visitors"],
+                       dropped=screening["dropped"])  # fmt: skip
     if screened is not None and screened.likes:
         merged, first = visitors.add_to_ratings(raw, screened)
         report = screened.report()
@@ -141,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     results = {name: json.loads(files["metrics.json"]) for name, files in trained.items() if files is not None}
     serving = _metrics_of(writer, current) if current is not None else None
     decision = gate.decide(results["clean"], results.get("with_visitors"), serving, args.max_drop, args.visitor_band)
+    decided = results[decision.run or "clean"]
+    summary.update({"version": decided["version"], "served_ndcg@10": decided["models"]["served"]["ndcg@10"]})
     if screened is not None:
         decision.report.setdefault("visitors", {"included": False, "why": "no visitors' likes passed screening"})
         decision.report["visitors"]["screened"] = screened.report()

@@ -17,34 +17,14 @@ import boto3
 import numpy as np
 import pytest
 
-from devstack.dynamodb import create_feedback_table
 from devstack.invoker import LambdaContext
 from functions.train import app as train_app
 from recsys import service
 from recsys.errors import UnknownUserError
-from recsys.feedback import FeedbackSettings, FeedbackStore
 from recsys.store import open_model
 from tests import data
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def stack(s3: Any, moto_endpoint: str, checkerboard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The checkerboard's GroupLens files under s3://<bucket>/ratings/, a feedback table, and
-    TrainFunction's environment pointing at them."""
-    for name in ("u.data", "u.item"):
-        s3.upload_file(str(checkerboard_dir / name), s3.bucket, f"ratings/{name}")
-    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    table = create_feedback_table(dynamodb, f"feedback-{uuid.uuid4().hex[:12]}")
-    # the gate is tested on its own below: here a retrain on the same data may land either side of it
-    env = {"RATINGS_URI": f"s3://{s3.bucket}/ratings/", "MODEL_URI": f"s3://{s3.bucket}/recommender",
-           "FEEDBACK_TABLE": table, "AWS_ENDPOINT_URL_DYNAMODB": moto_endpoint,
-           "MAX_VALIDATION_DROP": "0.9", "VISITOR_BAND": "0.9"}  # fmt: skip
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("EVENTS_TABLE", raising=False)  # the events' test below names its own
-    return {"s3": s3, "store": FeedbackStore(dynamodb, FeedbackSettings(table)), **env}
 
 
 def train() -> dict[str, Any]:

@@ -127,3 +127,29 @@ def test_metrics_are_one_emf_line_per_invocation_and_cold_start_counts_once(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     handler({}, lambda_context)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("status", "body", "reason"), [
+    (200, '{"model": "popularity", "fallback": "unknown_user", "items": []}', "unknown_user"),
+    (200, '{"model": "personalized", "fallback": null, "items": [{"title": "\\"fallback\\": \\"x\\""}]}', None),
+    (503, '{"error": {"code": "model_unavailable", "message": "..."}}', "model_unavailable"),
+    (400, '{"error": {"code": "invalid_parameter", "message": "\\"fallback\\": \\"x\\""}}', None),
+])  # fmt: skip
+def test_a_fallback_is_read_from_the_answer_and_never_from_a_title(status: int, body: str, reason: str | None) -> None:
+    # GIVEN answers as the routes write them (json.dumps' separators), a title quoting the key
+    # WHEN the metrics ask why it fell back THEN only the answer's own key counts
+    assert api.fallback_of(status, body) == reason
+    assert json.loads(body)  # each is the JSON a route writes
+
+
+def test_metrics_name_a_route_by_its_template_never_its_path() -> None:
+    app = api.App()
+
+    @app.get("/users/{user_id}/history")
+    def history(user_id: UserId) -> dict:
+        return {}
+
+    assert app.route_of({"httpMethod": "GET", "path": "/users/196/history"}) == "GET /users/{user_id}/history"
+    assert app.route_of({"httpMethod": "POST", "path": "/users/196/history"}) == "other"
+    assert app.route_of({"httpMethod": "GET", "path": "/nowhere/196"}) == "other"
+    assert app.route_of({"httpMethod": "OPTIONS", "path": "/users/196/history"}) == "OPTIONS"

@@ -132,6 +132,18 @@ class App:
 
         return register
 
+    def route_of(self, event: dict[str, Any]) -> str:
+        """The route `event` asks for, as metrics name it: ``GET /users/{user_id}/history``;
+        ``OPTIONS`` for a preflight and ``other`` when no route matches (a path never becomes a
+        dimension: it would make a metric per user)."""
+        method, path = event.get("httpMethod"), str(event.get("path") or "/")
+        if method == "OPTIONS":
+            return "OPTIONS"
+        for route in self.routes:
+            if route.method == method and route.pattern.fullmatch(path):
+                return f"{route.method} {route.path}"
+        return "other"
+
     def resolve(self, event: dict[str, Any]) -> dict[str, Any]:
         """The proxy response to `event`: the route's answer as JSON, or the mapped error."""
         method, path = event.get("httpMethod"), str(event.get("path") or "/")
@@ -273,6 +285,18 @@ def handle(app: App, event: dict[str, Any], allowed_origin: str | None) -> dict[
             response = app.resolve(event)
     add_cors(response, event, allowed_origin)
     return response
+
+
+_FALLBACK = re.compile(r'"fallback": "([a-z_]+)"')
+
+
+def fallback_of(status: int, body: str) -> str | None:
+    """Why an answer fell back, for the metrics: the reason a 200 names (``unknown_user``,
+    ``no_likes``, ``no_known_likes``), or ``model_unavailable`` for that 503; else None."""
+    if status == 503 and '"model_unavailable"' in body:
+        return "model_unavailable"
+    found = _FALLBACK.search(body) if status == 200 else None
+    return found.group(1) if found else None
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -54,8 +54,13 @@ class Runtime:
         return self._store is None or self._store._model is None
 
     def resolve(self, app: api.App, event: dict[str, Any]) -> dict[str, Any]:
-        """The response to `event`: routed by `app` (see `recsys.api.handle`), with CORS headers."""
-        return api.handle(app, event, self._allowed_origin())
+        """The response to `event`: routed by `app` (see `recsys.api.handle`), with CORS headers;
+        counted in `metrics` by route, status and fallback (`recsys.telemetry.Metrics.add_request`)."""
+        response = api.handle(app, event, self._allowed_origin())
+        if self.metrics is not None:
+            status = int(response["statusCode"])
+            self.metrics.add_request(app.route_of(event), status, api.fallback_of(status, response["body"]))
+        return response
 
     def _allowed_origin(self) -> str | None:
         try:

@@ -5,7 +5,10 @@ their imports (powertools was about 17 ms of every cold start here, a fifth of `
 README, "Cold start"):
 
 - `Metrics`: metrics in the CloudWatch embedded metric format (EMF), printed once at the end of
-  an invocation that has any, and a ColdStart count on a cold start.
+  an invocation that has any, and a ColdStart count on a cold start; and each request's own line
+  (`add_request`) under the dimensions ``service`` and ``route``: ``Requests``, ``ClientErrors``
+  (4xx), ``ServerErrors`` (5xx) and ``ColdStarts``, each 0 or 1, and ``Fallbacks`` under
+  ``service``, ``route`` and ``reason`` when the answer fell back (`FALLBACKS`).
 - `instrument`: the entry point's decorator that ties them and the tracer (`recsys.tracing`) to
   each invocation.
 
@@ -44,6 +47,7 @@ def instrument(tracer: Tracer, metrics: Metrics) -> Callable[[H], H]:
         @functools.wraps(handler)
         def wrapped(event: Any, context: Any) -> Any:
             cold = next(invocations) == 0
+            metrics.invocation_cold = cold
             if cold:
                 metrics.cold_start(str(getattr(context, "function_name", "")))
             try:
@@ -69,6 +73,8 @@ class Metrics:
         self.service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
         self.metrics: dict[str, tuple[str, list[float]]] = {}
         self.metadata: dict[str, Any] = {}
+        self.requests: list[tuple[str, int, str | None]] = []
+        self.invocation_cold = False  # set by `instrument` for the invocation under way
 
     @property
     def disabled(self) -> bool:
@@ -76,6 +82,11 @@ class Metrics:
 
     def add_metric(self, name: str, unit: str, value: float) -> None:
         self.metrics.setdefault(name, (unit, []))[1].append(value)
+
+    def add_request(self, route: str, status: int, fallback: str | None = None) -> None:
+        """One request of `route` (its method and template path, ``GET /users/{user_id}/history``)
+        answered with `status`; `fallback`, the reason when the answer fell back."""
+        self.requests.append((route, status, fallback))
 
     def add_metadata(self, key: str, value: Any) -> None:
         self.metadata[key] = value
@@ -98,7 +109,16 @@ class Metrics:
             print(self.emf({"ColdStart": ("Count", [1.0])}, dimensions), flush=True)
 
     def flush(self) -> None:
-        """Print the invocation's metrics, with its metadata, as one EMF line; then forget both."""
-        if self.metrics and not self.disabled:
-            print(self.emf(self.metrics, {"service": self.service}), flush=True)
-        self.metrics, self.metadata = {}, {}
+        """Print the invocation's metrics, with its metadata, as one EMF line, and a line for each
+        request (`add_request`); then forget them all."""
+        if not self.disabled:
+            if self.metrics:
+                print(self.emf(self.metrics, {"service": self.service}), flush=True)
+            for route, status, fallback in self.requests:
+                counts = {"Requests": 1, "ClientErrors": int(400 <= status < 500),
+                          "ServerErrors": int(status >= 500), "ColdStarts": int(self.invocation_cold)}  # fmt: skip
+                dimensions = {"service": self.service, "route": route}
+                print(self.emf({k: ("Count", [float(v)]) for k, v in counts.items()}, dimensions), flush=True)
+                if fallback is not None:
+                    print(self.emf({"Fallbacks": ("Count", [1.0])}, {**dimensions, "reason": fallback}), flush=True)
+        self.metrics, self.metadata, self.requests = {}, {}, []
