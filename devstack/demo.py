@@ -117,21 +117,19 @@ def run(api: str, ratings: str, api_port: int, web_port: int, s3_port: int) -> i
 
 def running_endpoint() -> str | None:
     """The local AWS of the demo running now, from `STATE` (None: no demo runs)."""
-    state = _running_state()
-    return None if state is None else str(state["aws"])
+    return _state_of("aws")
 
 
 def running_api() -> str | None:
     """The API of the demo running now, from `STATE` (None: no demo runs)."""
-    state = _running_state()
-    return None if state is None else str(state["api"])
+    return _state_of("api")
 
 
-def _running_state() -> dict[str, Any] | None:
+def _state_of(key: str) -> str | None:
     try:
         state = json.loads(STATE.read_text())
         os.kill(int(state["pid"]), 0)  # still there?
-        return {"aws": str(state["aws"]), "api": str(state["api"])}
+        return str(state[key])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

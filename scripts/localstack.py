@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint = args.dynamodb_endpoint
                 for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # a local DynamoDB takes any
                     os.environ.setdefault(name, "testing")
+                if not os.environ.get("VERBOSE"):
+                    # each request's metrics line is for CloudWatch; here it would fill the terminal,
+                    # or the pipe of a parent that reads only READY until the server blocks on it
+                    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
                 import boto3
 
                 if endpoint is None:
