@@ -188,7 +188,8 @@ def train_handler(name: str, ratings: Path) -> dict[str, Any]:
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "FEEDBACK_TABLE": table,
                "MODEL_URI": f"s3://{models_bucket}/recommender",
                "RATINGS_URI": f"s3://{ratings_bucket}/{name}/"}  # fmt: skip
-        code = "import json; from functions.train import app; print(json.dumps(app.lambda_handler({}, None)))"
+        code = ("import json; from devstack.invoker import LambdaContext; from functions.train import app; "
+                "print(json.dumps(app.lambda_handler({}, LambdaContext('TrainFunction'))))")  # as Lambda calls it
         seconds, rss, out = run_child([PY, "-c", code], env=env)
         answer = json.loads(out.strip().splitlines()[-1])
         metrics = json.loads(s3.get_object(Bucket=models_bucket, Key=f"recommender/models/{answer['serving']}/"
