@@ -8,7 +8,7 @@ README, "Cold start"):
   an invocation that has any, and a ColdStart count on a cold start; and each request's own line
   (`add_request`) under the dimensions ``service`` and ``route``: ``Requests``, ``ClientErrors``
   (4xx), ``ServerErrors`` (5xx) and ``ColdStarts``, each 0 or 1, and ``Fallbacks`` under
-  ``service``, ``route`` and ``reason`` when the answer fell back (`FALLBACKS`).
+  ``service``, ``route`` and ``reason`` when the answer fell back (`recsys.api.fallback_of`).
 - `instrument`: the entry point's decorator that ties them and the tracer (`recsys.tracing`) to
   each invocation.
 
