@@ -20,7 +20,7 @@ from recsys.events import all_events
 from recsys.feedback import live_likes
 from recsys.parts import PARTS, model_key
 from recsys.uri import ModelUri
-from training import ease, events, gate, pipeline, visitors
+from training import ease, events, gate, online, pipeline, visitors
 from training import model as lfm
 from training.cleaning import clean
 from training.datasets import DataError, RawRatings, read_ratings, resolve_source
@@ -133,12 +133,12 @@ def run(args: argparse.Namespace, summary: dict[str, Any]) -> int:
         raw, from_events = _merge_events(raw, args.events_table)
         summary["events_read"] = int(from_events["events"])
     runs: dict[str, tuple[RawRatings, dict[str, Any] | None]] = {"clean": (raw, None)}
-    screened = None
+    screened, seen_online = None, None
     if args.feedback_table:
-        screened = _screen_visitors(raw, args.feedback_table, args.like_cap, args.min_rating)
+        screened, seen_online = _screen_visitors(raw, args.feedback_table, args.like_cap, args.min_rating)
         screening = screened.report()
         summary.update(visitor_likes_read=screening["likes_read"], visitors=screening["visitors"],
-                       dropped=screening["dropped"])  # fmt: skip
+                       dropped=screening["dropped"], online=seen_online)  # fmt: skip
     if screened is not None and screened.likes:
         merged, first = visitors.add_to_ratings(raw, screened)
         report = screened.report()
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, summary: dict[str, Any]) -> int:
         # the clean run is published only when the gate leaves the visitors out: its model says so
         left_out = {"visitors": report["visitors"], "likes": report["likes"]}
         runs["clean"] = (raw, {"first_user_id": None, "visitors": 0, "likes": 0, "left_out": left_out})
-    trained = {name: _train(args, params, current, uri, *run) for name, run in runs.items()}
+    trained = {name: _train(args, params, current, uri, *run, seen_online) for name, run in runs.items()}
     if any(files is None for files in trained.values()):
         return 0  # the serving model is this very one
     results = {name: json.loads(files["metrics.json"]) for name, files in trained.items() if files is not None}
@@ -178,9 +178,11 @@ def run(args: argparse.Namespace, summary: dict[str, Any]) -> int:
 
 
 def _train(args: argparse.Namespace, params: lfm.TrainParams, current: dict[str, Any] | None, uri: ModelUri,
-           raw: RawRatings, from_visitors: dict[str, Any] | None) -> dict[str, bytes] | None:  # fmt: skip
+           raw: RawRatings, from_visitors: dict[str, Any] | None,
+           seen_online: dict[str, Any] | None) -> dict[str, bytes] | None:  # fmt: skip
     """Clean `raw`, then train and evaluate (or reuse the cached run of the same data and settings):
-    the files to publish; None when the serving model is the cached one."""
+    the files to publish, whose metrics carry `seen_online` (`training.online`); None when the
+    serving model is the cached one."""
     clock = time.perf_counter()
     data = clean(raw, args.min_rating, args.max_bad_rows)
     _report_cleaning(raw.bad_rows, data.summary, time.perf_counter() - clock)
@@ -193,7 +195,8 @@ def _train(args: argparse.Namespace, params: lfm.TrainParams, current: dict[str,
             print(f"{uri} already serves {version}; nothing to publish")
             return None
         return files
-    files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, from_visitors)
+    files = pipeline.train_and_evaluate(data, raw.movies, params, args.eval_users, not args.quiet, from_visitors,
+                                        seen_online)  # fmt: skip
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         for name, blob in files.items():
@@ -201,22 +204,30 @@ def _train(args: argparse.Namespace, params: lfm.TrainParams, current: dict[str,
     return files
 
 
-def _screen_visitors(raw: RawRatings, table: str, like_cap: int, min_rating: float) -> visitors.Screened:
+def _screen_visitors(raw: RawRatings, table: str, like_cap: int,
+                     min_rating: float) -> tuple[visitors.Screened, dict[str, Any]]:  # fmt: skip
     """The live likes of the feedback `table`'s visitors, read a page at a time and screened
-    (`training.visitors`)."""
+    (`training.visitors`), and from the same scan, the like-through rates of the picks the site
+    showed them (`training.online`)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     movies, likes = visitors.base_likes(raw, min_rating)
+    tally = online.Tally()
     try:
-        screened = visitors.screen(live_likes(boto3.client("dynamodb"), table, time.time()), movies, like_cap, likes)
+        scan = tally.watch(live_likes(boto3.client("dynamodb"), table, time.time()))
+        screened = visitors.screen(scan, movies, like_cap, likes)
     except (BotoCoreError, ClientError) as exc:
         raise DataError(f"--feedback-table {table}: cannot read the visitors' likes: {exc}") from exc
     report = screened.report()
     print(f"visitors: {report['visitors']:,} with {report['likes']:,} likes pass screening "
           f"(read {report['likes_read']:,} live likes{', the scan cut at its budget' if screened.scan_cut else ''}; "
           f"left out: {report['dropped']})")  # fmt: skip
-    return screened
+    seen = tally.report(dropped=[*screened.over_cap, *screened.too_fast])
+    for row in seen["versions"][:2]:
+        print(f"online: model {row['model_version']}: {row['liked']:,} of {row['picks']:,} picks shown were liked "
+              f"({row['like_through']:.2%}, 95% {_interval(row['ci95'])}) by {row['visitors']:,} visitors")  # fmt: skip
+    return screened, seen
 
 
 def _merge_events(raw: RawRatings, table: str) -> tuple[RawRatings, dict[str, Any]]:
@@ -290,6 +301,10 @@ def _report_published(done: Published, metrics: dict[str, Any]) -> None:
             print(f"  {name:<18} hr@10 {m['hr@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     if done.pruned:
         print(f"  pruned {len(done.pruned)} old versions: {', '.join(done.pruned)}")
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "–" if ci is None else f"{ci[0]:.2%} to {ci[1]:.2%}"
 
 
 def _fraction(raw: str) -> float:

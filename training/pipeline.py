@@ -39,6 +39,7 @@ def train_and_evaluate(
     eval_users: int = 20000,
     progress: bool = True,
     visitors: dict[str, Any] | None = None,
+    seen_online: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """Choose epochs (and EASE's λ) on a validation split, evaluate on the test split, then retrain
     on everything: the files to publish, by name (each part's ``<name>.pkl``, ``metrics.json``,
@@ -47,7 +48,8 @@ def train_and_evaluate(
     `eval_users` caps how many users the test split evaluates (a seeded sample); `progress` shows
     progress bars. `visitors`: the site's visitors among the users (`training.visitors`), as
     ``{"first_user_id": ..., **Screened.report()}``; they train and are evaluated as users, and
-    are left out of the users the model serves.
+    are left out of the users the model serves. `seen_online`: how the site's picks did, per model
+    version (`training.online`), carried as they are in metrics.json and the model card.
     """
     started = time.perf_counter()
     created = lfm.utc_now()
@@ -290,6 +292,7 @@ def train_and_evaluate(
         "ease": baseline,
         "fold_in": folded.report,
         "replay": replay_report,
+        **({"online": seen_online} if seen_online is not None else {}),
         "data": {**data.summary, "fingerprint": data.fingerprint(), "train_positives": int(train_m.nnz),
                  "seen_ratings": int(seen_m.nnz), "test_positives": int(test_m.nnz),
                  "visitors": {k: v for k, v in (visitors or {"visitors": 0, "likes": 0}).items()
@@ -363,7 +366,7 @@ def provenance(metrics: dict[str, Any]) -> dict[str, Any]:
         "params": metrics["params"],
         "data": metrics["data"],
         "metrics": {key: metrics[key] for key in ("split", "k", "models", "served", "curves", "ease", "fold_in",
-                                                  "replay") if key in metrics},
+                                                  "replay", "online") if key in metrics},
         "libraries": lfm.library_versions(),
     }))  # fmt: skip
     return plain

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.feedback import TOMBSTONE, Like
+from recsys.feedback import SHOWN, TOMBSTONE, Like
 from training.datasets import RawRatings
 
 MAX_TRAINING_LIKES = 200
@@ -126,6 +126,8 @@ def screen(
         if read == max_read:
             cut = True
             break
+        if like.movie_id == SHOWN:  # counts of shown picks, not a like (`training.online`)
+            continue
         code = names.setdefault(like.visitor_id, len(names))
         if like.movie_id == TOMBSTONE:
             forgotten.add(code)

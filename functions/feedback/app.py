@@ -31,8 +31,19 @@ def store() -> FeedbackStore:
 
 @app.post("/feedback", tags=("feedback",), responses={**api.POST_RESPONSES, **api.FEEDBACK_RESPONSES})
 def feedback(body: FeedbackBody) -> FeedbackStored:
-    """Store movies a visitor liked, or stopped liking, for the next training; a retried request changes nothing."""
-    return service.store_feedback(runtime.model(), store(), body)
+    """Store movies a visitor liked, or stopped liking, for the next training, and count the picks the
+    site showed them; a retried request stores nothing more."""
+    stored = service.store_feedback(runtime.model(), store(), body)
+    # online quality as it happens: picks shown and liked, per list (the nightly job's figures are per model)
+    version = runtime.model().version
+    for group in body.shown:
+        if group.model_version == version:
+            metrics.add_count("Impressions", group.picks, list=group.list)
+    liked = set(stored["liked"])
+    for pick in body.picked:
+        if pick.model_version == version and pick.movie_id in liked:
+            metrics.add_count("AttributedLikes", 1, list=pick.list)
+    return stored
 
 
 @app.delete("/feedback/{visitor_id}", tags=("feedback",), responses={**api.RESPONSES, **api.FEEDBACK_RESPONSES})

@@ -14,8 +14,11 @@ docs/OPERATIONS.md). Every run, whatever its outcome, emits in the namespace ``M
 under the dimension ``service`` (``train``): one of `OUTCOME_METRICS` at 1 and the others at 0, so
 that an alarm can count kept runs in a row; ``TrainSeconds``; what it read (``RatingsRead``,
 ``EventsRead``, ``VisitorLikesRead``, ``Visitors``); the served model's offline ``ServedNdcgAt10``;
-``ModelAgeHours`` of the model serving afterwards; and ``Dropped`` per screening reason under the
-dimensions ``service`` and ``reason``.
+``ModelAgeHours`` of the model serving afterwards; ``Dropped`` per screening reason under the
+dimensions ``service`` and ``reason``; and online quality (`training.online`), when the site showed
+picks: ``LikeThrough``, the newest model version's liked picks per pick shown, once it has
+`training.online.MIN_PICKS`, and ``LikeThroughRatio``, that rate over the version's before it,
+which the LikeThroughFalling alarm watches.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from recsys.parts import model_key
 from recsys.uri import ModelUri
-from training import cli
+from training import cli, online
 from training.publish import writer_for
 
 NAMESPACE = "MovieRecommender"  # the API functions' too (`recsys.api.NAMESPACE`)
@@ -117,6 +120,12 @@ def record(outcome: str, summary: dict[str, Any], seconds: float) -> None:
     if created:
         age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
         metrics.add_metric(name="ModelAgeHours", unit=MetricUnit.NoUnit, value=round(age.total_seconds() / 3600, 2))
+    seen = summary.get("online") or {}
+    newest = (seen.get("versions") or [None])[0]
+    if newest and newest["picks"] >= online.MIN_PICKS:
+        metrics.add_metric(name="LikeThrough", unit=MetricUnit.NoUnit, value=newest["like_through"])
+    if (seen.get("change") or {}).get("ratio") is not None:
+        metrics.add_metric(name="LikeThroughRatio", unit=MetricUnit.NoUnit, value=seen["change"]["ratio"])
     for reason, count in (summary.get("dropped") or {}).items():
         with single_metric(name="Dropped", unit=MetricUnit.Count, value=int(count), namespace=NAMESPACE) as single:
             single.add_dimension(name="service", value=SERVICE)

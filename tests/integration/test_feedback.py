@@ -17,7 +17,7 @@ from devstack.dynamodb import create_feedback_table
 from functions.feedback import app as feedback_app
 from recsys.dynamodb import DynamoDBClient
 from recsys.errors import ForgottenVisitorError, LimitExceededError
-from recsys.feedback import COUNTER, TOMBSTONE, FeedbackSettings, FeedbackStore, live_likes
+from recsys.feedback import COUNTER, SHOWN, TOMBSTONE, FeedbackSettings, FeedbackStore, Source, live_likes
 from recsys.runtime import Runtime
 from tests.conftest import load_event
 from tests.load import DynamoProxy
@@ -247,11 +247,20 @@ def test_expired_likes_stop_counting_and_training_never_reads_them(served: Any, 
     ({"visitor_id": str(uuid.uuid4()), "like": ["1"]}, "application/json", "like.0: Input should be a valid integer"),
     ({"visitor_id": str(uuid.uuid4()), "like": [-1]}, "application/json", "greater than or equal to 0"),
     ({"visitor_id": str(uuid.uuid4()), "ip": "1.2.3.4"}, "application/json", "ip: Extra inputs are not permitted"),
+    ({"visitor_id": str(uuid.uuid4()), "like": [1], "picked": [{"movie_id": 2, "list": "taste", "model_version": "v",
+      "position": 1}]}, "application/json", "picked.0.movie_id: 2 is not one of this request's likes"),
+    ({"visitor_id": str(uuid.uuid4()), "like": [1], "picked": [{"movie_id": 1, "list": "trending",
+      "model_version": "v", "position": 1}]}, "application/json", "picked.0.list"),
+    ({"visitor_id": str(uuid.uuid4()), "shown": [{"list": "taste", "model_version": "v", "picks": 0}]},
+     "application/json", "shown.0.picks"),
+    ({"visitor_id": str(uuid.uuid4()), "shown": [{"list": "taste", "model_version": "../x", "picks": 1}]},
+     "application/json", "shown.0.model_version"),
     ({"visitor_id": str(uuid.uuid4())}, "text/plain", "application/json"),
     ("x" * 40000, "application/json", "over 32 KiB"),
     ("{", "application/json", "not JSON"),
 ], ids=["not-uuid", "uuid1", "uppercase", "no-visitor", "too-many", "string-id", "negative", "extra-key",
-        "content-type", "too-large", "not-json"])  # fmt: skip
+        "picked-not-liked", "unknown-list", "no-picks", "bad-version", "content-type", "too-large",
+        "not-json"])  # fmt: skip
 def test_every_bad_request_is_a_400_saying_what_was_wrong(
     served: Any, lambda_context: Any, body: Any, content_type: str, expected: str
 ) -> None:
@@ -273,3 +282,38 @@ def test_a_table_that_does_not_answer_is_a_503_with_a_fixed_message(
     status, body = call(lambda_context, "POST", {"visitor_id": visitor(), "like": [1]})
     assert status == 503 and body["error"]["code"] == "feedback_unavailable" and body["error"]["request_id"]
     assert "no-such-table" not in json.dumps(body) and "Resource" not in json.dumps(body)
+
+
+def test_a_liked_pick_keeps_where_it_was_shown_and_shown_picks_are_counted_for_the_serving_model(
+    served: Any, lambda_context: Any
+) -> None:
+    # GIVEN the serving model's version, and a visitor shown picks of it and of an older page's model
+    version = feedback_app.runtime.model().version
+    who = visitor()
+    body = {"visitor_id": who, "like": [1, 2, 3],
+            "picked": [{"movie_id": 2, "list": "taste", "model_version": version, "position": 4},
+                       {"movie_id": 3, "list": "similar", "model_version": "19990101T000000Z-old", "position": 1}],
+            "shown": [{"list": "taste", "model_version": version, "picks": 10},
+                      {"list": "similar", "model_version": version, "picks": 12},
+                      {"list": "taste", "model_version": version, "picks": 5},
+                      {"list": "taste", "model_version": "19990101T000000Z-old", "picks": 99}]}  # fmt: skip
+    status, answer = call(lambda_context, "POST", body)
+    # THEN the likes are stored, the liked pick with its list, version and place, and the serving
+    # model's shown picks are counted; the old page's are not
+    assert status == 200 and answer["likes"] == 3 and answer["shown"] == 27
+    stored = items_of(served, who)
+    assert sorted(stored) == [SHOWN, COUNTER, 1, 2, 3]
+    assert {k: stored[2][k] for k in ("list", "model_version", "position")} == {
+        "list": {"S": "taste"}, "model_version": {"S": version}, "position": {"N": "4"}}
+    assert "list" not in stored[1] and "list" not in stored[3]
+    # AND more picks add to the counts; a like sent again keeps where it first came from
+    again = {"visitor_id": who, "like": [2], "picked": [{"movie_id": 2, "list": "similar", "model_version": version,
+             "position": 9}], "shown": [{"list": "taste", "model_version": version, "picks": 3}]}  # fmt: skip
+    assert call(lambda_context, "POST", again)[1]["likes"] == 3
+    read = {(x.movie_id): x for x in live_likes(served, served.table, 0) if x.visitor_id == who}
+    assert read[SHOWN].shown == {(version, "taste"): 18, (version, "similar"): 12}
+    assert read[2].source == Source("taste", version, 4) and read[1].source is None and read[3].source is None
+    # AND the visitor's likes are their likes alone, and forgetting deletes the counts too
+    assert feedback_app.store().likes(who) == [1, 2, 3]
+    assert call(lambda_context, "DELETE", path=f"/feedback/{who}")[1]["deleted"] == 3
+    assert sorted(items_of(served, who)) == [TOMBSTONE]

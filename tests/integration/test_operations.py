@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -19,6 +20,8 @@ from devstack.gateway import LocalApi
 from devstack.invoker import Invoker, LambdaContext
 from devstack.template import Tag, document, load_application
 from functions.train import app as train_app
+from recsys.feedback import Source
+from training import online
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +36,9 @@ AWS_METRICS: dict[tuple[str, str], frozenset[str]] = {
     ("AWS/DynamoDB", "SystemErrors"): frozenset({"TableName", "Operation"}),
 }
 #: The DynamoDB operations the code calls (`recsys.feedback`, `recsys.events`, the training's scans).
-OPERATIONS = {"PutItem", "Query", "Scan", "DeleteItem", "TransactWriteItems"}
+OPERATIONS = {"PutItem", "UpdateItem", "Query", "Scan", "DeleteItem", "TransactWriteItems"}
+#: Two models the site served before: their picks were shown and some liked (`seed_online`).
+OLDER, NEWER = "20261204T031500Z-aaaaaaaa", "20261205T031500Z-bbbbbbbb"
 
 
 class Emitted(NamedTuple):
@@ -111,11 +116,13 @@ def named_by_widgets(resources: dict[str, Any]) -> Iterable[Named]:
 @pytest.fixture
 def emf_out(stack: dict[str, Any], model_store: Any, feedback_env: dict[str, str], events_env: dict[str, str],
             capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:  # fmt: skip
-    """What the API functions (a personalized answer, a fallback, a 400) and TrainFunction (a
-    published run and a failed one) print, metrics on."""
+    """What the API functions (a personalized answer, a fallback, a 400, a like of a shown pick) and
+    TrainFunction (a published run, after two models' picks were shown, and a failed one) print,
+    metrics on."""
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
     monkeypatch.setenv("EVENTS_TABLE", events_env["EVENTS_TABLE"])  # as the template gives it
+    seed_online(stack["store"])
     answer = train_app.lambda_handler({"source": "aws.scheduler"}, LambdaContext("TrainFunction"))
     assert answer["outcome"] == "published"
     monkeypatch.setenv("RATINGS_URI", f"s3://{stack['s3'].bucket}/nothing-here/")
@@ -129,7 +136,23 @@ def emf_out(stack: dict[str, Any], model_store: Any, feedback_env: dict[str, str
                    "/movies/1/similar"):  # fmt: skip
         local.handle("GET", target, {}, b"")
     local.handle("POST", "/recommendations", {"Content-Type": "application/json"}, b'{"liked": [99999]}')
+    version = json.loads((model_store / "latest.json").read_text())["version"]
+    like = {"visitor_id": str(uuid.uuid4()), "like": [2],
+            "picked": [{"movie_id": 2, "list": "similar", "model_version": version, "position": 3}],
+            "shown": [{"list": "similar", "model_version": version, "picks": 12}]}  # fmt: skip
+    local.handle("POST", "/feedback", {"Content-Type": "application/json"}, json.dumps(like).encode())
     return capsys.readouterr().out
+
+
+def seed_online(store: Any) -> None:
+    """Twenty visitors, each shown 20 picks of `OLDER` and of `NEWER`: 8 liked of the older's 400,
+    12 of the newer's (a ratio of 1.5)."""
+    for n in range(20):
+        visitor = str(uuid.UUID(int=n + 1, version=4))
+        store.record_shown(visitor, {(OLDER, "taste"): 20, (NEWER, "taste"): 20})
+        picks = {1 + n % 8: Source("taste", OLDER, 1)} if n < 8 else {}
+        picks |= {9 + n % 12: Source("taste", NEWER, 2)} if n < 12 else {}
+        store.change(visitor, list(picks), [], picks)
 
 
 def test_every_alarm_and_dashboard_widget_names_a_metric_that_is_emitted(emf_out: str) -> None:
@@ -168,8 +191,8 @@ def test_train_function_reports_its_outcome_and_what_it_read(emf_out: str, stack
          "TrainFailed": [1.0]},
     ]  # fmt: skip
     published = runs[0]
-    # and what it read and made: the checkerboard's 600 ratings, its visitors, the model's figures
-    assert published["RatingsRead"] == [600.0] and published["Visitors"] == [0.0] and published["EventsRead"] == [0.0]
+    # and what it read and made: the checkerboard's 600 ratings, the visitors who liked picks, the model's figures
+    assert published["RatingsRead"] == [600.0] and published["Visitors"] == [12.0] and published["EventsRead"] == [0.0]
     def read(key: str) -> Any:
         return json.loads(stack["s3"].get_object(Bucket=stack["s3"].bucket, Key=f"recommender/{key}")["Body"].read())
 
@@ -179,6 +202,12 @@ def test_train_function_reports_its_outcome_and_what_it_read(emf_out: str, stack
     created = dt.datetime.fromisoformat(pointer["created_at"].replace("Z", "+00:00"))
     assert 0 <= published["ModelAgeHours"][0] <= (dt.datetime.now(dt.UTC) - created).total_seconds() / 3600 + 0.01
     assert published["TrainSeconds"][0] > 0 and "RatingsRead" not in runs[1]
+    # and how the site's picks did: the newer model's rate, and its ratio to the older's (the alarm's)
+    seen = metrics["online"]
+    assert [row["model_version"] for row in seen["versions"]] == [NEWER, OLDER]
+    assert seen["versions"][0]["picks"] == 400 >= online.MIN_PICKS and seen["versions"][0]["liked"] == 12
+    assert published["LikeThrough"] == [12 / 400] and published["LikeThroughRatio"] == [1.5]
+    assert seen["change"]["ratio"] == 1.5 and seen["change"]["verdict"] == "within noise"
     # and what screening left out, a line per reason, under the service and the reason
     reasons = {m.dimensions["reason"] for m in lines if m.name == "Dropped"}
     assert reasons == set(metrics["gate"]["visitors"]["screened"]["dropped"])
@@ -198,6 +227,12 @@ def test_the_api_counts_requests_errors_and_fallbacks_by_route(emf_out: str) -> 
     assert [line["ColdStarts"] for line in recommend] == [1.0, 0.0, 0.0]
     assert [line["ClientErrors"] for line in recommend] == [0.0, 0.0, 1.0]
     assert all(line["ServerErrors"] == 0.0 and line["service"] == "recommend" for line in recommend)
+    # and a like of a shown pick counts the list's picks shown and liked
+    online_counts = {(m.name, m.dimensions["list"]) for m in metrics if m.dimensions.get("service") == "feedback"
+                     and "list" in m.dimensions}  # fmt: skip
+    assert online_counts == {("Impressions", "similar"), ("AttributedLikes", "similar")}
+    line = next(json.loads(x) for x in emf_out.splitlines() if '"Impressions"' in x)
+    assert (line["Impressions"], line["AttributedLikes"]) == (12.0, 1.0)
     fallbacks = {(m.dimensions["route"], m.dimensions["reason"]) for m in metrics if m.name == "Fallbacks"}
     assert fallbacks == {("GET /recommendations/{user_id}", "unknown_user"),
                          ("POST /recommendations", "no_known_likes")}  # fmt: skip

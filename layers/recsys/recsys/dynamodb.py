@@ -102,6 +102,9 @@ class DynamoDBClient(NamedTuple):
     def delete_item(self, **request: Any) -> dict[str, Any]:
         return self.call("DeleteItem", request)
 
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        return self.call("UpdateItem", request)
+
     def transact_write_items(self, **request: Any) -> dict[str, Any]:
         return self.call("TransactWriteItems", request)
 

@@ -3,10 +3,22 @@
 The table is keyed by (``visitor_id`` S, ``movie_id`` N). A like is one item::
 
     {visitor_id, movie_id, liked_at, expires_at}     # seconds since the epoch; expires_at is the TTL
+    {..., list, model_version, position}             # a like of a pick the site showed: where it was
 
 and each visitor has one more item, at ``movie_id`` `COUNTER` (-1, which no movie has)::
 
     {visitor_id, movie_id: -1, likes, version, expires_at}
+
+and, once the site has shown them picks, one at `SHOWN` (-3) that counts them (impressions), an
+attribute ``shown:<model version>:<list>`` a count::
+
+    {visitor_id, movie_id: -3, "shown:20261206T031500Z-1a2b3c4d:taste": 40, ..., expires_at}
+
+A count is one ``UpdateItem`` that adds to it (`record_shown`), cheap and outside the likes'
+transaction: a request repeated after its answer was lost counts its picks again, and a count
+written after the visitor was forgotten trains nothing and expires (training leaves out every
+item of a forgotten visitor). Only the serving model's version is counted, so a visitor's item
+holds a few attributes a night at most.
 
 Every change is one transaction: the likes' puts and deletes, a put of the counter on the
 condition that its ``version`` is still the one read before, and a check that the visitor was not
@@ -48,6 +60,8 @@ logger = logging.getLogger(__name__)
 COUNTER = -1
 #: The item that marks a forgotten visitor (see the module's docstring).
 TOMBSTONE = -2
+#: The item that counts the picks shown to a visitor (see the module's docstring).
+SHOWN = -3
 #: Transactions of one request before it gives up on a visitor whose items keep changing under it.
 ATTEMPTS = 5
 
@@ -76,12 +90,24 @@ class FeedbackSettings(NamedTuple):
         return cls(table, cap, days * 86400)
 
 
+class Source(NamedTuple):
+    """Where a liked movie was shown as a pick: the list, the model's version, its place (1 first)."""
+
+    list: str
+    model_version: str
+    position: int
+
+
 class Like(NamedTuple):
-    """A visitor's like; `live_likes` yields one at `TOMBSTONE` for a forgotten visitor."""
+    """A visitor's like, and where it was shown when it was a pick; `live_likes` yields one at
+    `TOMBSTONE` for a forgotten visitor, and one at `SHOWN` with the counts of shown picks."""
 
     visitor_id: str
     movie_id: int
     liked_at: int
+    source: Source | None = None
+    #: at `SHOWN`: picks shown per (model version, list)
+    shown: Mapping[tuple[str, str], int] | None = None
 
 
 class FeedbackStore:
@@ -91,11 +117,12 @@ class FeedbackStore:
     def __init__(self, client: Any, settings: FeedbackSettings, clock: Callable[[], float] = time.time) -> None:
         self.client, self.settings, self.clock = client, settings, clock
 
-    def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int]) -> int:
+    def change(self, visitor: str, like: Sequence[int], unlike: Sequence[int],
+               sources: Mapping[int, Source] | None = None) -> int:  # fmt: skip
         """Store `like` and remove `unlike` for `visitor`, all or nothing: how many likes the visitor
-        has then. LimitExceededError when added likes would pass the cap (nothing is stored then),
-        ForgottenVisitorError when `visitor` was forgotten, FeedbackUnavailableError when the table
-        does not answer."""
+        has then. A new like in `sources` is stored with where it was shown. LimitExceededError
+        when added likes would pass the cap (nothing is stored then), ForgottenVisitorError when
+        `visitor` was forgotten, FeedbackUnavailableError when the table does not answer."""
         for _ in range(ATTEMPTS):
             now = int(self.clock())
             live, version, forgotten = self._read(visitor, now)
@@ -111,7 +138,7 @@ class FeedbackStore:
                     f"a visitor keeps at most {self.settings.like_cap} likes; {len(live)} are stored and this "
                     f"request adds {len(new) - len(gone)} more. Unlike some first."
                 )
-            if self._write(visitor, new, gone, version, count, now):
+            if self._write(visitor, new, gone, version, count, now, sources or {}):
                 return count
         raise FeedbackUnavailableError(f"visitor {visitor}: the likes kept changing over {ATTEMPTS} attempts")
 
@@ -133,7 +160,22 @@ class FeedbackStore:
             except _Cancelled:  # a conflicting change of the same items: delete them one by one
                 for m in chunk:
                     self._call("delete_item", TableName=table, Key=self._key(visitor, m))
-        return sum(1 for m in movies if m != COUNTER)
+        return sum(1 for m in movies if m not in (COUNTER, SHOWN))
+
+    def record_shown(self, visitor: str, shown: Mapping[tuple[str, str], int]) -> int:
+        """Add `shown` (picks per (model version, list)) to the visitor's counts: how many picks."""
+        if not shown:
+            return 0
+        names = {f"#s{n}": f"shown:{version}:{kind}" for n, (version, kind) in enumerate(shown)}
+        values = {f":s{n}": {"N": str(int(count))} for n, count in enumerate(shown.values())}
+        now = int(self.clock())
+        self._call(
+            "update_item", TableName=self.settings.table, Key=self._key(visitor, SHOWN),
+            UpdateExpression=f"ADD {', '.join(f'#s{n} :s{n}' for n in range(len(shown)))} SET expires_at = :e",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**values, ":e": {"N": str(now + self.settings.retention_seconds)}},
+        )  # fmt: skip
+        return sum(shown.values())
 
     def likes(self, visitor: str) -> list[int]:
         """The movies `visitor` likes now (expired likes left out), in id order."""
@@ -152,7 +194,7 @@ class FeedbackStore:
                 version = int(item["version"]["N"])
             elif movie == TOMBSTONE:
                 forgotten = True
-            elif int(item["expires_at"]["N"]) > now:
+            elif movie != SHOWN and int(item["expires_at"]["N"]) > now:
                 live[movie] = int(item["liked_at"]["N"])
         return live, version, forgotten
 
@@ -172,13 +214,15 @@ class FeedbackStore:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _write(self, visitor: str, new: list[int], gone: list[int], version: int | None, count: int, now: int) -> bool:
+    def _write(self, visitor: str, new: list[int], gone: list[int], version: int | None, count: int, now: int,
+               sources: Mapping[int, Source]) -> bool:  # fmt: skip
         """One transaction: the puts, the deletes and the counter, if the counter's version is still
         `version`. False when another change came first (the caller reads again)."""
         table, expires = self.settings.table, now + self.settings.retention_seconds
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": table, "Item": {
-                **self._key(visitor, m), "liked_at": {"N": str(now)}, "expires_at": {"N": str(expires)}}}}
+                **self._key(visitor, m), "liked_at": {"N": str(now)}, "expires_at": {"N": str(expires)},
+                **_source_attributes(sources.get(m))}}}
             for m in new
         ]  # fmt: skip
         items += [{"Delete": {"TableName": table, "Key": self._key(visitor, m)}} for m in gone]
@@ -225,14 +269,39 @@ class FeedbackStore:
         return {"visitor_id": {"S": visitor}, "movie_id": {"N": str(movie)}}
 
 
+def _source_attributes(source: Source | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    return {"list": {"S": source.list}, "model_version": {"S": source.model_version},
+            "position": {"N": str(source.position)}}  # fmt: skip
+
+
+def _source_of(item: Mapping[str, Any]) -> Source | None:
+    try:
+        return Source(item["list"]["S"], item["model_version"]["S"], int(item["position"]["N"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _shown_of(item: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """The counts of a `SHOWN` item: (model version, list) -> picks."""
+    shown = {}
+    for name, value in item.items():
+        if name.startswith("shown:") and name.count(":") == 2 and "N" in value:
+            _, version, kind = name.split(":")
+            shown[version, kind] = int(value["N"])
+    return shown
+
+
 class _Cancelled(Exception):
     """A transaction DynamoDB refused because its condition no longer held."""
 
 
 def live_likes(client: Any, table: str, now: float) -> Iterator[Like]:
     """Every visitor's live likes in `table`, a page at a time (a full scan), for training: expired
-    items and the counters left out, whether or not DynamoDB has deleted them yet, and one
-    `Like` at `TOMBSTONE` for each forgotten visitor, whose likes the reader must leave out."""
+    items and the counters left out, whether or not DynamoDB has deleted them yet, one `Like` at
+    `TOMBSTONE` for each forgotten visitor, whose likes the reader must leave out, and one at
+    `SHOWN` with the counts of the picks shown to a visitor (`Like.shown`)."""
     request: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "movie_id = :tombstone OR (movie_id <> :counter AND expires_at > :now)",
@@ -245,8 +314,10 @@ def live_likes(client: Any, table: str, now: float) -> Iterator[Like]:
             movie, expires = int(item["movie_id"]["N"]), int(item["expires_at"]["N"])
             if movie == TOMBSTONE:
                 yield Like(item["visitor_id"]["S"], TOMBSTONE, int(item["forgotten_at"]["N"]))
+            elif movie == SHOWN and expires > now:
+                yield Like(item["visitor_id"]["S"], SHOWN, 0, shown=_shown_of(item))
             elif movie != COUNTER and expires > now:  # the filter again: a table may not filter as asked
-                yield Like(item["visitor_id"]["S"], movie, int(item["liked_at"]["N"]))
+                yield Like(item["visitor_id"]["S"], movie, int(item["liked_at"]["N"]), _source_of(item))
         if "LastEvaluatedKey" not in page:
             return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -65,8 +65,45 @@ _VISITOR_DOC = "The visitor's random UUIDv4, made once by the website; nothing e
 VisitorId = Annotated[str, Path(max_length=36, pattern=VISITOR_ID, description=_VISITOR_DOC)]
 
 
+#: The lists a page shows picks in: `GET /recommendations/{user_id}` (personalized or popularity),
+#: `GET /movies/{movie_id}/similar` and `POST /recommendations` (taste).
+PickList = Annotated[
+    Literal["personalized", "popularity", "similar", "taste"],
+    Spec(description="The list the picks were shown in: personalized or popularity (GET /recommendations/{user_id}, "
+         "or POST /recommendations before any like), similar (GET /movies/{movie_id}/similar), taste (POST "
+         "/recommendations)"),
+]
+#: A model version as the answers carry it (``model_version``).
+ModelVersion = Annotated[
+    str, Spec(max_length=128, pattern="[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+              description="The answer's model_version; only the serving model's counts")
+]
+#: Groups of shown picks one feedback request may carry.
+MAX_SHOWN_GROUPS = 8
+#: Picks one group may count: a page shows at most 100 a list, and sends at least every few lists.
+MAX_SHOWN_PICKS = 1000
+
+
+class Picked(NamedTuple):
+    """Where a liked movie was shown to the visitor as a pick (online quality, docs/OPERATIONS.md)."""
+
+    movie_id: Annotated[int, Spec(ge=0, le=MAX_ID, description="The liked movie: one of this request's like")]
+    list: PickList
+    model_version: ModelVersion
+    position: Annotated[int, Spec(ge=1, le=100, description="Its place in the list, 1 for the first")]
+
+
+class Shown(NamedTuple):
+    """Picks a page showed the visitor (impressions), counted per list and model version."""
+
+    list: PickList
+    model_version: ModelVersion
+    picks: Annotated[int, Spec(ge=1, le=MAX_SHOWN_PICKS, description="How many picks were shown")]
+
+
 class Feedback(NamedTuple):
-    """Movies a visitor liked or stopped liking, stored for the next training (`DELETE` forgets them all)."""
+    """Movies a visitor liked or stopped liking, stored for the next training (`DELETE` forgets them all),
+    and the picks the site showed them (for the like-through rate of each model version and list)."""
 
     visitor_id: Annotated[str, Spec(max_length=36, pattern=VISITOR_ID, description=_VISITOR_DOC)]
     like: Annotated[
@@ -76,6 +113,16 @@ class Feedback(NamedTuple):
     unlike: Annotated[
         tuple[TasteId, ...],
         Spec(max_length=MAX_FEEDBACK_IDS, description="Movie ids to remove from the likes (also when in like)"),
+    ] = ()
+    picked: Annotated[
+        tuple[Picked, ...],
+        Spec(max_length=MAX_FEEDBACK_IDS, description="Likes of picks the site showed: where each was shown. "
+             "Stored with a new like; a like stored before keeps where it came from"),
+    ] = ()
+    shown: Annotated[
+        tuple[Shown, ...],
+        Spec(max_length=MAX_SHOWN_GROUPS, description="Picks shown since the last request, per list and model "
+             "version. Counted once per request: a request repeated after its answer was lost counts them again"),
     ] = ()
 
 
@@ -195,6 +242,7 @@ class FeedbackStored(TypedDict):
     unliked: Annotated[list[int], doc("The unliked ids the model knows: none is stored any more")]
     ignored: Annotated[list[int], doc("Ids the model does not know; nothing is stored for them")]
     likes: Annotated[int, doc("How many likes the visitor has stored now")]
+    shown: Annotated[int, doc("How many of the shown picks were counted: those of the serving model")]
 
 
 class Forgotten(TypedDict):

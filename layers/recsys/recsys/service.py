@@ -46,7 +46,7 @@ from recsys.schemas import (
 )
 
 if TYPE_CHECKING:
-    from recsys.feedback import FeedbackStore
+    from recsys.feedback import FeedbackStore, Source
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +181,37 @@ def store_feedback(model: ModelArtifact, store: FeedbackStore, feedback: Feedbac
     like, unknown_like = _known_items(model, [m for m in feedback.like if m not in unliked])
     unlike, unknown_unlike = _known_items(model, feedback.unlike)
     liked, unliked_ids = model.item_ids[like].tolist(), model.item_ids[unlike].tolist()
-    likes = store.change(feedback.visitor_id, liked, unliked_ids)
+    sources = _sources(model, feedback)
+    likes = store.change(feedback.visitor_id, liked, unliked_ids, sources)
+    shown: dict[tuple[str, str], int] = {}
+    for group in feedback.shown:  # the serving model's only: an old page's picks describe no model we compare
+        if group.model_version == model.version:
+            shown[group.model_version, group.list] = shown.get((group.model_version, group.list), 0) + group.picks
     return {
         "visitor_id": feedback.visitor_id,
         "liked": liked,
         "unliked": unliked_ids,
         "ignored": sorted(set(unknown_like) | set(unknown_unlike)),
         "likes": likes,
+        "shown": store.record_shown(feedback.visitor_id, shown),
     }
+
+
+def _sources(model: ModelArtifact, feedback: Feedback) -> dict[int, Source]:
+    """Where each liked pick was shown, of the serving model's picks (InvalidRequestError: a pick
+    that is not one of the request's likes, or named twice)."""
+    from recsys.feedback import Source  # the feedback function's own module: the others never load it
+
+    sources: dict[int, Source] = {}
+    liked, named = set(feedback.like) - set(feedback.unlike), set()
+    for n, pick in enumerate(feedback.picked):
+        if pick.movie_id not in liked or pick.movie_id in named:
+            why = "is named twice" if pick.movie_id in named else "is not one of this request's likes"
+            raise InvalidRequestError(f"body parameter picked.{n}.movie_id: {pick.movie_id} {why}")
+        named.add(pick.movie_id)
+        if pick.model_version == model.version:
+            sources[pick.movie_id] = Source(pick.list, pick.model_version, pick.position)
+    return sources
 
 
 def forget(store: FeedbackStore, visitor_id: str) -> Forgotten:

@@ -8,7 +8,9 @@ README, "Cold start"):
   an invocation that has any, and a ColdStart count on a cold start; and each request's own line
   (`add_request`) under the dimensions ``service`` and ``route``: ``Requests``, ``ClientErrors``
   (4xx), ``ServerErrors`` (5xx) and ``ColdStarts``, each 0 or 1, and ``Fallbacks`` under
-  ``service``, ``route`` and ``reason`` when the answer fell back (`recsys.api.fallback_of`).
+  ``service``, ``route`` and ``reason`` when the answer fell back (`recsys.api.fallback_of`);
+  and counts under more dimensions (`add_count`), such as FeedbackFunction's ``Impressions`` and
+  ``AttributedLikes`` under ``service`` and ``list``.
 - `instrument`: the entry point's decorator that ties them and the tracer (`recsys.tracing`) to
   each invocation.
 
@@ -74,6 +76,7 @@ class Metrics:
         self.metrics: dict[str, tuple[str, list[float]]] = {}
         self.metadata: dict[str, Any] = {}
         self.requests: list[tuple[str, int, str | None]] = []
+        self.counts: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
         self.invocation_cold = False  # set by `instrument` for the invocation under way
 
     @property
@@ -87,6 +90,12 @@ class Metrics:
         """One request of `route` (its method and template path, ``GET /users/{user_id}/history``)
         answered with `status`; `fallback`, the reason when the answer fell back."""
         self.requests.append((route, status, fallback))
+
+    def add_count(self, name: str, value: float, **dimensions: str) -> None:
+        """Add `value` to the count `name` under ``service`` and `dimensions`: one line per set of
+        dimensions when the invocation ends."""
+        counts = self.counts.setdefault(tuple(sorted(dimensions.items())), {})
+        counts[name] = counts.get(name, 0.0) + value
 
     def add_metadata(self, key: str, value: Any) -> None:
         self.metadata[key] = value
@@ -121,4 +130,7 @@ class Metrics:
                 print(self.emf({k: ("Count", [float(v)]) for k, v in counts.items()}, dimensions), flush=True)
                 if fallback is not None:
                     print(self.emf({"Fallbacks": ("Count", [1.0])}, {**dimensions, "reason": fallback}), flush=True)
-        self.metrics, self.metadata, self.requests = {}, {}, []
+            for dims, totals in self.counts.items():
+                values = {name: ("Count", [value]) for name, value in totals.items()}
+                print(self.emf(values, {"service": self.service, **dict(dims)}), flush=True)
+        self.metrics, self.metadata, self.requests, self.counts = {}, {}, [], {}

@@ -172,16 +172,17 @@ class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
     id = "E9009"
     shortdesc = "The tables: each function gets only the DynamoDB actions it calls, on the table or index it calls"
     description = (
-        "A serving function may PutItem, DeleteItem, ConditionCheckItem and Query FeedbackTable (the public "
-        "feedback API), PutItem, DeleteItem and Query EventsTable (the signed events API), and only Query "
+        "A serving function may PutItem, UpdateItem (the counts of shown picks), DeleteItem, ConditionCheckItem "
+        "and Query FeedbackTable (the public feedback API), PutItem, DeleteItem and Query EventsTable (the "
+        "signed events API), and only Query "
         "EventsTable's by_time index (the readers of a user's events); no function holds both tables' writes. "
         "The training function (the one given ModelPublisherPolicy) may Scan FeedbackTable and EventsTable, "
         "GetObject and ListBucket the RatingsUri, and write only through ModelPublisherPolicy"
     )
     tags = ["iam", "security"]
     SERVING = {
-        "${FeedbackTable.Arn}": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
-                                 "dynamodb:Query"},
+        "${FeedbackTable.Arn}": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                                 "dynamodb:ConditionCheckItem", "dynamodb:Query"},
         "${EventsTable.Arn}": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"},
         "${EventsTable.Arn}/index/by_time": {"dynamodb:Query"},
     }  # fmt: skip
@@ -214,7 +215,7 @@ class FeedbackAndTrainingLeastPrivilege(CloudFormationLintRule):
                             matches.append(RuleMatch(path, f"{name}: DynamoDB actions on {resource!r}, not a table"))
                         elif dynamo - allowed:
                             matches.append(RuleMatch(path, f"{name}: allows {sorted(dynamo - allowed)} on {resource}"))
-                        if dynamo & {"dynamodb:PutItem", "dynamodb:DeleteItem"}:
+                        if dynamo & {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}:
                             written.add(resource)
                         elif resource == "${EventsTable.Arn}":  # a reader: the index, newest first, only
                             matches.append(RuleMatch(path, f"{name}: reads the whole events table, not its index"))
