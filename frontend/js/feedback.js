@@ -4,11 +4,21 @@
 // next page, and the site works the same while the API is down. "Forget me" waits for a send under
 // way, then deletes them all; the server refuses that id from then on (410), so this browser makes a
 // new one.
+//
+// Online quality (docs/OPERATIONS.md): a like of a pick the page showed says where it was shown
+// (the list, the model version, its place), and the pages count the picks they show, each pick once
+// per page view. The counts ride along with the next change, or go on their own a few seconds after
+// the last pick was shown, or when the page is left: a request per batch, with no id but the visitor's.
 import { API_URL } from "../config.js";
 
 const VISITOR = "movie-recommender.visitor";
 const PENDING = "movie-recommender.pending";
 const PER_REQUEST = 48; // what the API accepts per list
+const SHOWN_GROUPS = 8; // groups of shown picks the API accepts per request
+const SHOWN_WAIT_MS = 3000; // shown picks wait this long for more before they go on their own
+const LISTS = new Set(["personalized", "popularity", "similar", "taste"]);
+const seen = new Set(); // the picks this page view has counted: list, version, movie
+let shownTimer = 0;
 let sending = null;
 let forgetting = false; // no send starts while "Forget me" runs
 
@@ -25,9 +35,11 @@ function pending() {
   try {
     const saved = JSON.parse(localStorage.getItem(PENDING) || "{}");
     const ids = (list) => (Array.isArray(list) ? list.filter(Number.isInteger) : []);
-    return { like: ids(saved.like), unlike: ids(saved.unlike) };
+    const picked = Array.isArray(saved.picked) ? saved.picked.filter((p) => Number.isInteger(p?.movie_id)) : [];
+    const shown = Array.isArray(saved.shown) ? saved.shown.filter((g) => Number.isInteger(g?.picks) && g.picks > 0) : [];
+    return { like: ids(saved.like), unlike: ids(saved.unlike), picked, shown };
   } catch {
-    return { like: [], unlike: [] };
+    return { like: [], unlike: [], picked: [], shown: [] };
   }
 }
 
@@ -35,13 +47,31 @@ function save(changes) {
   localStorage.setItem(PENDING, JSON.stringify(changes));
 }
 
-// Queue likes and unlikes (the latest word on a movie wins) and send them.
-export function record({ like = [], unlike = [] }) {
+// Queue likes and unlikes (the latest word on a movie wins) and send them. `picked` says where liked
+// picks were shown: [{movie_id, list, model_version, position}].
+export function record({ like = [], unlike = [], picked = [] }) {
   const now = pending();
   const liked = new Set([...now.like.filter((id) => !unlike.includes(id)), ...like]);
   const unliked = new Set([...now.unlike.filter((id) => !like.includes(id)), ...unlike]);
-  save({ like: [...liked], unlike: [...unliked] });
+  const sources = new Map([...now.picked, ...picked].filter((p) => liked.has(p.movie_id)).map((p) => [p.movie_id, p]));
+  save({ ...now, like: [...liked], unlike: [...unliked], picked: [...sources.values()] });
   return flush();
+}
+
+// Count the picks of a list the page shows (movie ids, in order), each once per page view; they are
+// sent with the next change, or on their own shortly.
+export function countShown(list, modelVersion, movieIds) {
+  if (!LISTS.has(list) || !modelVersion) return;
+  const fresh = movieIds.filter((id) => !seen.has(`${list}|${modelVersion}|${id}`));
+  if (!fresh.length) return;
+  for (const id of fresh) seen.add(`${list}|${modelVersion}|${id}`);
+  const now = pending();
+  const group = now.shown.find((g) => g.list === list && g.model_version === modelVersion);
+  if (group) group.picks += fresh.length;
+  else now.shown.push({ list, model_version: modelVersion, picks: fresh.length });
+  save(now);
+  clearTimeout(shownTimer);
+  shownTimer = setTimeout(flush, SHOWN_WAIT_MS);
 }
 
 // Send what is queued, a request at a time; resolves when the queue is empty or the API failed.
@@ -54,8 +84,10 @@ export function flush() {
 async function drain() {
   for (;;) {
     const queued = pending();
-    if (!queued.like.length && !queued.unlike.length) return true;
+    if (!queued.like.length && !queued.unlike.length && !queued.shown.length) return true;
     const batch = { like: queued.like.slice(0, PER_REQUEST), unlike: queued.unlike.slice(0, PER_REQUEST) };
+    batch.picked = queued.picked.filter((p) => batch.like.includes(p.movie_id) && !batch.unlike.includes(p.movie_id));
+    batch.shown = queued.shown.slice(0, SHOWN_GROUPS).map((g) => ({ ...g, picks: Math.min(g.picks, 1000) }));
     let response;
     try {
       response = await fetch(`${API_URL.replace(/\/$/, "")}/feedback`, {
@@ -70,12 +102,30 @@ async function drain() {
     if (response.status === 410) localStorage.removeItem(VISITOR); // forgotten elsewhere: a new id next time
     // stored (200), or refused for good (400, 409: the cap, 410): either way these leave the queue
     const after = pending();
+    const like = after.like.filter((id) => !batch.like.includes(id));
+    const sent = (g) => batch.shown.find((b) => b.list === g.list && b.model_version === g.model_version)?.picks ?? 0;
     save({
-      like: after.like.filter((id) => !batch.like.includes(id)),
+      like,
       unlike: after.unlike.filter((id) => !batch.unlike.includes(id)),
+      picked: after.picked.filter((p) => like.includes(p.movie_id)),
+      shown: after.shown.map((g) => ({ ...g, picks: g.picks - sent(g) })).filter((g) => g.picks > 0),
     });
   }
 }
+
+// Leaving the page: the shown picks that wait go now, in a request the browser finishes after the
+// page is gone. They leave the queue first: no answer comes back to a page that is gone, and a count
+// lost is better than one counted twice. Likes stay queued for the next page, as ever.
+addEventListener("pagehide", () => {
+  const now = pending();
+  if (forgetting || sending || !now.shown.length || !localStorage.getItem(VISITOR)) return;
+  save({ ...now, shown: [] });
+  fetch(`${API_URL.replace(/\/$/, "")}/feedback`, {
+    method: "POST", keepalive: true,
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify({ visitor_id: visitorId(), shown: now.shown.slice(0, SHOWN_GROUPS) }),
+  }).catch(() => {});
+});
 
 // Delete every like the API holds for this visitor, then this browser's id and queue.
 // A send under way finishes first (its likes are then deleted with the rest), and none starts until

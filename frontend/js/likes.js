@@ -38,10 +38,11 @@ export function isLiked(movieId) {
   return read().some((m) => m.movie_id === Number(movieId));
 }
 
-export function like(movie) {
+// `shownAs`: where the movie was shown as a pick ({list, model_version, position}), when it was one.
+export function like(movie, shownAs = null) {
   if (isLiked(movie.movie_id)) return;
   write([...read(), { movie_id: movie.movie_id, title: movie.title, year: movie.year ?? null, genres: movie.genres ?? [] }]);
-  feedback.record({ like: [movie.movie_id] });
+  feedback.record({ like: [movie.movie_id], picked: shownAs ? [{ movie_id: movie.movie_id, ...shownAs }] : [] });
 }
 
 export function unlike(movieId) {
@@ -102,10 +103,11 @@ export function shareUrl() {
   return ids.length ? `${url.toString()}?liked=${ids.join(",")}` : url.toString();
 }
 
-// A like toggle for any movie card; every toggle on the page repaints when the likes change.
-export function likeButton(movie, el) {
+// A like toggle for any movie card; every toggle on the page repaints when the likes change. A pick's
+// toggle says where it was shown (`shownAs`, as `like` takes it).
+export function likeButton(movie, el, shownAs = null) {
   const button = el("button", { type: "button", class: "like", "data-like": movie.movie_id, "data-title": movie.title });
-  button.addEventListener("click", () => { if (isLiked(movie.movie_id)) unlike(movie.movie_id); else like(movie); });
+  button.addEventListener("click", () => { if (isLiked(movie.movie_id)) unlike(movie.movie_id); else like(movie, shownAs); });
   paint(button);
   return button;
 }

@@ -56,6 +56,35 @@ function fact(term, value) {
   return [el("dt", { text: term }), el("dd", { text: String(value) })];
 }
 
+const pct = (x) => `${(100 * x).toFixed(1)}%`;
+const LIST_NAMES = { personalized: "personalized", popularity: "popular", similar: "similar movies", taste: "your taste" };
+
+// How the site's picks did, per model that served them (training.online): newest first, each model's
+// lists under its pooled row, and the newest against the one before, with the uncertainty of both.
+function renderOnline(online, createdAt) {
+  const rows = [];
+  for (const v of online.versions) {
+    const cells = (m) => [m.picks, m.liked, pct(m.like_through), m.ci95 ? `${pct(m.ci95[0])} – ${pct(m.ci95[1])}` : "–", m.visitors]
+      .map((x) => el("td", { text: String(x) }));
+    rows.push(el("tr", { class: "online-model" }, el("th", { scope: "row", text: v.model_version }), el("td", { text: "all lists" }), ...cells(v)));
+    for (const [list, m] of Object.entries(v.lists)) {
+      rows.push(el("tr", {}, el("th", { scope: "row", class: "sub", text: "" }), el("td", { text: LIST_NAMES[list] ?? list }), ...cells(m)));
+    }
+  }
+  $("online").tBodies[0].replaceChildren(...rows);
+  const asOf = `As of this model's training (${createdAt ?? "unknown"}): of the picks each earlier model showed visitors, the share they liked, each pick counted once per page view.`;
+  const c = online.change;
+  let verdict = online.versions.length ? ` Fewer than ${online.min_picks} picks shown by two models: no comparison yet.` : " No picks had been shown yet.";
+  if (c) {
+    const signed = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(100 * x).toFixed(1)}`;
+    const words = { better: "better than the model before", worse: "worse than the model before", "within noise": "within noise of the model before" };
+    verdict = ` Model ${c.newer} did ${words[c.verdict]} (${c.older}): ${signed(c.difference)} points (95% ${signed(c.ci95[0])} to ${signed(c.ci95[1])}).`;
+  }
+  const lone = online.versions.some((v) => !v.ci95) ? " An interval (–) needs picks shown to two visitors at least." : "";
+  $("online-note").textContent = asOf + verdict + lone;
+  $("online-section").hidden = false;
+}
+
 async function main() {
   setStatus($("status"), "Loading the model card…", "info");
   let model;
@@ -123,6 +152,7 @@ async function main() {
         ...["hr@10", "ndcg@10"].map((k) => el("td", { text: m[k].toFixed(4) })))));
     $("replay-section").hidden = false;
   }
+  if (model.metrics.online) renderOnline(model.metrics.online, model.created_at);
   const c = model.metrics.curves;
   $("charts").replaceChildren(
     chart("precision@k", c.k, series(c, "precision")),

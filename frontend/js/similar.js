@@ -1,5 +1,6 @@
 // The similar-movies page: search with suggestions, the chosen movie, and a grid to pivot through.
 import { get } from "./api.js";
+import { countShown } from "./feedback.js";
 import { likeButton } from "./likes.js";
 import { didYouMean, el, fill, loading, movieCard, movieTitle, NO_TITLE, setStatus } from "./ui.js";
 
@@ -65,15 +66,17 @@ async function choose(movieId, { push = true } = {}) {
       $("chosen").append(el("p", { class: "meta-line", text: "Nobody liked this movie in the training data, so the model learned nothing about it: these are liked movies that share most of its genres." }));
     }
     $("similar-title").hidden = false;
-    fill($("similar-list"), found.items.map((s) => {
+    const shownAs = (i) => ({ list: "similar", model_version: found.model_version, position: i + 1 });
+    fill($("similar-list"), found.items.map((s, i) => {
       const pct = Math.max(0, Math.round(s.similarity * 100));
       const bar = el("div", { class: "bar", role: "img", "aria-label": `similarity ${s.similarity.toFixed(2)}` }, el("span"));
       bar.firstChild.style.width = `${pct}%`;
-      const card = movieCard(s, { extra: [el("div", { class: "meta-line score", text: `similarity ${s.similarity.toFixed(3)}` }), bar, likeButton(s, el)] });
+      const card = movieCard(s, { extra: [el("div", { class: "meta-line score", text: `similarity ${s.similarity.toFixed(3)}` }), bar, likeButton(s, el, shownAs(i))] });
       const link = card.querySelector("a");
       link.addEventListener("click", (event) => { event.preventDefault(); choose(s.movie_id); });
       return card;
     }), "No similar movies.");
+    countShown("similar", found.model_version, found.items.map((s) => s.movie_id));
     setStatus(status, "", "info");
   } catch (error) {
     $("chosen").hidden = true;

@@ -52,8 +52,11 @@ async function refreshPicks() {
     });
     if (ticket !== picksTicket) return; // a newer change already asked
     $("picks-note").textContent = answer.model === "personalized" ? "personalized" : "popular, until you like a movie";
-    fill($("picks-list"), answer.items.map((m) => movieCard(m, { extra: [because(m), store.likeButton(m, el)] })),
+    const list = answer.model === "personalized" ? "taste" : "popularity";
+    const shownAs = (i) => ({ list, model_version: answer.model_version, position: i + 1 });
+    fill($("picks-list"), answer.items.map((m, i) => movieCard(m, { extra: [because(m), store.likeButton(m, el, shownAs(i))] })),
       "Nothing left to recommend in this genre.");
+    feedback.countShown(list, answer.model_version, answer.items.map((m) => m.movie_id));
     $("picks-list").dataset.liked = answer.liked.join(","); // which likes these picks answer
     nameUnknownTitles(new Set(answer.ignored));
     const n = answer.ignored.length;
