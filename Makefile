@@ -25,12 +25,13 @@ DEBOOTSTRAP := /usr/sbin/debootstrap
 SAM_DEPS := .venv-sam/$(STAMP) $(DOCKERD) $(DEBOOTSTRAP)
 
 .PHONY: help venv data train demo test test-soak test-unit test-integration test-template test-e2e test-sam lint \
-        invoke openapi bench build validate deploy publish-model clean sam-image sam-invoke retrain event screenshots
+        invoke openapi bench cost build validate deploy publish-model clean sam-image sam-invoke retrain event screenshots
 
 help:
 	@echo "make demo    train on ML-100K, publish to a local S3, serve API + website"
 	@echo "make test    install everything and run the whole test suite"
 	@echo "make bench   ML-100K and ML-10M-shaped benchmarks -> bench/results.json, docs/BENCHMARKS.md"
+	@echo "make cost    a month's cost at 10k, 1M and 100M requests (bench figures, dated list prices) -> docs/OPERATIONS.md"
 	@echo "make demo API=sam   the same, with the API served by sam local start-api (Docker)"
 	@echo "make retrain   while make demo runs: retrain on the base ratings and the taste page's likes"
 	@echo "make event [USER_ID=196 MOVIE=.. KIND=like|unlike]   while make demo runs: a signed event, picks before and after"
@@ -101,6 +102,11 @@ openapi: $(VENV)/$(STAMP)
 
 bench: $(VENV)/$(STAMP) .venv-sam/$(STAMP) data /usr/bin/wrk
 	$(PY) -m bench.run
+
+# A month's cost at 10k, 1M and 100M requests from bench/results.json and bench/aws_prices.json,
+# written into docs/OPERATIONS.md
+cost: $(VENV)/$(STAMP)
+	$(PY) -m bench.cost
 
 /usr/bin/wrk:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
