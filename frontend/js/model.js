@@ -77,8 +77,9 @@ function renderOnline(online, createdAt) {
   let verdict = online.versions.length ? ` Fewer than ${online.min_picks} picks shown by two models: no comparison yet.` : " No picks had been shown yet.";
   if (c) {
     const signed = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(100 * x).toFixed(1)}`;
-    const words = { better: "better than the model before", worse: "worse than the model before", "within noise": "within noise of the model before" };
-    verdict = ` Model ${c.newer} did ${words[c.verdict]} (${c.older}): ${signed(c.difference)} points (95% ${signed(c.ci95[0])} to ${signed(c.ci95[1])}).`;
+    const words = { better: "more often than", worse: "less often than", "within noise": "about as often as" };
+    const noise = c.verdict === "within noise" ? ", within noise" : "";
+    verdict = ` Visitors liked the picks of model ${c.newer} ${words[c.verdict]} those of the model before it, ${c.older}: ${signed(c.difference)} points (95% ${signed(c.ci95[0])} to ${signed(c.ci95[1])})${noise}.`;
   }
   const lone = online.versions.some((v) => !v.ci95) ? " An interval (–) needs picks shown to two visitors at least." : "";
   $("online-note").textContent = asOf + verdict + lone;

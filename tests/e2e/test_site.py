@@ -328,6 +328,44 @@ def test_similar_cards_have_like_toggles_that_feed_the_taste_page(stack: dict[st
     assert page.errors == []
 
 
+def test_a_like_on_the_similar_page_says_where_it_was_shown_and_picks_shown_are_counted_on_leaving(  # type: ignore[no-untyped-def]
+    stack: dict[str, str], feedback_env: dict[str, str], page
+) -> None:
+    version = json.loads(urllib.request.urlopen(stack["api"] + "/model", timeout=10).read())["model_version"]
+    # GIVEN a visitor who opens a movie's similar movies, and likes the third of them
+    page.goto(stack["web"] + "/similar.html?movie=1")
+    page.wait_for_selector("#similar-list li.movie")
+    shown = page.locator("#similar-list li.movie").count()
+    third = page.locator("#similar-list li.movie").nth(2)
+    movie = int(third.get_attribute("data-movie-id"))
+    third.locator("button.like").click()
+    visitor = page.evaluate("localStorage.getItem('movie-recommender.visitor')")
+    eventually(lambda: stored_likes(feedback_env, visitor) == [movie])
+    # THEN the like carries its list, the model and its place, and the picks went with it
+    stored = _stored(feedback_env, visitor, movie)
+    assert {k: stored[k] for k in ("list", "model_version", "position")} == {
+        "list": {"S": "similar"}, "model_version": {"S": version}, "position": {"N": "3"}}
+    assert _stored(feedback_env, visitor, -3)[f"shown:{version}:similar"] == {"N": str(shown)}
+    # WHEN they pivot to another movie and leave the page at once, before the counts' own send
+    pivot = page.locator("#similar-list li.movie").first.get_attribute("data-movie-id")
+    page.locator("#similar-list li.movie a").first.click()
+    page.wait_for_url(f"**/similar.html?movie={pivot}")
+    page.wait_for_selector('#similar-list:not([aria-busy="true"]) li.movie')
+    page.goto(stack["web"] + "/index.html")
+    # THEN the new picks are counted all the same (each once: the first movie's shown again are not)
+    counted = lambda: int(_stored(feedback_env, visitor, -3)[f"shown:{version}:similar"]["N"])  # noqa: E731
+    eventually(lambda: counted() > shown)
+    assert counted() <= 2 * shown and page.errors == []
+
+
+def _stored(feedback_env: dict[str, str], visitor: str, movie: int) -> dict[str, Any]:
+    client = boto3.client("dynamodb", endpoint_url=feedback_env["AWS_ENDPOINT_URL_DYNAMODB"], region_name="us-east-1")
+    key = {"visitor_id": {"S": visitor}, "movie_id": {"N": str(movie)}}
+    item: dict[str, Any] = client.get_item(TableName=feedback_env["FEEDBACK_TABLE"], Key=key,
+                                           ConsistentRead=True).get("Item", {})  # fmt: skip
+    return item
+
+
 def test_the_site_is_served_under_the_production_csp(stack: dict[str, str], page) -> None:  # type: ignore[no-untyped-def]
     # GIVEN the CSP CloudFront serves, with the local API as the one place to connect to
     with urllib.request.urlopen(stack["web"] + "/taste.html", timeout=10) as response:
