@@ -167,17 +167,17 @@ def render(lines: list[Line], prices: dict[str, Any], results: dict[str, Any], s
         "|---|" + "---:|" * len(TRAFFIC) + "---|",
     ]
     for ln in lines:
-        out.append(f"| {ln.item} | " + " | ".join(_usd(x) for x in ln.monthly) + f" | {ln.how} |")
+        out.append(f"| {ln.item} | " + " | ".join(usd(x) for x in ln.monthly) + f" | {ln.how} |")
     totals = [sum(ln.monthly[i] for ln in lines) for i in range(len(TRAFFIC))]
-    out.append("| **total** | " + " | ".join(f"**{_usd(x)}**" for x in totals) + " | |")
-    out.append("| per million requests | " + " | ".join(_usd(t / n * 1e6) for t, n in zip(totals, TRAFFIC, strict=True))
+    out.append("| **total** | " + " | ".join(f"**{usd(x)}**" for x in totals) + " | |")
+    out.append("| per million requests | " + " | ".join(usd(t / n * 1e6) for t, n in zip(totals, TRAFFIC, strict=True))
                + " | |")  # fmt: skip
     mix = ", ".join(f"{name} {share:.0%}" for name, (share, *_rest) in MIX.items())
     out += ["", f"The mix of requests assumed: {mix}."]
     return "\n".join(out)
 
 
-def _usd(x: float) -> str:
+def usd(x: float) -> str:
     return f"${x:,.2f}" if x < 1000 else f"${x:,.0f}"
 
 

@@ -28,7 +28,7 @@ def test_the_estimate_adds_up_and_puts_the_largest_cost_at_the_busiest_traffic_f
     # and the table's totals are the sums of its lines
     table = cost.render(lines, prices, results, "ml-10m")
     total = sum(line.monthly[0] for line in lines)
-    assert f"**{cost._usd(total)}**" in table and prices["as_of"] in table
+    assert f"**{cost.usd(total)}**" in table and prices["as_of"] in table
 
 
 def test_training_costs_what_its_measured_time_and_memory_cost() -> None:

@@ -75,7 +75,7 @@ PickList = Annotated[
 ]
 #: A model version as the answers carry it (``model_version``).
 ModelVersion = Annotated[
-    str, Spec(max_length=128, pattern="[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+    str, Spec(max_length=128, pattern="^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
               description="The answer's model_version; only the serving model's counts")
 ]
 #: Groups of shown picks one feedback request may carry.
@@ -117,7 +117,8 @@ class Feedback(NamedTuple):
     picked: Annotated[
         tuple[Picked, ...],
         Spec(max_length=MAX_FEEDBACK_IDS, description="Likes of picks the site showed: where each was shown. "
-             "Stored with a new like; a like stored before keeps where it came from"),
+             "Stored with a new like of this request (an entry for another movie, or of another model version, "
+             "is ignored; the first entry of a movie wins); a like stored before keeps where it came from"),
     ] = ()
     shown: Annotated[
         tuple[Shown, ...],

@@ -198,19 +198,16 @@ def store_feedback(model: ModelArtifact, store: FeedbackStore, feedback: Feedbac
 
 
 def _sources(model: ModelArtifact, feedback: Feedback) -> dict[int, Source]:
-    """Where each liked pick was shown, of the serving model's picks (InvalidRequestError: a pick
-    that is not one of the request's likes, or named twice)."""
+    """Where each liked pick was shown, of the serving model's picks. An entry for a movie this
+    request does not like is ignored, as an unknown movie is: where a pick was shown never costs
+    the visitor their like. The first entry of a movie wins."""
     from recsys.feedback import Source  # the feedback function's own module: the others never load it
 
     sources: dict[int, Source] = {}
-    liked, named = set(feedback.like) - set(feedback.unlike), set()
-    for n, pick in enumerate(feedback.picked):
-        if pick.movie_id not in liked or pick.movie_id in named:
-            why = "is named twice" if pick.movie_id in named else "is not one of this request's likes"
-            raise InvalidRequestError(f"body parameter picked.{n}.movie_id: {pick.movie_id} {why}")
-        named.add(pick.movie_id)
-        if pick.model_version == model.version:
-            sources[pick.movie_id] = Source(pick.list, pick.model_version, pick.position)
+    liked = set(feedback.like) - set(feedback.unlike)
+    for pick in feedback.picked:
+        if pick.movie_id in liked and pick.model_version == model.version:
+            sources.setdefault(pick.movie_id, Source(pick.list, pick.model_version, pick.position))
     return sources
 
 
