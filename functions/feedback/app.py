@@ -33,16 +33,14 @@ def store() -> FeedbackStore:
 def feedback(body: FeedbackBody) -> FeedbackStored:
     """Store movies a visitor liked, or stopped liking, for the next training, and count the picks the
     site showed them; a retried request stores nothing more."""
-    stored = service.store_feedback(runtime.model(), store(), body)
+    model = runtime.model()
+    stored = service.store_feedback(model, store(), body)
     # online quality as it happens: picks shown and liked, per list (the nightly job's figures are per model)
-    version = runtime.model().version
-    for group in body.shown:
-        if group.model_version == version:
-            metrics.add_count("Impressions", group.picks, list=group.list)
-    liked = set(stored["liked"])
-    for pick in body.picked:
-        if pick.model_version == version and pick.movie_id in liked:
-            metrics.add_count("AttributedLikes", 1, list=pick.list)
+    for (_, kind), picks in service.shown_counts(model, body).items():
+        metrics.add_count("Impressions", picks, list=kind)
+    for movie, source in service.picked_sources(model, body).items():
+        if movie in stored["liked"]:
+            metrics.add_count("AttributedLikes", 1, list=source.list)
     return stored
 
 

@@ -181,23 +181,28 @@ def store_feedback(model: ModelArtifact, store: FeedbackStore, feedback: Feedbac
     like, unknown_like = _known_items(model, [m for m in feedback.like if m not in unliked])
     unlike, unknown_unlike = _known_items(model, feedback.unlike)
     liked, unliked_ids = model.item_ids[like].tolist(), model.item_ids[unlike].tolist()
-    sources = _sources(model, feedback)
-    likes = store.change(feedback.visitor_id, liked, unliked_ids, sources)
-    shown: dict[tuple[str, str], int] = {}
-    for group in feedback.shown:  # the serving model's only: an old page's picks describe no model we compare
-        if group.model_version == model.version:
-            shown[group.model_version, group.list] = shown.get((group.model_version, group.list), 0) + group.picks
+    likes = store.change(feedback.visitor_id, liked, unliked_ids, picked_sources(model, feedback))
     return {
         "visitor_id": feedback.visitor_id,
         "liked": liked,
         "unliked": unliked_ids,
         "ignored": sorted(set(unknown_like) | set(unknown_unlike)),
         "likes": likes,
-        "shown": store.record_shown(feedback.visitor_id, shown),
+        "shown": store.record_shown(feedback.visitor_id, shown_counts(model, feedback)),
     }
 
 
-def _sources(model: ModelArtifact, feedback: Feedback) -> dict[int, Source]:
+def shown_counts(model: ModelArtifact, feedback: Feedback) -> dict[tuple[str, str], int]:
+    """The picks `feedback` says were shown, per (model version, list): the serving model's only,
+    as an old page's picks describe no model the nightly job compares."""
+    shown: dict[tuple[str, str], int] = {}
+    for group in feedback.shown:
+        if group.model_version == model.version:
+            shown[group.model_version, group.list] = shown.get((group.model_version, group.list), 0) + group.picks
+    return shown
+
+
+def picked_sources(model: ModelArtifact, feedback: Feedback) -> dict[int, Source]:
     """Where each liked pick was shown, of the serving model's picks. An entry for a movie this
     request does not like is ignored, as an unknown movie is: where a pick was shown never costs
     the visitor their like. The first entry of a movie wins."""
