@@ -43,7 +43,7 @@ MAX_WEIGHTS = 1_100_000
 #: Up to this many movies, EASE's dense inverse (seconds); above it, the neighbourhood regressions.
 DENSE_MAX_ITEMS = 5_000
 #: λ candidates, chosen by validation ndcg@10 of the item-item model alone.
-LAMBDAS = (100.0, 150.0, 200.0, 300.0, 400.0)
+LAMBDAS = (100.0, 125.0, 150.0, 175.0, 200.0, 250.0, 300.0)
 LAMBDAS_LARGE = (200.0, 800.0)
 #: Candidates for a, EASE's regression's share of SLIST's system (1: order ignored), chosen with λ.
 SHARES_OF_LIKES = (1.0, 0.85, 0.7, 0.55)
@@ -52,9 +52,12 @@ SHARES_OF_LIKES_LARGE = (1.0, 0.7)  # each costs a neighbourhood solve
 #: every user's every transition, up to `DENSE_MAX_ITEMS` movies; above, each user's newest 50.
 TRANSITIONS = Transitions(decay=5.0, span=10, window=8)
 TRANSITIONS_LARGE = TRANSITIONS._replace(positions=50)
-#: Recency decays (in likes; None: every like weighs 1) of a user's scores, chosen after (a, λ),
-#: which are chosen at `DECAY`.
-DECAYS = (None, 20.0, 40.0, 80.0)
+#: Recency decays (in likes; None: every like weighs 1) of a user's scores. Up to `DENSE_MAX_ITEMS`
+#: movies, chosen with (a, λ), every pair scored (`choose_setting`); above, where each candidate
+#: costs a neighbourhood solve and its scores a pass over the validation users, after (a, λ), which
+#: are chosen at `DECAY` (`choose_decay`).
+DECAYS = (None, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0)
+DECAYS_LARGE = (None, 20.0, 40.0, 80.0)
 DECAY = 40.0
 #: LightFM's share of the blend, chosen by validation ndcg@10 of the blend (`pick_share`): 1 is
 #: LightFM alone, 0 the item-item model alone, so on validation the blend is never more than
@@ -351,7 +354,20 @@ def weighted(ranked: sp.csr_matrix, recency: np.ndarray) -> sp.csr_matrix:
 
 def scorer(likes: sp.csr_matrix, model: ItemItem) -> ScoreFn:
     """Item-item scores of users from their rows of `likes`: (batch,) -> (batch, n_items)."""
+    return _scorer(likes, _multiplicand(model))
+
+
+def _multiplicand(model: ItemItem) -> sp.csr_matrix | np.ndarray:
+    """B as scoring multiplies it: up to `DENSE_MAX_ITEMS` movies a dense array (100 MB at most, the
+    same weights), as a third of B is kept there and the sparse product took 6× as long (0.1 s a
+    pass over ML-100K's validation users, which `choose_setting` makes 196 times)."""
     b = model.matrix()
+    return b.toarray() if model.n_items <= DENSE_MAX_ITEMS else b
+
+
+def _scorer(likes: sp.csr_matrix, b: sp.csr_matrix | np.ndarray) -> ScoreFn:
+    if isinstance(b, np.ndarray):
+        return lambda users: np.asarray(likes[users] @ b, dtype=np.float32)
     return lambda users: np.asarray((likes[users] @ b).toarray(), dtype=np.float32)
 
 
@@ -362,32 +378,49 @@ def blend_scorer(lightfm: ScoreFn, item_item: ScoreFn, share: float) -> ScoreFn:
 
 
 def choose_setting(
-    models: dict[tuple[float, float], ItemItem], likes: sp.csr_matrix, seen: sp.csr_matrix, relevant: sp.csr_matrix,
-    users: np.ndarray | None,
-) -> tuple[tuple[float, float], dict[str, float]]:  # fmt: skip
-    """The (a, λ) with the best validation ndcg@10 of the item-item model alone (scored from the
-    recency-weighted `likes`), and each candidate's, keyed ``"a=0.7 λ=200"``."""
-    grid = {label(*key): round(evaluate(scorer(likes, model), seen, relevant, users=users)["ndcg@10"], 6)
-            for key, model in models.items()}  # fmt: skip
-    return max(models, key=lambda key: grid[label(*key)]), grid
+    models: dict[tuple[float, float], ItemItem], likes_at: Callable[[np.ndarray], sp.csr_matrix],
+    decays: Iterable[float | None], seen: sp.csr_matrix, relevant: sp.csr_matrix, users: np.ndarray | None,
+) -> tuple[tuple[float, float], float | None, dict[str, dict[str, float]]]:  # fmt: skip
+    """The (a, λ) and recency decay of `decays` whose pair has the best validation ndcg@10 of the
+    item-item model alone, and every pair's, keyed ``"a=0.7 λ=200"`` then ``"40.0"`` (`decay_label`);
+    `likes_at(recency)` gives the likes weighted by it.
+
+    Chosen together, not one after the other: the decay and λ trade off (a longer memory of a
+    user's likes sums more rows of B, which a larger λ shrinks). On ML-100K's validation split the
+    best pair, a 0.7, λ 175 and decay 30, scored 0.2156; (a, λ) chosen at decay 40 and then the
+    decay, 0.2143."""
+    decays = list(decays)
+    likes = {decay: likes_at(sequence.recency(decay)) for decay in decays}
+    grid = {}
+    for key, model in models.items():
+        b = _multiplicand(model)
+        grid[label(*key)] = {decay_label(decay): round(
+            evaluate(_scorer(likes[decay], b), seen, relevant, users=users)["ndcg@10"], 6) for decay in decays}
+    key, decay = max(((key, decay) for key in models for decay in decays),
+                     key=lambda pair: grid[label(*pair[0])][decay_label(pair[1])])  # fmt: skip
+    return key, decay, grid
 
 
 def label(a: float, lam: float) -> str:
     return f"a={a:g} λ={lam:g}"
 
 
+def decay_label(decay: float | None) -> str:
+    return f"{decay or 'none'}"
+
+
 def choose_decay(
-    model: ItemItem, likes_at: Callable[[np.ndarray], sp.csr_matrix], seen: sp.csr_matrix, relevant: sp.csr_matrix,
-    users: np.ndarray | None, known: dict[float | None, float] | None = None,
+    model: ItemItem, likes_at: Callable[[np.ndarray], sp.csr_matrix], decays: Iterable[float | None],
+    seen: sp.csr_matrix, relevant: sp.csr_matrix, users: np.ndarray | None, known: dict[str, float] | None = None,
 ) -> tuple[float | None, dict[str, float]]:  # fmt: skip
-    """The recency decay (`DECAYS`) with the best validation ndcg@10 of `model`, and each one's
-    (keyed ``"none"`` for equal weights); `likes_at(recency)` gives the likes weighted by it.
-    `known`: figures already measured on the same users (`choose_setting`'s at `DECAY`), not scored again."""
-    known = known or {}
-    grid = {f"{decay or 'none'}": known[decay] if decay in known else round(
+    """The recency decay of `decays` with the best validation ndcg@10 of `model`, and each one's
+    (keyed by `decay_label`); `likes_at(recency)` gives the likes weighted by it. `known`: figures
+    already measured on the same users (`choose_setting`'s, by `decay_label`), not scored again."""
+    decays, known = list(decays), known or {}
+    grid = {decay_label(decay): known[decay_label(decay)] if decay_label(decay) in known else round(
         evaluate(scorer(likes_at(sequence.recency(decay)), model), seen, relevant, users=users)["ndcg@10"], 6)
-        for decay in DECAYS}  # fmt: skip
-    return max(DECAYS, key=lambda decay: grid[f"{decay or 'none'}"]), grid
+        for decay in decays}  # fmt: skip
+    return max(decays, key=lambda decay: grid[decay_label(decay)]), grid
 
 
 def choose_share(

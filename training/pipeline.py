@@ -108,8 +108,8 @@ def train_and_evaluate(
         with phases("validation fit"):  # the blend's share is chosen against it
             val_model, _, _ = lfm.fit(params, val_train.tocoo(), features, epochs, desc="validate", progress=progress)
     with phases("item-item: validation"):
-        # (a, λ) of the item-item model alone, then its recency decay, then LightFM's share of the
-        # blend, on validation users only
+        # (a, λ) of the item-item model alone with its recency decay (together up to DENSE_MAX_ITEMS
+        # movies, after them above), then LightFM's share of the blend, on validation users only
         tune = lfm.sample_users(val_test, params.seed, TUNE_USERS)
         oldest_first = sequence.chronological(data.users, data.timestamps, data.order)  # once, for every subset
         dense = shape[1] <= itemitem.DENSE_MAX_ITEMS
@@ -121,13 +121,20 @@ def train_and_evaluate(
         ordered = any(a < 1.0 for a, _ in settings)
         candidates = itemitem.fit_settings(gram, transitions(val_rows) if ordered else None, settings, params.threads)
         val_newest = newest(val_rows)
-        val_recent = itemitem.weighted(val_newest, sequence.recency(itemitem.DECAY))
-        setting, setting_grid = itemitem.choose_setting(candidates, val_recent, val_seen, val_test, tune)
+
+        def val_likes(recency: np.ndarray) -> Any:
+            return itemitem.weighted(val_newest, recency)
+
+        together = itemitem.DECAYS if dense else (itemitem.DECAY,)  # the decays scored with every (a, λ)
+        setting, _, setting_grid = itemitem.choose_setting(candidates, val_likes, together, val_seen, val_test, tune)
         decay, decay_grid = itemitem.choose_decay(
-            candidates[setting], lambda weights: itemitem.weighted(val_newest, weights), val_seen, val_test, tune,
-            known={itemitem.DECAY: setting_grid[itemitem.label(*setting)]},
+            candidates[setting], val_likes, itemitem.DECAYS if dense else itemitem.DECAYS_LARGE, val_seen, val_test,
+            tune, known=setting_grid[itemitem.label(*setting)],
         )
-        unordered = max((key for key in candidates if key[0] == 1.0), key=lambda k: setting_grid[itemitem.label(*k)])
+        # the ablation, order ignored: no transitions (a = 1) and, where it was scored, every like weighing 1
+        plain = itemitem.decay_label(None if None in together else itemitem.DECAY)
+        unordered = max((key for key in candidates if key[0] == 1.0),
+                        key=lambda k: setting_grid[itemitem.label(*k)][plain])  # fmt: skip
         a, ii_lambda = setting
         val_item_item = itemitem.scorer(itemitem.weighted(val_newest, sequence.recency(decay)), candidates[setting])
         val_lightfm = lfm.lightfm_scorer(val_model, features)

@@ -190,3 +190,37 @@ def test_with_every_like_weighing_one_the_served_sum_skips_the_multiply_and_give
     # and a decaying model's sum is weighted: its older likes count less than they would at 1
     decaying = tiny_catalogue(model._replace(decay=2.0))
     assert not np.allclose(decaying.item_item_scores(newest, decaying.blend_shares), scores)
+
+
+@pytest.mark.parametrize("dense_max", [itemitem.DENSE_MAX_ITEMS, 0])  # B multiplied dense, and sparse
+def test_the_decay_is_chosen_with_a_and_lambda_and_every_pair_is_reported(
+    monkeypatch: pytest.MonkeyPatch, dense_max: int
+) -> None:
+    # GIVEN users' sequences, each with its newest like held out (the next like: b after a, else
+    # the chain's next movie), and the model with order ignored and the order-aware one
+    users, items = sequences()
+    last = np.r_[users[1:] != users[:-1], True]
+    shape = (int(users.max()) + 1, N_ITEMS)
+    likes = itemitem.newest_likes(users[~last], items[~last], shape)
+    seen, held_out = to_matrix(users[~last], items[~last], shape), to_matrix(users[last], items[last], shape)
+    models = {(a, 5.0): fitted(a, None) for a in (1.0, 0.5)}
+    decays = (None, 1.0, 50.0)
+    monkeypatch.setattr(itemitem, "DENSE_MAX_ITEMS", dense_max)  # the same models, scored either way
+    # WHEN the pair of (a, λ) and recency decay is chosen on the held-out likes
+    setting, decay, grid = itemitem.choose_setting(
+        models, lambda recency: itemitem.weighted(likes, recency), decays, seen, held_out, None
+    )
+    # THEN every pair was scored, and the chosen one is the best of them all
+    assert set(grid) == {itemitem.label(*key) for key in models}
+    assert all(set(row) == {itemitem.decay_label(d) for d in decays} for row in grid.values())
+    best = max(max(row.values()) for row in grid.values())
+    assert grid[itemitem.label(*setting)][itemitem.decay_label(decay)] == best
+    # and it is the known answer: the next like follows the newest one, so a short memory finds it
+    # every time, and the model with order ignored and every like weighing one does not
+    assert decay == 1.0 and grid[itemitem.label(*setting)]["1.0"] == 1.0 > grid["a=1 λ=5"]["none"]
+    # and the decay chooser scores only what the joint choice left out, to the same figures
+    again, decay_grid = itemitem.choose_decay(
+        models[setting], lambda recency: itemitem.weighted(likes, recency), decays, seen, held_out, None,
+        known=grid[itemitem.label(*setting)],
+    )
+    assert again == decay and decay_grid == grid[itemitem.label(*setting)]
